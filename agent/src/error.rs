@@ -1,0 +1,47 @@
+//! The agent library's error type. The binary prints the chain once and maps it
+//! to an exit status (`cli::exit_code`).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the agent, one variant per area. Messages are
+/// lowercase and name what failed; the variant keeps the cause.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line was wrong (exit status 2).
+    #[error("usage: {0}")]
+    Usage(String),
+    /// The configuration file is unreadable or has a bad value.
+    #[error("config {}: {reason}", path.display())]
+    Config {
+        /// The file that was read.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+    /// An I/O operation on a named file or device failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or device.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The U-Boot environment could not be read or written.
+    #[error("uboot env: {0}")]
+    Env(#[from] uboot_env::Error),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The agent's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
