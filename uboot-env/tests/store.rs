@@ -127,3 +127,21 @@ fn missing_or_short_device_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("too small"), "{err}");
 }
+
+/// The shipped reference config parses and describes the contract's layout.
+#[test]
+fn reference_config_matches_the_contract() {
+    let text = include_str!("../../conf/fw_env.config");
+    let c = FwEnvConfig::parse(text).unwrap();
+    assert_eq!(c.devices().len(), 1);
+    let d = &c.devices()[0];
+    assert_eq!(
+        (d.path.to_str(), d.offset, d.size),
+        (Some("/dev/vda"), 0x100000, 0x4000)
+    );
+    // Uncommenting the redundant line gives the contract's second copy.
+    let redundant = text.replace("#/dev/vda    0x104000", "/dev/vda    0x104000");
+    let c = FwEnvConfig::parse(&redundant).unwrap();
+    assert!(c.is_redundant());
+    assert_eq!(c.devices()[1].offset, 0x104000);
+}
