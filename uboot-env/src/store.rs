@@ -375,8 +375,7 @@ impl EnvStore {
                 }
             }
         }
-        file.sync_all()
-            .map_err(|e| Error::io(&copy.path, "fsync", e))
+        sync(&file, copy)
     }
 
     fn write_obsolete_flag(&self, index: usize) -> Result<()> {
@@ -388,8 +387,19 @@ impl EnvStore {
         let at = copy.offset + FLAGS_OFFSET as u64;
         file.write_all_at(&[BOOLEAN_OBSOLETE], at)
             .map_err(|e| Error::io(&copy.path, format!("write flags at {at:#x}"), e))?;
-        file.sync_all()
-            .map_err(|e| Error::io(&copy.path, "fsync", e))
+        sync(&file, copy)
+    }
+}
+
+/// Makes a completed write durable. MTD character devices write through to the
+/// flash driver synchronously and refuse fsync (EINVAL, seen on nandsim and
+/// mtdram), so only files and block devices are synced.
+fn sync(file: &File, copy: &Copy) -> Result<()> {
+    match copy.medium {
+        Medium::Mtd { .. } => Ok(()),
+        Medium::File | Medium::Block => file
+            .sync_all()
+            .map_err(|e| Error::io(&copy.path, "fsync", e)),
     }
 }
 
@@ -482,7 +492,7 @@ pub(crate) fn sector_plan(
         }
         used += 1;
         if is_bad(block)? {
-            log::warn!("skipping bad erase block at {block:#x}");
+            log::debug!("skipping bad erase block at {block:#x}");
             block += sector_size;
             continue;
         }
