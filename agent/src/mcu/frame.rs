@@ -376,6 +376,39 @@ mod tests {
         assert_eq!((out[1].cmd(), out[1].payload()), (0x03, &[0u8, 10][..]));
     }
 
+    /// Every frame in docs/mcu-protocol.md (CRCs from Python) decodes and
+    /// re-encodes to the same bytes, so the firmware team's table is right.
+    #[test]
+    fn protocol_doc_examples_decode() {
+        let doc = include_str!("../../../docs/mcu-protocol.md");
+        let mut checked = 0;
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | frame | `bytes` | `crc` |
+            let [_, _, bytes, crc, _] = cells[..] else {
+                continue;
+            };
+            let (Some(bytes), Some(crc)) = (bytes.strip_prefix('`'), crc.strip_prefix('`')) else {
+                continue;
+            };
+            let Ok(wire) = bytes
+                .trim_end_matches('`')
+                .split(' ')
+                .map(|h| u8::from_str_radix(h, 16))
+                .collect::<Result<Vec<u8>, _>>()
+            else {
+                continue;
+            };
+            let crc = u16::from_str_radix(crc.trim_end_matches('`'), 16).unwrap();
+            let frames = decode_all(&wire);
+            assert_eq!(frames.len(), 1, "{line}");
+            assert_eq!(frames[0].encode().as_bytes(), &wire[..], "{line}");
+            assert_eq!(wire[wire.len() - 2..], crc.to_be_bytes(), "{line}");
+            checked += 1;
+        }
+        assert_eq!(checked, 12, "the doc's worked-frames table changed shape");
+    }
+
     #[test]
     fn payload_cap_is_enforced() {
         assert!(Frame::new(1, &[0; MAX_PAYLOAD]).is_ok());
