@@ -209,7 +209,7 @@ pub enum ErrorKind {
         timeout_ms: u64,
     },
     /// The MCU answered with an error frame (0xFF).
-    #[error("mcu rejected {request}: {}", error_code_name(*code))]
+    #[error("{request} rejected by the mcu: {}", error_code_name(*code))]
     Rejected {
         /// Request name.
         request: &'static str,

@@ -47,6 +47,12 @@ fn baud_rate(baud: u32) -> Option<BaudRate> {
     })
 }
 
+/// Whether `baud` is a rate [`SerialPort::open`] can set (the standard
+/// termios rates 1200..=921600).
+pub fn is_supported_baud(baud: u32) -> bool {
+    baud_rate(baud).is_some()
+}
+
 impl SerialPort {
     /// Opens `path` exclusively at `baud`, 8N1 raw.
     pub fn open(path: &Path, baud: u32) -> Result<SerialPort, McuError> {

@@ -17,9 +17,9 @@ fn run_status(config: &str) -> Output {
         .unwrap()
 }
 
-fn config_for(port: &Path) -> String {
+fn config_for(port: &Path, reply_timeout_ms: u64) -> String {
     format!(
-        "product = \"rice-cooker\"\ndisk = \"/dev/null\"\n[mcu]\nport = \"{}\"\nbaud = 9600\nreply_timeout_ms = 100\nretries = 2\n",
+        "product = \"rice-cooker\"\ndisk = \"/dev/null\"\n[mcu]\nport = \"{}\"\nbaud = 9600\nreply_timeout_ms = {reply_timeout_ms}\nretries = 2\n",
         port.display()
     )
 }
@@ -27,10 +27,11 @@ fn config_for(port: &Path) -> String {
 #[test]
 fn status_prints_the_state() {
     let sim = SimMcu::start(Script::states(&[1]));
-    let out = run_status(&config_for(sim.path()));
+    // A generous timeout: answered requests cost only the real latency.
+    let out = run_status(&config_for(sim.path(), 3000));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "state: cooking\n");
     assert_eq!(out.status.code(), Some(0), "{:?}", out);
-    assert_eq!(sim.requests(), [(0x01, vec![])]);
+    assert_eq!(sim.finish(), [(0x01, vec![])]);
 }
 
 #[test]
@@ -38,7 +39,7 @@ fn status_of_a_silent_mcu_fails_in_one_line() {
     let mut script = Script::states(&[0]);
     script.silent = true;
     let sim = SimMcu::start(script);
-    let out = run_status(&config_for(sim.path()));
+    let out = run_status(&config_for(sim.path(), 100));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

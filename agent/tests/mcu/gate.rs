@@ -12,7 +12,7 @@ use ota_agent::mcu::{
     RebootGate, SerialPort, State,
 };
 
-use crate::sim::{Script, SimMcu};
+use crate::sim::{count, Script, SimMcu};
 
 #[derive(Clone, Default)]
 struct FakeClock {
@@ -30,9 +30,20 @@ impl Clock for FakeClock {
     }
 }
 
-fn connect(sim: &SimMcu) -> Mcu<SerialPort> {
+/// Reply timeout when the simulator answers: generous, so a loaded test
+/// machine cannot turn a slow reply into a retry (an answered request costs
+/// only the real latency).
+const ANSWERED: Duration = Duration::from_secs(3);
+/// Reply timeout when silence is the point of the test.
+const SILENT: Duration = Duration::from_millis(50);
+
+fn connect_with(sim: &SimMcu, timeout: Duration, attempts: u32) -> Mcu<SerialPort> {
     let port = SerialPort::open(sim.path(), 9600).expect("open pty slave");
-    Mcu::new(port, Duration::from_millis(100), 2)
+    Mcu::new(port, timeout, attempts)
+}
+
+fn connect(sim: &SimMcu) -> Mcu<SerialPort> {
+    connect_with(sim, ANSWERED, 2)
 }
 
 fn policy(poll_s: u64, deadline_s: u64) -> GatePolicy {
@@ -43,10 +54,14 @@ fn policy(poll_s: u64, deadline_s: u64) -> GatePolicy {
     }
 }
 
-fn decide(sim: &SimMcu, policy: GatePolicy) -> (Decision, FakeClock) {
+fn decide_with(mcu: Mcu<SerialPort>, policy: GatePolicy) -> (Decision, FakeClock) {
     let clock = FakeClock::default();
-    let decision = RebootGate::new(Some(connect(sim)), policy, clock.clone()).decide();
+    let decision = RebootGate::new(Some(mcu), policy, clock.clone()).decide();
     (decision, clock)
+}
+
+fn decide(sim: &SimMcu, policy: GatePolicy) -> (Decision, FakeClock) {
+    decide_with(connect(sim), policy)
 }
 
 #[test]
@@ -76,7 +91,7 @@ fn requests_reach_the_mcu_with_the_documented_bytes() {
     mcu.show_progress(Phase::Downloading, 42).unwrap();
     assert_eq!(mcu.reboot_notice(300).unwrap(), Notice::Accepted);
     assert_eq!(
-        sim.requests(),
+        sim.finish(),
         [
             (0x01, vec![]),
             (0x02, vec![0, 42]),
@@ -92,7 +107,7 @@ fn idle_mcu_opens_the_gate_at_once() {
     assert!(matches!(d, Decision::Reboot), "{d:?}");
     assert_eq!(clock.now(), Duration::ZERO);
     assert_eq!(
-        sim.requests(),
+        sim.finish(),
         [(0x01, vec![]), (0x03, vec![0, 10]), (0x02, vec![2, 0])]
     );
 }
@@ -103,7 +118,8 @@ fn cooking_then_idle_reboots_after_two_polls() {
     let (d, clock) = decide(&sim, policy(60, 600));
     assert!(matches!(d, Decision::Reboot), "{d:?}");
     assert_eq!(*clock.sleeps.borrow(), [Duration::from_secs(60); 2]);
-    assert_eq!((sim.count(0x01), sim.count(0x03)), (3, 1));
+    let requests = sim.finish();
+    assert_eq!((count(&requests, 0x01), count(&requests, 0x03)), (3, 1));
 }
 
 #[test]
@@ -121,7 +137,8 @@ fn never_idle_is_deferred_at_the_deadline() {
     assert!(matches!(last, Refusal::Busy(State::Cooking)));
     assert_eq!((asked, waited), (6, Duration::from_secs(300)));
     assert_eq!(clock.now(), Duration::from_secs(300));
-    assert_eq!((sim.count(0x01), sim.count(0x03)), (6, 0));
+    let requests = sim.finish();
+    assert_eq!((count(&requests, 0x01), count(&requests, 0x03)), (6, 0));
 }
 
 #[test]
@@ -129,7 +146,7 @@ fn silent_mcu_is_deferred_never_forced() {
     let mut script = Script::states(&[0]);
     script.silent = true;
     let sim = SimMcu::start(script);
-    let (d, _) = decide(&sim, policy(60, 120));
+    let (d, _) = decide_with(connect_with(&sim, SILENT, 2), policy(60, 120));
     let Decision::Deferred(Deferral { last, asked, .. }) = d else {
         panic!("rebooted under a silent mcu");
     };
@@ -139,8 +156,9 @@ fn silent_mcu_is_deferred_never_forced() {
     );
     // 3 polls (0, 60, 120 s), each 2 attempts on the wire.
     assert_eq!(asked, 3);
-    assert_eq!(sim.count(0x01), 6);
-    assert_eq!(sim.count(0x03), 0);
+    let requests = sim.finish();
+    assert_eq!(count(&requests, 0x01), 6);
+    assert_eq!(count(&requests, 0x03), 0);
 }
 
 #[test]
@@ -171,7 +189,7 @@ fn noisy_line_still_yields_every_reply_first_time() {
     assert!(matches!(d, Decision::Reboot), "{d:?}");
     // No retries were needed: each request went out exactly once.
     assert_eq!(
-        sim.requests(),
+        sim.finish(),
         [
             (0x01, vec![]),
             (0x01, vec![]),
@@ -186,9 +204,10 @@ fn lost_reply_is_retried() {
     let mut script = Script::states(&[4]);
     script.drop_first = 1;
     let sim = SimMcu::start(script);
-    let mut mcu = connect(&sim);
+    // The dropped attempt costs one full timeout; 2 s leaves room for load.
+    let mut mcu = connect_with(&sim, Duration::from_secs(2), 3);
     assert_eq!(mcu.state().unwrap(), State::Fault);
-    assert_eq!(sim.count(0x01), 2);
+    assert_eq!(count(&sim.finish(), 0x01), 2);
 }
 
 #[test]
@@ -200,7 +219,7 @@ fn display_sends_changes_only() {
     }
     display.show(Phase::Done, 100);
     assert_eq!(
-        sim.requests(),
+        sim.finish(),
         [
             (0x02, vec![1, 0]),
             (0x02, vec![1, 50]),

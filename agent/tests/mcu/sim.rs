@@ -151,9 +151,16 @@ impl SimMcu {
                 let mut pending = Vec::new();
                 let mut state_queries = 0;
                 let mut seen = 0;
-                while !stop.load(Ordering::Relaxed) {
+                loop {
+                    // Once asked to stop, drain what is already written
+                    // (so `finish` sees every request), then end.
+                    let stopping = stop.load(Ordering::Relaxed);
+                    let wait = PollTimeout::from(if stopping { 0u16 } else { 20 });
                     let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-                    if poll(&mut fds, PollTimeout::from(20u16)).unwrap() == 0 {
+                    if poll(&mut fds, wait).unwrap() == 0 {
+                        if stopping {
+                            break;
+                        }
                         continue;
                     }
                     let mut buf = [0u8; 256];
@@ -193,15 +200,24 @@ impl SimMcu {
         &self.path
     }
 
-    /// Requests received so far.
-    pub fn requests(&self) -> Vec<Request> {
+    /// Stops the simulator after it has read everything sent to it, and
+    /// returns every request it received.
+    pub fn finish(mut self) -> Vec<Request> {
+        self.stop_and_join();
         self.requests.lock().unwrap().clone()
     }
 
-    /// Received requests with command `cmd`.
-    pub fn count(&self, cmd: u8) -> usize {
-        self.requests().iter().filter(|(c, _)| *c == cmd).count()
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("simulator thread panicked");
+        }
     }
+}
+
+/// How many of `requests` have command `cmd`.
+pub fn count(requests: &[Request], cmd: u8) -> usize {
+    requests.iter().filter(|(c, _)| *c == cmd).count()
 }
 
 impl Drop for SimMcu {
