@@ -8,9 +8,8 @@
 //! `LEN` counts `CMD` and `PAYLOAD`, so it is at least 1. This implementation
 //! caps the payload at [`MAX_PAYLOAD`] = 32 bytes (the largest payload in the
 //! command table is 2 bytes); a larger `LEN` is treated as line noise. The cap
-//! keeps the decoder's buffer at [`MAX_FRAME`] = 37 bytes and means a false
-//! `SOH` in noise can hide at most 36 following bytes until its CRC fails and
-//! the decoder rescans them.
+//! keeps the decoder's buffer at [`MAX_FRAME`] = 37 bytes and lets it reject
+//! most false `SOH`s in noise as soon as their `LEN` byte arrives.
 //!
 //! [`Decoder`] is incremental: bytes may arrive in any chunking. It never
 //! allocates (one fixed buffer) and resynchronises on the next `SOH` after
