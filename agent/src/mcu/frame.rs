@@ -456,8 +456,10 @@ mod tests {
 
     #[test]
     fn last_reply_after_an_unfinished_false_start_is_delivered() {
-        // Noise `SOH 0x0c` claims 16 bytes; the reply after it is complete
-        // and nothing else will arrive, so it must not wait for the 16.
+        // Regression (issue #8, found by `any_chunking_matches_the_reference_scan`,
+        // seed in proptest-regressions/): noise `SOH 0x0c` claims 16 bytes;
+        // the reply after it is complete and nothing else will arrive, so it
+        // must not wait for the 16.
         let mut dec = Decoder::new();
         let mut out = Vec::new();
         dec.feed(&[0x33, SOH, 0x0c], |f| out.push(f));

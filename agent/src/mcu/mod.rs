@@ -58,7 +58,9 @@ use std::fmt;
 use std::io;
 
 pub use display::{McuDisplay, NoDisplay, ProgressSink};
-pub use gate::{Appliance, Clock, Decision, GatePolicy, RebootGate, SerialMcu, SystemClock};
+pub use gate::{
+    Appliance, Clock, Decision, Deferral, GatePolicy, RebootGate, Refusal, SerialMcu, SystemClock,
+};
 pub use protocol::{Link, Mcu, Notice};
 pub use serial::SerialPort;
 
