@@ -18,11 +18,19 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+
+use nix::fcntl::{Flock, FlockArg};
 use std::path::{Path, PathBuf};
 
 use crate::config::EnvDevice;
 use crate::image::{self, FlagsKind, Layout, BOOLEAN_OBSOLETE, FLAGS_OFFSET};
 use crate::{sys, Env, Error, FwEnvConfig, Result};
+
+/// The lock file libubootenv (and U-Boot's `tools/env`) holds, with an
+/// exclusive `flock`, around every environment access; we take the same one
+/// around each read and write so concurrent `fw_setenv` runs never interleave
+/// with ours.
+pub const DEFAULT_LOCK_PATH: &str = "/var/lock/fw_printenv.lock";
 
 /// What kind of storage holds one copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +89,7 @@ pub struct EnvStore {
     layout: Layout,
     flags_kind: FlagsKind,
     current: Option<Current>,
+    lock_path: Option<PathBuf>,
 }
 
 impl EnvStore {
@@ -128,7 +137,33 @@ impl EnvStore {
             layout,
             flags_kind,
             current: None,
+            lock_path: Some(DEFAULT_LOCK_PATH.into()),
         })
+    }
+
+    /// Uses `path` as the lock file instead of [`DEFAULT_LOCK_PATH`]; `None`
+    /// takes no lock.
+    pub fn set_lock_path(&mut self, path: Option<PathBuf>) {
+        self.lock_path = path;
+    }
+
+    /// Takes the tools' exclusive lock, waiting for a running `fw_setenv`.
+    /// Like libubootenv, goes on without it when the lock file cannot be
+    /// created (no /var/lock on a minimal system): the lock only orders
+    /// cooperating writers.
+    fn lock(&self) -> Option<Flock<File>> {
+        let path = self.lock_path.as_ref()?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(path)
+            .map_err(|e| log::debug!("{}: cannot open lock file: {e}", path.display()))
+            .ok()?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| log::debug!("{}: flock: {e}", path.display()))
+            .ok()
     }
 
     /// Single or redundant.
@@ -158,6 +193,7 @@ impl EnvStore {
     /// Reads the current environment. No valid copy is an error
     /// ([`Error::NoValidCopy`]), never an empty environment.
     pub fn read(&mut self) -> Result<Env> {
+        let _lock = self.lock();
         let images = self.read_images()?;
         let current = self.select(&images)?;
         let image = &images[current.index].1;
@@ -193,6 +229,7 @@ impl EnvStore {
     /// current, synced, and made current. Re-reads the headers first so the
     /// decision uses what is on the storage now.
     pub fn write(&mut self, env: &Env) -> Result<()> {
+        let _lock = self.lock();
         let images = self.read_images_lenient();
         let current = self.select_lenient(&images);
         let target = match (self.layout, current) {
