@@ -18,9 +18,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use std::path::{Path, PathBuf};
 
 use crate::config::EnvDevice;
 use crate::image::{self, FlagsKind, Layout, BOOLEAN_OBSOLETE, FLAGS_OFFSET};
@@ -102,7 +102,7 @@ impl EnvStore {
         } else {
             Layout::Single
         };
-        // One header byte plus at least the terminating NUL of an empty list.
+        // The header plus at least the terminating NUL of an empty list.
         if size <= layout.header_len() {
             return Err(Error::Config {
                 origin: "fw_env.config".into(),
@@ -116,18 +116,21 @@ impl EnvStore {
             copies.push(copy);
             kinds.push(kind);
         }
-        let flags_kind = kinds[0];
-        if kinds.iter().any(|&k| k != flags_kind) {
-            return Err(Error::Config {
-                origin: "fw_env.config".into(),
-                reason: "the two environment copies are on different kinds of storage".into(),
-            });
-        }
+        let flags_kind = match kinds.as_slice() {
+            [k] => *k,
+            [a, b] if a == b => *a,
+            _ => {
+                return Err(Error::Config {
+                    origin: "fw_env.config".into(),
+                    reason: "the two environment copies are on different kinds of storage".into(),
+                })
+            }
+        };
         if let [a, b] = copies.as_slice() {
             if a.path == b.path && erase_ranges_overlap(a, b, size) {
                 return Err(Error::device(
                     &a.path,
-                    "the two environment copies share an erase block",
+                    "the two environment copies overlap (or share an erase block)",
                 ));
             }
         }
