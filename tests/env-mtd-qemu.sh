@@ -31,7 +31,8 @@ fi
 for t in qemu-system-x86_64 busybox cpio gzip fw_printenv fw_setenv dpkg-deb; do
   command -v "$t" >/dev/null || { echo "env-mtd: $t missing (scripts/install-deps)" >&2; exit 1; }
 done
-ldd "$agent" 2>&1 | grep -qE 'not a dynamic executable|statically linked' ||
+ldd_out=$(ldd "$agent" 2>&1 || true) # ldd exits 1 on a static binary
+grep -qE 'not a dynamic executable|statically linked' <<<"$ldd_out" ||
   { echo "env-mtd: $agent is not a static binary" >&2; exit 1; }
 
 # The kernel and its MTD modules, from Debian's package (cached).
