@@ -31,6 +31,9 @@ pub enum Error {
     /// The U-Boot environment could not be read or written.
     #[error("uboot env: {0}")]
     Env(#[from] uboot_env::Error),
+    /// A bundle, manifest, signature, payload, patch or channel file was refused.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
 }
 
 impl Error {
