@@ -280,10 +280,12 @@ pub fn check_policy(m: &Manifest, d: &DeviceFacts) -> Result<Vec<String>, Bundle
                     m.hardware.join(", ")
                 ))
             }
-            None => return refuse(format!(
+            None => {
+                return refuse(format!(
                 "the manifest is for hardware [{}] and this device has no `hardware` configured",
                 m.hardware.join(", ")
-            )),
+            ))
+            }
         }
     }
     if m.security_version < d.min_security_version {

@@ -69,7 +69,9 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         let how = match (img.kind, img.compression) {
             (Kind::Full, Compression::None) => "full".to_owned(),
             (Kind::Full, Compression::Bzip2) => "full, bzip2".to_owned(),
-            (Kind::Bsdiff { base }, _) => format!("bsdiff against {} bytes {}", base.size, base.sha256),
+            (Kind::Bsdiff { base }, _) => {
+                format!("bsdiff against {} bytes {}", base.size, base.sha256)
+            }
         };
         println!(
             "  {}: {} ({}, {} bytes) -> {} bytes {}",
