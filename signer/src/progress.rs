@@ -33,11 +33,10 @@ impl Progress {
                 while !s.stop.load(Ordering::Relaxed) {
                     let (phase, total) = s.phase.lock().map(|p| p.clone()).unwrap_or_default();
                     let done = s.done.load(Ordering::Relaxed);
-                    let pct = if total > 0 {
-                        format!(" {:3}%", done.min(total) * 100 / total)
-                    } else {
-                        String::new()
-                    };
+                    let pct = (done.min(total) * 100)
+                        .checked_div(total)
+                        .map(|p| format!(" {p:3}%"))
+                        .unwrap_or_default();
                     eprint!("\r\x1b[K{what}: {phase}{pct} ({}s)", t0.elapsed().as_secs());
                     let _ = std::io::stderr().flush();
                     std::thread::sleep(Duration::from_millis(500));
