@@ -234,7 +234,7 @@ where
     let got = read_full_at(patch, &mut head, 0).map_err(io_patch)?;
     let header = Header::parse(&head[..got])?;
     let file_len = patch.len().map_err(io_patch)?;
-    let body = file_len - HEADER_LEN as u64;
+    let body = file_len.saturating_sub(HEADER_LEN as u64);
     let ctrl_end = (HEADER_LEN as u64)
         .checked_add(header.ctrl_len)
         .filter(|_| header.ctrl_len <= body)
@@ -359,6 +359,58 @@ fn read_full_at<P: ReadAt + ?Sized>(src: &P, buf: &mut [u8], mut offset: u64) ->
         }
     }
     Ok(done)
+}
+
+/// The first `len` bytes of a seekable reader as a reader of its own: a slot
+/// partition is larger than the image written to it, and a patch must see
+/// exactly the base image (its end is the end of the old data).
+pub struct Window<R> {
+    inner: R,
+    len: u64,
+    pos: u64,
+}
+
+impl<R: Read + Seek> Window<R> {
+    /// The first `len` bytes of `inner` (positioned at its start on first use).
+    pub fn new(inner: R, len: u64) -> Self {
+        Window {
+            inner,
+            len,
+            pos: u64::MAX,
+        }
+    }
+}
+
+impl<R: Read + Seek> Read for Window<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == u64::MAX {
+            self.seek(SeekFrom::Start(0))?;
+        }
+        let left = self.len.saturating_sub(self.pos);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self.inner.read(&mut buf[..n])?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl<R: Read + Seek> Seek for Window<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let cur = if self.pos == u64::MAX { 0 } else { self.pos };
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => cur.checked_add_signed(d),
+        }
+        .filter(|&t| t != u64::MAX)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek outside the window"))?;
+        self.inner.seek(SeekFrom::Start(target))?;
+        self.pos = target;
+        Ok(target)
+    }
 }
 
 /// Reads only the header of a patch (e.g. to compare its new size with the
@@ -509,6 +561,39 @@ mod tests {
         let mut bad = good.clone();
         bad[HEADER_LEN + 4] ^= 0xff;
         expect_err(&bad, b"abc", "control block");
+    }
+
+    #[test]
+    fn window_hides_bytes_past_the_image() {
+        // The patch reads old[4..6]; with the window at 5 bytes that is out of range.
+        let p = build(&[(2, 0, 4)], &[0, 0], &[], 2);
+        let p2 = build(&[(0, 0, 4), (2, 0, 0)], &[0, 0], &[], 2);
+        let mut out = Vec::new();
+        apply(
+            &p[..],
+            &mut Window::new(Cursor::new(b"abcdefgh"), 5),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, b"ab");
+        let e = apply(
+            &p2[..],
+            &mut Window::new(Cursor::new(b"abcdefgh"), 5),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("outside the old image of 5 bytes"),
+            "{e}"
+        );
+        let mut out = Vec::new();
+        apply(
+            &p2[..],
+            &mut Window::new(Cursor::new(b"abcdefgh"), 8),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, b"ef");
     }
 
     #[test]

@@ -384,6 +384,28 @@ pub fn installed_version(os_release: &Path) -> Result<semver::Version> {
     semver::Version::parse(v).map_err(|e| bad(format!("VERSION_ID {v:?} is not SemVer: {e}")))
 }
 
+/// Reads a single-file bundle from a stream (USB stick, pipe): the header,
+/// the manifest and the signature, verifies the signature, and returns the
+/// manifest, the verifying key's name and the reader positioned at the first
+/// payload. Not one payload byte is read before the signature verified;
+/// the payloads then follow in manifest order, each exactly its `size`.
+pub fn open_stream<R: Read>(
+    mut r: R,
+    keys: &TrustedKeys,
+) -> Result<(Manifest, String, R), BundleError> {
+    let short =
+        |what: &str| BundleError::Container(format!("stream ends inside the {what} (truncated)"));
+    let mut head = [0u8; container::HEADER_LEN];
+    r.read_exact(&mut head).map_err(|_| short("header"))?;
+    let header = container::Header::parse(&head)?;
+    let mut manifest = vec![0; header.manifest_len as usize];
+    r.read_exact(&mut manifest).map_err(|_| short("manifest"))?;
+    let mut sig = vec![0; header.signature_len as usize];
+    r.read_exact(&mut sig).map_err(|_| short("signature"))?;
+    let (m, key) = verify_manifest(&manifest, &sig, keys)?;
+    Ok((m, key, r))
+}
+
 /// A payload's bytes: a whole file (bundle directory) or a range of the
 /// single-file bundle.
 #[derive(Debug)]
@@ -676,7 +698,8 @@ pub fn write_image<W: Write>(
                 reason: "no base image given for a delta".into(),
             })?;
             check_base(&img.name, want, base)?;
-            bsdiff::apply(payload, base, &mut out).map_err(BundleError::from)?;
+            let mut old = bsdiff::Window::new(base, want.size);
+            bsdiff::apply(payload, &mut old, &mut out).map_err(BundleError::from)?;
         }
     }
     let (got, inner) = out.finish();
@@ -735,5 +758,79 @@ pub(crate) fn json_error(bytes: &[u8], e: &serde_json::Error) -> String {
     match key {
         Some(k) => format!("field `{k}`: {msg}"),
         None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{DerSignature, SigningKey};
+
+    fn stream(key: &SigningKey, payload: &[u8]) -> (Vec<u8>, Manifest) {
+        let m = Manifest {
+            product: "p".into(),
+            hardware: vec![],
+            version: semver::Version::new(1, 0, 0),
+            security_version: 0,
+            created: CLOCK_FLOOR,
+            expires: CLOCK_FLOOR + 1,
+            images: vec![Image {
+                name: "rootfs".into(),
+                file: "rootfs.img".into(),
+                payload: Blob {
+                    size: payload.len() as u64,
+                    sha256: Digest::of(payload),
+                },
+                compression: Compression::None,
+                kind: Kind::Full,
+                result: Blob {
+                    size: payload.len() as u64,
+                    sha256: Digest::of(payload),
+                },
+            }],
+        };
+        let json = m.to_json();
+        let sig: DerSignature = key.sign(json.as_bytes());
+        let h = container::Header {
+            manifest_len: json.len() as u32,
+            signature_len: sig.as_bytes().len() as u32,
+        };
+        let mut out = h.encode().to_vec();
+        out.extend_from_slice(json.as_bytes());
+        out.extend_from_slice(sig.as_bytes());
+        out.extend_from_slice(payload);
+        (out, m)
+    }
+
+    #[test]
+    fn stream_is_verified_before_any_payload_byte_is_read() {
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let trusted = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+            "k",
+            *key.verifying_key(),
+        )]);
+        let payload = b"payload bytes";
+        let (bytes, m) = stream(&key, payload);
+        let (got, name, rest) = open_stream(&bytes[..], &trusted).unwrap();
+        assert_eq!((got, name.as_str()), (m, "k"));
+        assert_eq!(
+            rest, payload,
+            "reader must stop exactly at the first payload"
+        );
+
+        // One flipped manifest byte: refused, and the payload was not consumed.
+        let mut bad = bytes.clone();
+        bad[container::HEADER_LEN + 5] ^= 1;
+        let e = open_stream(&bad[..], &trusted).unwrap_err().to_string();
+        assert!(e.starts_with("manifest signature: does not verify"), "{e}");
+        let e = open_stream(&bytes[..40], &trusted).unwrap_err().to_string();
+        assert!(e.contains("stream ends inside the manifest"), "{e}");
+        let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let untrusted = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+            "o",
+            *other.verifying_key(),
+        )]);
+        assert!(open_stream(&bytes[..], &untrusted).is_err());
     }
 }
