@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 
 mod env;
 mod mcu;
+mod verify;
 
 /// Exit status of a failed command.
 pub const EXIT_FAILURE: i32 = 1;
@@ -130,6 +131,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
     match command.as_str() {
         "env" => env::run(&globals, rest),
         "mcu" => mcu::run(&globals, rest),
+        "verify" => verify::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),
