@@ -17,9 +17,14 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bootctl;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gpt;
+pub mod health;
 pub mod logger;
+pub mod slots;
+pub mod state;
 
 pub use error::{Error, Result};
