@@ -187,7 +187,8 @@ impl Android<Box<dyn BlockAccess>> {
 impl<B: BlockAccess> Android<B> {
     /// Reads the block from `misc`. An invalid block is an error unless
     /// `reinit`, in which case the next write replaces it with a fresh block
-    /// whose active slot is the one written.
+    /// (booted slot confirmed, the other bootable but unconfirmed) changed by
+    /// that write.
     pub fn new(
         mut misc: B,
         booted: Slot,
@@ -199,7 +200,12 @@ impl<B: BlockAccess> Android<B> {
             Ok(ctrl) => (ctrl, false),
             Err(e) if reinit => {
                 log::warn!("{BACKEND}: {}: {e}; re-initialising it as asked", misc.describe());
-                (BootCtrl::initial(booted.index(), boot_tries), true)
+                // Like U-Boot's default block, except that the running slot
+                // is trusted (confirmed): the operator asked for this while
+                // running it, and a trial needs a confirmed fallback.
+                let mut fresh = BootCtrl::initial(booted.index(), boot_tries);
+                fresh.slots[booted.index()].successful = true;
+                (fresh, true)
             }
             Err(e) => {
                 return Err(err(format!(
@@ -306,6 +312,15 @@ impl<B: BlockAccess> BootControl for Android<B> {
             )));
         }
         self.reload()?;
+        let confirmed_booted = slot == self.booted && self.is_successful(slot);
+        let fallback = slot.other();
+        if !confirmed_booted && !self.is_successful(fallback) {
+            // ab_select would fall back to an unconfirmed slot (counting its
+            // tries down), and if that is broken too nothing boots.
+            return Err(err(format!(
+                "slot {fallback} is not confirmed (mark-good it first), so it cannot be the fallback for a trial of slot {slot}; nothing changed"
+            )));
+        }
         let mut ctrl = self.ctrl.clone();
         for (i, s) in ctrl.slots.iter_mut().enumerate().take(2) {
             if i != slot.index() && s.priority >= MAX_PRIORITY {
@@ -314,7 +329,6 @@ impl<B: BlockAccess> BootControl for Android<B> {
         }
         let target = &mut ctrl.slots[slot.index()];
         target.priority = MAX_PRIORITY;
-        let confirmed_booted = slot == self.booted && target.successful;
         if confirmed_booted {
             target.tries_remaining = target.tries_remaining.max(1);
         } else {
@@ -364,9 +378,9 @@ impl<B: BlockAccess> BootControl for Android<B> {
         let s = &mut ctrl.slots[slot.index()];
         s.tries_remaining = 0;
         s.successful = false;
-        if slot == self.booted && !self.meta(slot.other()).bootable() {
+        if slot == self.booted && !self.is_successful(slot.other()) {
             return Err(err(format!(
-                "slot {} is not bootable, so marking the booted slot {slot} bad would leave no slot to boot; nothing changed",
+                "slot {} is not a confirmed bootable slot, so marking the booted slot {slot} bad would leave no known-good slot to boot; nothing changed",
                 slot.other()
             )));
         }
@@ -517,6 +531,20 @@ mod tests {
     }
 
     #[test]
+    fn trial_needs_a_confirmed_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = settled();
+        c.slots[0].successful = false;
+        let mut a = open(mem(&c), Slot::A, &dir);
+        let e = a.set_active(Slot::B).unwrap_err().to_string();
+        assert!(e.contains("slot a is not confirmed"), "{e}");
+        assert_eq!(a.misc().writes, 0);
+        a.mark_successful().unwrap();
+        a.set_active(Slot::B).unwrap();
+        assert_eq!(a.active_slot(), Slot::B);
+    }
+
+    #[test]
     fn bad_block_is_reported_not_reinitialised() {
         let dir = tempfile::tempdir().unwrap();
         let mut raw = settled().build();
@@ -565,7 +593,7 @@ mod tests {
         c.slots[1].successful = false;
         let mut a = open(mem(&c), Slot::A, &dir);
         let e = a.mark_unbootable(Slot::A).unwrap_err().to_string();
-        assert!(e.contains("no slot to boot"), "{e}");
+        assert!(e.contains("no known-good slot"), "{e}");
         assert_eq!(a.misc().writes, 0);
     }
 

@@ -19,6 +19,9 @@
 //! * bootable(x) = x ∉ `ota_bad`, x is not the slot named by an unrecorded
 //!   `ota_rollback`, and if x is the trial slot: `bootcount < bootlimit`.
 //! * successful(x) = x ∈ `ota_good`, x is not on trial, and bootable(x).
+//!   A factory environment has no `ota_good` yet: then the slot U-Boot boots
+//!   without a trial counts as confirmed (the factory image is trusted); the
+//!   agent's first write makes the set explicit.
 //! * active = the fallback slot when the trial's tries are used up, else
 //!   `ota_slot`.
 //!
@@ -163,12 +166,18 @@ impl View {
             let failed = slot_text.parse::<Slot>().unwrap_or(slot.other());
             (raw.to_string(), failed, reason.to_string())
         });
+        let trial = get(var::UPGRADE_AVAILABLE) == Some("1");
+        let good = match get(var::GOOD) {
+            Some(text) => slot_set(Some(text)),
+            // Factory environment: the slot booted without a trial is trusted.
+            None => [slot == Slot::A && !trial, slot == Slot::B && !trial],
+        };
         View {
             slot,
-            trial: get(var::UPGRADE_AVAILABLE) == Some("1"),
+            trial,
             count,
             limit,
-            good: slot_set(get(var::GOOD)),
+            good,
             bad: slot_set(get(var::BAD)),
             rollback,
         }
@@ -304,15 +313,22 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
         let mut vars = self.vars.clone();
         let mut good = v.good;
         let mut bad = v.bad;
-        bad[slot.index()] = false;
-        let confirmed_booted = slot == self.booted && v.good[slot.index()] && !v.bad[slot.index()];
         set(&mut vars, var::SLOT, slot.letter());
         set(&mut vars, var::BOOTCOUNT, "0");
-        if confirmed_booted {
+        if slot == self.booted && v.successful(slot) {
             // Cancel a pending switch: stay on the running, confirmed slot.
             set(&mut vars, var::UPGRADE_AVAILABLE, "0");
         } else {
-            // A trial: without altbootcmd a failing slot would be retried forever.
+            // A trial. Its fallback must be confirmed: U-Boot boots the
+            // fallback without counting, and a trial whose fallback is broken
+            // too would leave nothing that boots.
+            let fallback = slot.other();
+            if !v.successful(fallback) {
+                return Err(err(format!(
+                    "slot {fallback} is not confirmed (mark-good it first), so it cannot be the fallback for a trial of slot {slot}; nothing changed"
+                )));
+            }
+            // Without altbootcmd a failing slot would be retried forever.
             if vars
                 .get(var::ALTBOOTCMD)
                 .is_none_or(|c| c.trim().is_empty())
@@ -322,6 +338,7 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
                 )));
             }
             good[slot.index()] = false;
+            bad[slot.index()] = false;
             set(&mut vars, var::UPGRADE_AVAILABLE, "1");
             set(&mut vars, var::BOOTLIMIT, self.boot_tries.to_string());
         }
@@ -361,21 +378,16 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
         good[slot.index()] = false;
         bad[slot.index()] = true;
         if slot == self.booted {
-            if !v.bootable(other) || self.state.is_being_written(other) {
+            // Fall back only to a confirmed slot: U-Boot boots it without
+            // counting, so an unconfirmed one could be a boot loop.
+            if !v.successful(other) || self.state.is_being_written(other) {
                 return Err(err(format!(
-                    "slot {other} is not bootable, so marking the booted slot {slot} bad would leave no slot to boot; nothing changed"
+                    "slot {other} is not a confirmed bootable slot, so marking the booted slot {slot} bad would leave no known-good slot to boot; nothing changed"
                 )));
             }
             set(&mut vars, var::SLOT, other.letter());
             set(&mut vars, var::BOOTCOUNT, "0");
-            if v.good[other.index()] {
-                set(&mut vars, var::UPGRADE_AVAILABLE, "0");
-            } else {
-                // Never confirmed: boot it on trial, so U-Boot can still come
-                // back here if it does not work either.
-                set(&mut vars, var::UPGRADE_AVAILABLE, "1");
-                set(&mut vars, var::BOOTLIMIT, self.boot_tries.to_string());
-            }
+            set(&mut vars, var::UPGRADE_AVAILABLE, "0");
             set(&mut vars, var::ROLLBACK, format!("{slot}:mark-bad"));
         } else if v.slot == slot {
             // A pending switch to the slot being invalidated: stay here.
@@ -576,6 +588,20 @@ mod tests {
     }
 
     #[test]
+    fn trial_needs_a_confirmed_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = factory();
+        e.vars.insert("ota_good".into(), "".into());
+        let mut u = open(e, Slot::A, &dir);
+        let msg = u.set_active(Slot::B).unwrap_err().to_string();
+        assert!(msg.contains("slot a is not confirmed"), "{msg}");
+        assert_eq!(u.env().writes, 0);
+        u.mark_successful().unwrap();
+        u.set_active(Slot::B).unwrap();
+        assert_eq!(u.env().vars["ota_good"], "a");
+    }
+
+    #[test]
     fn exhausted_trial_makes_the_fallback_active() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = factory();
@@ -608,7 +634,7 @@ mod tests {
         // Now on a, with b bad: marking a bad must be refused.
         let mut u = open(u.env().clone(), Slot::A, &dir);
         let msg = u.mark_unbootable(Slot::A).unwrap_err().to_string();
-        assert!(msg.contains("no slot to boot"), "{msg}");
+        assert!(msg.contains("no known-good slot"), "{msg}");
         assert_eq!(u.env().writes, 1);
     }
 
