@@ -56,7 +56,6 @@ pub fn run_all(dir: &Path) -> Result<usize> {
                 Some(code) => format!("exited with status {code}"),
                 None => "killed by a signal".into(),
             };
-            log::error!("health: {} failed: {reason}", hook.display());
             return Err(Error::Health {
                 hook: hook.clone(),
                 reason,

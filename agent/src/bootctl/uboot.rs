@@ -9,7 +9,7 @@
 //! | `bootlimit`         | trial boots allowed; `bootcount > bootlimit` → `altbootcmd` |
 //! | `altbootcmd`        | fallback: swap `ota_slot`, end trial, set `ota_rollback`    |
 //! | `ota_rollback`      | `<slot>:<reason>` left by `altbootcmd` or `mark_unbootable` |
-//! | `ota_good`          | agent-private: slots confirmed by `mark_successful` (`"ab"`) |
+//! | `ota_good`          | agent-private: confirmed slots (`ab`, `a`, … or `none`)      |
 //! | `ota_bad`           | agent-private: slots marked unbootable (`"b"`)              |
 //!
 //! The standard variables cannot say whether the *other* slot is healthy, so
@@ -285,8 +285,18 @@ fn set(vars: &mut BTreeMap<String, String>, name: &str, value: impl Into<String>
     vars.insert(name.to_string(), value.into());
 }
 
+/// Stores a slot set. U-Boot's `env import` drops variables with an empty
+/// value, so the empty set is stored as `none` for `ota_good` (whose absence
+/// means "factory environment") and as no variable for `ota_bad`.
 fn set_slots(vars: &mut BTreeMap<String, String>, name: &str, set_: [bool; 2]) {
-    set(vars, name, slot_set_text(set_));
+    let text = slot_set_text(set_);
+    match (text.is_empty(), name == var::GOOD) {
+        (true, true) => set(vars, name, "none"),
+        (true, false) => {
+            vars.remove(name);
+        }
+        (false, _) => set(vars, name, text),
+    }
 }
 
 impl<E: EnvAccess> BootControl for Uboot<E> {
@@ -475,29 +485,40 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
     }
 }
 
-/// [`EnvAccess`] on the real environment (`uboot_env::EnvStore` as
-/// `fw_env.config` describes it). Placeholder until the uboot-env crate lands.
+/// [`EnvAccess`] on the real environment: `uboot_env::EnvStore` as
+/// `fw_env.config` describes it (redundant copies, CRC, flags byte).
 pub struct FwEnv {
-    _private: (),
+    store: uboot_env::EnvStore,
 }
 
 impl FwEnv {
     /// Opens the storage named by the `fw_env.config` at `path`.
     pub fn open(path: &std::path::Path) -> Result<FwEnv> {
-        Err(err(format!(
-            "{}: environment storage is not implemented yet",
-            path.display()
-        )))
+        let config = uboot_env::FwEnvConfig::load(path)?;
+        Ok(FwEnv {
+            store: uboot_env::EnvStore::open(&config)?,
+        })
     }
 }
 
 impl EnvAccess for FwEnv {
+    /// No valid copy is an error: boot control never starts from a guess.
     fn load(&mut self) -> Result<BTreeMap<String, String>> {
-        Err(err("environment storage is not implemented yet"))
+        let env = self.store.read()?;
+        Ok(env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
     }
 
-    fn store(&mut self, _vars: &BTreeMap<String, String>) -> Result<()> {
-        Err(err("environment storage is not implemented yet"))
+    fn store(&mut self, vars: &BTreeMap<String, String>) -> Result<()> {
+        let mut env = uboot_env::Env::new();
+        for (k, v) in vars {
+            env.set(k, v)?;
+        }
+        // ONE write of the whole image, to the non-current copy.
+        self.store.write(&env)?;
+        Ok(())
     }
 }
 
@@ -591,7 +612,7 @@ mod tests {
     fn trial_needs_a_confirmed_fallback() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = factory();
-        e.vars.insert("ota_good".into(), "".into());
+        e.vars.insert("ota_good".into(), "none".into());
         let mut u = open(e, Slot::A, &dir);
         let msg = u.set_active(Slot::B).unwrap_err().to_string();
         assert!(msg.contains("slot a is not confirmed"), "{msg}");
