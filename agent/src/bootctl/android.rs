@@ -378,9 +378,12 @@ impl<B: BlockAccess> BootControl for Android<B> {
         let s = &mut ctrl.slots[slot.index()];
         s.tries_remaining = 0;
         s.successful = false;
-        if slot == self.booted && !self.is_successful(slot.other()) {
+        // The slot that remains must be confirmed (see the trait): for the
+        // booted slot it is the fallback; for the other slot, the installer
+        // must not overwrite the only known-good slot while running a trial.
+        if !self.is_successful(slot.other()) {
             return Err(err(format!(
-                "slot {} is not a confirmed bootable slot, so marking the booted slot {slot} bad would leave no known-good slot to boot; nothing changed",
+                "slot {} is not confirmed, so marking slot {slot} unbootable would leave no known-good slot to boot; nothing changed",
                 slot.other()
             )));
         }

@@ -103,11 +103,13 @@ pub trait BootControl {
 
     /// Marks `slot` unbootable.
     ///
-    /// Invariants: for the booted slot, the next boot falls back to the other
-    /// slot — refused (nothing written) when the other slot is not bootable,
-    /// so the device always keeps one bootable slot. For the other slot
-    /// (e.g. before the installer overwrites it) a pending switch to it is
-    /// cancelled in the same write. One write.
+    /// Invariants: refused (nothing written) unless the *remaining* slot
+    /// (`slot.other()`) is confirmed, so the device always keeps a known-good
+    /// slot. For the booted slot the next boot falls back to the other slot.
+    /// For the other slot (the installer calls this before overwriting it) a
+    /// pending switch to it is cancelled in the same write; while the booted
+    /// slot is itself unconfirmed, overwriting the other slot is thus refused.
+    /// One write.
     fn mark_unbootable(&mut self, slot: Slot) -> Result<()>;
 
     /// Whether the bootloader may boot `slot` (not marked unbootable, tries

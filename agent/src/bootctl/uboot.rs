@@ -387,14 +387,15 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
         let mut bad = v.bad;
         good[slot.index()] = false;
         bad[slot.index()] = true;
+        // The slot that remains must be confirmed: U-Boot boots it without
+        // counting, so an unconfirmed one could be a boot loop (and for the
+        // booted slot: the installer must not overwrite the only good slot).
+        if !v.successful(other) || self.state.is_being_written(other) {
+            return Err(err(format!(
+                "slot {other} is not confirmed, so marking slot {slot} unbootable would leave no known-good slot to boot; nothing changed"
+            )));
+        }
         if slot == self.booted {
-            // Fall back only to a confirmed slot: U-Boot boots it without
-            // counting, so an unconfirmed one could be a boot loop.
-            if !v.successful(other) || self.state.is_being_written(other) {
-                return Err(err(format!(
-                    "slot {other} is not a confirmed bootable slot, so marking the booted slot {slot} bad would leave no known-good slot to boot; nothing changed"
-                )));
-            }
             set(&mut vars, var::SLOT, other.letter());
             set(&mut vars, var::BOOTCOUNT, "0");
             set(&mut vars, var::UPGRADE_AVAILABLE, "0");
