@@ -536,3 +536,80 @@ fn android_corrupt_crc_is_reported_and_untouched() {
     assert!(d.log.contains("bad crc"), "{}", d.log);
     assert_eq!(d.bootctrl(), before);
 }
+
+#[test]
+fn reference_config_parses_with_its_documented_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/ota-agent.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let c = ota_agent::config::Config::parse(&text, &path).unwrap();
+    assert_eq!(c.product, "rice-cooker");
+    assert_eq!(c.disk, Path::new("/dev/mmcblk0"));
+    assert_eq!(c.bootloader, ota_agent::config::Bootloader::Uboot);
+    assert_eq!((c.boot_tries, c.misc_partition.as_str()), (3, "misc"));
+    assert_eq!(c.cmdline, Path::new("/proc/cmdline"));
+    // Every commented-out key is a real key: uncommented, it still parses.
+    let all: String = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix('#')
+                .filter(|r| !r.starts_with(' ') && !r.is_empty())
+                .unwrap_or(l)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = ota_agent::config::Config::parse(&all, &path).unwrap();
+    assert_eq!(c.mcu.unwrap().baud, 9600);
+}
+
+/// Every field `status --json` prints is documented in docs/status-json.md,
+/// and every documented field is printed.
+#[test]
+fn status_json_fields_match_the_documentation() {
+    fn paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    out.push(p.clone());
+                    paths(x, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    paths(x, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut d = Device::new("uboot");
+    let mut env = FACTORY_ENV.to_string();
+    env += "ota_rollback=b:bootlimit\n";
+    d.mkenv(&env);
+    assert_eq!(d.boot_uboot(), 'a');
+    let out = Command::new(AGENT)
+        .args(["--config", d.config.to_str().unwrap(), "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut printed = Vec::new();
+    paths(&v, "", &mut printed);
+    printed.sort();
+    printed.dedup();
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status-json.md"))
+            .unwrap();
+    let mut documented: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    documented.sort();
+    assert_eq!(printed, documented);
+}
