@@ -294,10 +294,9 @@ pub fn read<R: Read + Seek>(disk: &mut R, what: &std::path::Path) -> Result<Vec<
         }
         match read_copy(disk, block_size, 1, disk_len) {
             Ok(parts) => return Ok(parts),
+            // Keep the first (512-byte) reason: it is the usual layout.
             Err(e) => {
-                if primary_error.is_none() || block_size == 512 {
-                    primary_error.get_or_insert(e);
-                }
+                primary_error.get_or_insert(e);
             }
         }
     }

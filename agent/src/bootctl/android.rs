@@ -387,6 +387,17 @@ impl<B: BlockAccess> BootControl for Android<B> {
                 slot.other()
             )));
         }
+        // An activation of this slot is void now (e.g. the installer starts
+        // over): forget it first, so it cannot later look like a bootloader
+        // rollback. A power cut before the block write only loses that
+        // bookkeeping, never reports a rollback that did not happen.
+        if self
+            .state
+            .activation()?
+            .is_some_and(|a| a.slot == slot && slot != self.booted)
+        {
+            self.state.clear_activation()?;
+        }
         self.commit(ctrl, None)?;
         if slot == self.booted {
             self.state.push_rollback(Rollback {
@@ -598,6 +609,17 @@ mod tests {
         let e = a.mark_unbootable(Slot::A).unwrap_err().to_string();
         assert!(e.contains("no known-good slot"), "{e}");
         assert_eq!(a.misc().writes, 0);
+    }
+
+    #[test]
+    fn invalidated_activation_is_not_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = open(mem(&settled()), Slot::A, &dir);
+        a.set_active(Slot::B).unwrap();
+        // The installer starts over before any reboot.
+        a.mark_unbootable(Slot::B).unwrap();
+        assert_eq!(a.record_rollback().unwrap(), None);
+        assert!(StateDir::new(dir.path()).rollbacks().unwrap().is_empty());
     }
 
     #[test]
