@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use ota_agent::bootctl::android::{Android, MemBlock};
+use ota_agent::bootctl::android::{Android, BlockAccess, MemBlock};
 use ota_agent::bootctl::bootctrl::BootCtrl;
-use ota_agent::bootctl::uboot::{MemEnv, Uboot};
+use ota_agent::bootctl::uboot::{EnvAccess, MemEnv, Uboot};
 use ota_agent::bootctl::BootControl;
 use ota_agent::slots::Slot;
 use ota_agent::state::StateDir;
@@ -44,6 +44,10 @@ enum Op {
     MarkGood,
     MarkBad,
     PowerOn,
+    /// The power fails during the next agent write to the bootloader's
+    /// storage (the write does not happen; the storage layer guarantees
+    /// old-or-new), and the device restarts.
+    CutNextWrite,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,7 +58,48 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::MarkGood),
         1 => Just(Op::MarkBad),
         4 => Just(Op::PowerOn),
+        1 => Just(Op::CutNextWrite),
     ]
+}
+
+/// Storage that loses power at its first write when `cut` is set.
+struct Cut<T> {
+    inner: T,
+    cut: bool,
+    fired: bool,
+}
+
+fn power_cut() -> ota_agent::Error {
+    ota_agent::Error::io("storage", std::io::Error::other("power cut"))
+}
+
+impl EnvAccess for Cut<MemEnv> {
+    fn load(&mut self) -> ota_agent::Result<BTreeMap<String, String>> {
+        self.inner.load()
+    }
+    fn store(&mut self, vars: &BTreeMap<String, String>) -> ota_agent::Result<()> {
+        if self.cut {
+            self.fired = true;
+            return Err(power_cut());
+        }
+        self.inner.store(vars)
+    }
+}
+
+impl BlockAccess for Cut<MemBlock> {
+    fn read(&mut self) -> ota_agent::Result<[u8; 32]> {
+        self.inner.read()
+    }
+    fn write(&mut self, block: &[u8; 32]) -> ota_agent::Result<()> {
+        if self.cut {
+            self.fired = true;
+            return Err(power_cut());
+        }
+        self.inner.write(block)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 /// The bootloader's storage, either kind.
@@ -148,6 +193,7 @@ struct Device {
     confirmed: [bool; 2],
     unconfirmed_boots: [u32; 2],
     writing: Option<Slot>,
+    cut_next: bool,
     state: StateDir,
     _dir: tempfile::TempDir,
 }
@@ -179,45 +225,64 @@ impl Device {
             confirmed: [true, false],
             unconfirmed_boots: [0, 0],
             writing: None,
+            cut_next: false,
             state: StateDir::new(dir.path()),
             _dir: dir,
         }
     }
 
     /// Runs `f` on a freshly opened backend (one agent process), then keeps
-    /// whatever it stored.
+    /// whatever it stored. With a pending power cut the first write fails,
+    /// the process dies and the device restarts.
     fn agent<T>(&mut self, f: impl FnOnce(&mut dyn BootControl) -> T) -> Option<T> {
         let booted = self.running?;
         let state = self.state.clone();
-        match &mut self.store {
+        let cut = std::mem::take(&mut self.cut_next);
+        let (out, fired) = match &mut self.store {
             Store::Env(vars) => {
-                let env = MemEnv {
+                let inner = MemEnv {
                     vars: vars.clone(),
                     writes: 0,
+                };
+                let env = Cut {
+                    inner,
+                    cut,
+                    fired: false,
                 };
                 let mut u = Uboot::new(env, booted, LIMIT, state).unwrap();
                 let _ = u.record_rollback();
                 let out = f(&mut u);
-                let after = &u.env().vars;
+                let after = &u.env().inner.vars;
                 assert!(
                     after.values().all(|v| !v.is_empty()),
                     "empty value stored: {after:?}"
                 );
                 *vars = after.clone();
-                Some(out)
+                (out, u.env().fired)
             }
             Store::Ctrl(raw) => {
-                let m = MemBlock {
+                let inner = MemBlock {
                     block: *raw,
                     writes: 0,
+                };
+                let m = Cut {
+                    inner,
+                    cut,
+                    fired: false,
                 };
                 let mut a = Android::new(m, booted, LIMIT, state, false).unwrap();
                 let _ = a.record_rollback();
                 let out = f(&mut a);
-                *raw = a.misc().block;
-                Some(out)
+                *raw = a.misc().inner.block;
+                (out, a.misc().fired)
             }
+        };
+        if fired {
+            self.power_on();
+        } else if cut {
+            self.cut_next = true;
         }
+        Some(out)
     }
 
     fn step(&mut self, op: &Op) {
@@ -279,6 +344,7 @@ impl Device {
                 }
             }
             Op::PowerOn => self.power_on(),
+            Op::CutNextWrite => self.cut_next = true,
         }
     }
 
