@@ -66,6 +66,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The appliance MCU link failed (port, timeout, bad reply).
+    #[error("mcu {0}")]
+    Mcu(#[from] crate::mcu::McuError),
 }
 
 impl Error {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod gpt;
 pub mod health;
 pub mod logger;
+pub mod mcu;
 pub mod slots;
 pub mod state;
 

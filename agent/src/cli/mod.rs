@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::{Error, Result};
 
 mod env;
+mod mcu;
 mod slots;
 
 /// Exit status of a failed command.
@@ -133,6 +134,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "mark-good" => slots::mark_good(&globals, rest),
         "mark-bad" => slots::mark_bad(&globals, rest),
         "set-active" => slots::set_active(&globals, rest),
+        "mcu" => mcu::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),
