@@ -47,10 +47,14 @@ pub fn run_all(dir: &Path) -> Result<usize> {
     let hooks = hooks(dir)?;
     for hook in &hooks {
         log::info!("health: running {}", hook.display());
-        let status = Command::new(hook).status().map_err(|e| Error::Health {
-            hook: hook.clone(),
-            reason: format!("cannot run: {e}"),
-        })?;
+        // Hook output goes to stderr: stdout stays the command's one-line result.
+        let status = Command::new(hook)
+            .stdout(std::io::stderr())
+            .status()
+            .map_err(|e| Error::Health {
+                hook: hook.clone(),
+                reason: format!("cannot run: {e}"),
+            })?;
         if !status.success() {
             let reason = match status.code() {
                 Some(code) => format!("exited with status {code}"),
