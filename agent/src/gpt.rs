@@ -219,7 +219,9 @@ pub fn parse_entries(
         let name = String::from_utf16(&units)
             .map_err(|_| bad(format!("partition {number}: name is not valid utf-16")))?;
         let offset = first.checked_mul(block_size);
-        let size = (last - first + 1).checked_mul(block_size);
+        let size = (last - first)
+            .checked_add(1)
+            .and_then(|blocks| blocks.checked_mul(block_size));
         let (Some(offset), Some(size)) = (offset, size) else {
             return Err(bad(format!("partition {number}: lba range overflows")));
         };
@@ -333,6 +335,79 @@ mod tests {
         assert_eq!(g.to_string(), "0fc63daf-8483-4772-8e79-3d69d8477de4");
         assert!(Guid::parse("0fc63daf84834772-8e79-3d69d8477de4").is_none());
         assert!(Guid::parse("zzc63daf-8483-4772-8e79-3d69d8477de4").is_none());
+    }
+
+    use proptest::prelude::*;
+
+    /// A disk of `len` bytes whose primary header (at 512) has the given
+    /// entry fields and valid CRCs, and random entries: hostile but
+    /// well-formed enough to reach every check.
+    fn hostile_disk(len: usize, count: u32, size: u32, lba: u64, seed: &[u8]) -> Vec<u8> {
+        let mut disk = vec![0u8; len];
+        for (i, b) in disk.iter_mut().enumerate().skip(1024) {
+            *b = seed[i % seed.len()];
+        }
+        let h = &mut disk[512..1024];
+        h[0..8].copy_from_slice(SIGNATURE);
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[24..32].copy_from_slice(&1u64.to_le_bytes());
+        h[72..80].copy_from_slice(&lba.to_le_bytes());
+        h[80..84].copy_from_slice(&count.to_le_bytes());
+        h[84..88].copy_from_slice(&size.to_le_bytes());
+        let start = (lba as usize).saturating_mul(512).min(len);
+        let end = start
+            .saturating_add(count as usize * size as usize)
+            .min(len);
+        let crc = CRC32.checksum(&disk[start..end]);
+        disk[512 + 88..512 + 92].copy_from_slice(&crc.to_le_bytes());
+        let crc = CRC32.checksum(&disk[512..512 + 92]);
+        disk[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+        disk
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_tables_never_panic(
+            len in 1536usize..40_000,
+            count in 0u32..200,
+            size in prop_oneof![Just(128u32), Just(256), 0u32..1024],
+            lba in prop_oneof![Just(2u64), 0u64..100, Just(u64::MAX / 256)],
+            seed in proptest::collection::vec(any::<u8>(), 1..300),
+        ) {
+            let disk = hostile_disk(len, count, size, lba, &seed);
+            let mut cur = std::io::Cursor::new(disk);
+            if let Ok(parts) = read(&mut cur, std::path::Path::new("fuzz.img")) {
+                for p in parts {
+                    prop_assert!(p.offset.saturating_add(p.size) <= len as u64);
+                }
+            }
+        }
+
+        #[test]
+        fn random_header_blocks_never_panic(block in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_header(&block);
+        }
+    }
+
+    #[test]
+    fn entry_spanning_every_lba_is_an_error_not_an_overflow() {
+        let header = Header {
+            my_lba: 1,
+            alternate_lba: 0,
+            entries_lba: 2,
+            entry_count: 1,
+            entry_size: 128,
+            entries_crc: 0,
+        };
+        let mut e = [0u8; 128];
+        e[0] = 1; // used
+        e[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+        let header = Header {
+            entries_crc: CRC32.checksum(&e),
+            ..header
+        };
+        let err = parse_entries(&header, &e, 512).unwrap_err();
+        assert!(err.contains("overflows"), "{err}");
     }
 
     #[test]

@@ -203,6 +203,23 @@ mod tests {
         assert!(slot("ota.slot=b root=/dev/vda3").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_cmdlines_never_panic(text in "\\PC{0,200}") {
+            let _ = slot(&text);
+        }
+
+        #[test]
+        fn slot_words_anywhere_are_found(pre in "[a-z=. ]{0,40}", post in "[a-z=. ]{0,40}") {
+            let line = format!("{pre} ota.slot=b {post}");
+            // Random words never flip the answer; they may only add a
+            // disagreeing claim (an error), never a different slot.
+            if let Ok(s) = slot(&line) {
+                proptest::prop_assert_eq!(s, Slot::B);
+            }
+        }
+    }
+
     #[test]
     fn bad_or_missing_values_are_errors() {
         assert!(slot("quiet")
