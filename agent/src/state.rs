@@ -60,6 +60,9 @@ pub struct Activation {
     pub slot: Slot,
     /// The slot that was booted when it was activated.
     pub from: Slot,
+    /// False between "about to write the bootloader block" and "written":
+    /// an uncommitted record after a power cut is dropped, never reported.
+    pub committed: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

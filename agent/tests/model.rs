@@ -17,7 +17,8 @@
 //! 2. a slot is never booted more than `bootlimit` times while unconfirmed
 //!    (per activation);
 //! 3. the backend reports at least one bootable slot;
-//! 4. `set_active` of a slot whose write is unfinished is refused.
+//! 4. `set_active` of a slot whose write is unfinished is refused;
+//! 5. no `bootlimit` rollback is recorded that the bootloader did not do.
 
 use std::collections::BTreeMap;
 
@@ -117,13 +118,16 @@ fn slot_of(i: usize) -> Slot {
     }
 }
 
-/// boot.cmd's rules on the variables; returns the slot booted.
-fn uboot_power_on(vars: &mut BTreeMap<String, String>) -> Slot {
+/// boot.cmd's rules on the variables; returns the slot booted and whether
+/// altbootcmd fell back.
+fn uboot_power_on(vars: &mut BTreeMap<String, String>) -> (Slot, bool) {
+    let mut fell_back = false;
     let get = |v: &BTreeMap<String, String>, k: &str| v.get(k).cloned().unwrap_or_default();
     if get(vars, "upgrade_available") == "1" {
         let count = get(vars, "bootcount").parse::<u32>().unwrap_or(0) + 1;
         let limit = get(vars, "bootlimit").parse::<u32>().unwrap_or(3);
         if count > limit {
+            fell_back = true;
             let (failed, other) = if get(vars, "ota_slot") == "b" {
                 ("b", "a")
             } else {
@@ -139,15 +143,17 @@ fn uboot_power_on(vars: &mut BTreeMap<String, String>) -> Slot {
         // saveenv after env import: empty values do not survive.
         vars.retain(|_, v| !v.is_empty());
     }
-    if get(vars, "ota_slot") == "b" {
+    let slot = if get(vars, "ota_slot") == "b" {
         Slot::B
     } else {
         Slot::A
-    }
+    };
+    (slot, fell_back)
 }
 
-/// U-Boot ab_select_slot on raw bytes (see boot/android_ab.c).
-fn ab_power_on(b: &mut [u8; 32]) -> Option<Slot> {
+/// U-Boot ab_select_slot on raw bytes (see boot/android_ab.c); also says
+/// whether a higher-priority slot was skipped as unbootable (a fallback).
+fn ab_power_on(b: &mut [u8; 32]) -> Option<(Slot, bool)> {
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
     assert_eq!(
         u32::from_le_bytes(b[28..32].try_into().unwrap()),
@@ -168,16 +174,17 @@ fn ab_power_on(b: &mut [u8; 32]) -> Option<Slot> {
         }
     }
     let i = best?;
+    let fell_back = (0..usize::from(b[9] & 7)).any(|j| j != i && key(b, j).0 > key(b, i).0);
     if b[12 + 2 * i] & 0x80 == 0 {
         b[12 + 2 * i] -= 0x10;
     }
     b[0..4].copy_from_slice(&[b'a' + i as u8, 0, 0, 0]);
     let c = crc.checksum(&b[..28]);
     b[28..32].copy_from_slice(&c.to_le_bytes());
-    Some(slot_of(i))
+    Some((slot_of(i), fell_back))
 }
 
-fn power_on(store: &mut Store) -> Option<Slot> {
+fn power_on(store: &mut Store) -> Option<(Slot, bool)> {
     match store {
         Store::Env(vars) => Some(uboot_power_on(vars)),
         Store::Ctrl(raw) => ab_power_on(raw),
@@ -192,6 +199,8 @@ struct Device {
     /// Confirmed by a passing health check since its last activation.
     confirmed: [bool; 2],
     unconfirmed_boots: [u32; 2],
+    /// Boots on which the bootloader fell back.
+    fallbacks: usize,
     writing: Option<Slot>,
     cut_next: bool,
     state: StateDir,
@@ -224,6 +233,7 @@ impl Device {
             running: Some(Slot::A),
             confirmed: [true, false],
             unconfirmed_boots: [0, 0],
+            fallbacks: 0,
             writing: None,
             cut_next: false,
             state: StateDir::new(dir.path()),
@@ -349,7 +359,9 @@ impl Device {
     }
 
     fn power_on(&mut self) {
-        let slot = power_on(&mut self.store).expect("the bootloader found no bootable slot");
+        let (slot, fell_back) =
+            power_on(&mut self.store).expect("the bootloader found no bootable slot");
+        self.fallbacks += usize::from(fell_back);
         if !self.confirmed[slot.index()] {
             self.unconfirmed_boots[slot.index()] += 1;
             assert!(
@@ -365,13 +377,21 @@ impl Device {
         // 1. Left alone, the bootloader reaches a working image.
         let mut store = self.store.clone();
         let reached = (0..2 * u32::from(LIMIT) + 2).any(|_| {
-            let slot = power_on(&mut store).expect("no bootable slot");
+            let (slot, _) = power_on(&mut store).expect("no bootable slot");
             self.works[slot.index()]
         });
         assert!(
             reached,
             "no working slot is reached: {:?} works {:?}",
             self.store, self.works
+        );
+        // 5. No rollback is reported that the bootloader did not do.
+        let reported = self.state.rollbacks().unwrap();
+        let bootlimit = reported.iter().filter(|r| r.reason == "bootlimit").count();
+        assert!(
+            bootlimit <= self.fallbacks,
+            "{bootlimit} bootlimit rollbacks recorded, {} fallbacks happened",
+            self.fallbacks
         );
         // 3. The backend agrees that something is bootable.
         if let Some(any) = self.agent(|bc| Slot::ALL.iter().any(|s| bc.is_bootable(*s))) {
@@ -427,4 +447,19 @@ fn broken_update_is_abandoned_after_bootlimit() {
             (Slot::B, "bootlimit")
         );
     }
+}
+
+/// A power cut between the android activation record and the bootctrl write
+/// must not later be reported as a `bootlimit` rollback (this failed when
+/// the activation record was one-phase; the model's check 5 catches it).
+#[test]
+fn power_cut_during_activation_reports_no_rollback() {
+    let ops = [
+        Op::InstallBegin,
+        Op::CutNextWrite,
+        Op::InstallEnd { works: false },
+        Op::InstallBegin,
+    ];
+    run(true, &ops);
+    run(false, &ops);
 }

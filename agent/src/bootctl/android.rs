@@ -339,16 +339,24 @@ impl<B: BlockAccess> BootControl for Android<B> {
             target.successful = false;
         }
         if slot != self.booted {
-            // Recorded before the block: a rollback is only reported when the
-            // block also shows the activated slot given up by ab_select.
-            self.state.set_activation(Activation {
+            // Two-phase: uncommitted before the block write, committed after.
+            // A power cut between the two leaves an uncommitted record, which
+            // is dropped — at worst a rollback goes unreported, never one
+            // that did not happen is reported.
+            let activation = Activation {
                 time: state::now(),
                 slot,
                 from: self.booted,
+                committed: false,
+            };
+            self.state.set_activation(activation.clone())?;
+            self.commit(ctrl, Some(slot))?;
+            self.state.set_activation(Activation {
+                committed: true,
+                ..activation
             })?;
-        }
-        self.commit(ctrl, Some(slot))?;
-        if slot == self.booted {
+        } else {
+            self.commit(ctrl, Some(slot))?;
             self.state.clear_activation()?;
         }
         Ok(())
@@ -453,6 +461,14 @@ impl<B: BlockAccess> BootControl for Android<B> {
         let Some(act) = self.state.activation()? else {
             return Ok(None);
         };
+        if !act.committed {
+            log::debug!(
+                "{BACKEND}: dropping an activation of slot {} interrupted before its block write",
+                act.slot
+            );
+            self.state.clear_activation()?;
+            return Ok(None);
+        }
         let token = format!("activation:{}:{}", act.slot, act.time);
         let last = self.state.last_rollback()?;
         let m = *self.meta(act.slot);
@@ -620,6 +636,29 @@ mod tests {
         a.mark_unbootable(Slot::B).unwrap();
         assert_eq!(a.record_rollback().unwrap(), None);
         assert!(StateDir::new(dir.path()).rollbacks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn activation_cut_before_its_block_write_is_not_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = settled();
+        // The installer marked b unbootable, wrote it; then the power failed
+        // after the activation record but before the block write.
+        c.slots[1].tries_remaining = 0;
+        c.slots[1].successful = false;
+        let state = StateDir::new(dir.path());
+        state
+            .set_activation(Activation {
+                time: 5,
+                slot: Slot::B,
+                from: Slot::A,
+                committed: false,
+            })
+            .unwrap();
+        let mut a = open(mem(&c), Slot::A, &dir);
+        assert_eq!(a.record_rollback().unwrap(), None);
+        assert!(state.rollbacks().unwrap().is_empty());
+        assert_eq!(state.activation().unwrap(), None);
     }
 
     #[test]
