@@ -18,10 +18,15 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod bootctl;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gpt;
+pub mod health;
 pub mod logger;
 pub mod mcu;
+pub mod slots;
+pub mod state;
 
 pub use error::{Error, Result};
