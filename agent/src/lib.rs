@@ -17,8 +17,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bundle;
 pub mod bootctl;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;

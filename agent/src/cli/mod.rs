@@ -13,8 +13,8 @@ use crate::{Error, Result};
 
 mod env;
 mod mcu;
-mod verify;
 mod slots;
+mod verify;
 
 /// Exit status of a failed command.
 pub const EXIT_FAILURE: i32 = 1;
