@@ -64,6 +64,13 @@ pub struct Config {
     pub ca_file: PathBuf,
     /// Seconds between channel polls in `daemon`.
     pub poll_interval_s: u64,
+    /// Allow plain `http://` server URLs: no server authentication, no
+    /// confidentiality (signatures still protect the update's integrity).
+    pub danger_allow_http: bool,
+    /// PEM client certificate chain presented to the server (mTLS identity).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// The appliance MCU link; absent = no appliance gate.
     pub mcu: Option<McuConfig>,
 }
@@ -120,6 +127,9 @@ impl Default for Config {
             channel: "stable".into(),
             ca_file: "/etc/ota/ca.pem".into(),
             poll_interval_s: 21600,
+            danger_allow_http: false,
+            client_cert: None,
+            client_key: None,
             mcu: None,
         }
     }
@@ -144,6 +154,9 @@ const TOP_KEYS: &[&str] = &[
     "channel",
     "ca_file",
     "poll_interval_s",
+    "danger_allow_http",
+    "client_cert",
+    "client_key",
     "mcu",
 ];
 const MCU_KEYS: &[&str] = &[
@@ -184,6 +197,11 @@ impl Config {
                 "key `boot_tries`: {} is out of range 1..=7 (the Android bootctrl holds 3 bits)",
                 config.boot_tries
             )));
+        }
+        if config.client_cert.is_some() != config.client_key.is_some() {
+            return Err(bad(
+                "keys `client_cert` and `client_key` must be given together".into(),
+            ));
         }
         if let Some(mcu) = &config.mcu {
             if mcu.baud == 0 {

@@ -72,6 +72,9 @@ pub enum Error {
     /// A bundle, manifest, signature, payload, patch or channel file was refused.
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
+    /// A download or server request failed (the message names the URL).
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
 }
 
 impl Error {

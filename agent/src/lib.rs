@@ -26,6 +26,7 @@ pub mod gpt;
 pub mod health;
 pub mod logger;
 pub mod mcu;
+pub mod net;
 pub mod slots;
 pub mod state;
 

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 
 mod env;
 mod mcu;
+mod net;
 mod slots;
 mod verify;
 
@@ -35,7 +36,7 @@ commands:
   verify URL|PATH            verify a bundle without installing it
   check                      read the channel (exit 0 update available, 3 none)
   update                     check + download + install
-  daemon                     the poll loop
+  daemon [--max-cycles N]    the poll loop
   env print [NAME...]        like fw_printenv
   env set NAME [VALUE...]    like fw_setenv (also: env set -s SCRIPT|-)
   mcu status                 ask the appliance MCU for its state
@@ -137,6 +138,9 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "set-active" => slots::set_active(&globals, rest),
         "mcu" => mcu::run(&globals, rest),
         "verify" => verify::run(&globals, rest),
+        "check" => net::check(&globals, rest),
+        "update" => net::update(&globals, rest),
+        "daemon" => net::daemon(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),

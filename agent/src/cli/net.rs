@@ -1,0 +1,194 @@
+//! `ota-agent check`, `update` and `daemon`: the network commands.
+//!
+//! * `check` prints the decision and why; exit 0 = update available,
+//!   3 = none ([`EXIT_NO_UPDATE`]).
+//! * `update` = check, then download and verify the release into
+//!   `<state_dir>/download/` (resumable), then install it.
+//! * `daemon [--max-cycles N]` polls every `poll_interval_s` (±10 % jitter);
+//!   a failed cycle (server down, …) is logged and the loop goes on. Runs
+//!   never overlap: `update` and each daemon cycle hold an exclusive lock on
+//!   `<state_dir>/update.lock`.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{usage, Globals, EXIT_NO_UPDATE};
+use crate::bundle::{self, time, DeviceFacts, TrustedKeys};
+use crate::config::Config;
+use crate::net::check::Decision;
+use crate::net::progress::Reporter;
+use crate::net::{backoff, update, Client};
+use crate::{Error, Result};
+
+/// The lock file in `state_dir` that serialises update runs.
+pub const LOCK_FILE: &str = "update.lock";
+
+fn no_args(args: Vec<OsString>, help: &str) -> Result<bool> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    if let Some(arg) = parser.next().map_err(usage)? {
+        return match arg {
+            Short('h') | Long("help") => {
+                print!("{help}");
+                Ok(false)
+            }
+            other => Err(usage(other.unexpected())),
+        };
+    }
+    Ok(true)
+}
+
+/// `ota-agent check`
+pub fn check(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    if !no_args(args, "usage: ota-agent check\n\nReads the channel file and prints the decision (exit 0 update available, 3 none).\n")? {
+        return Ok(0);
+    }
+    let config = globals.config()?;
+    let client = Client::from_config(&config)?;
+    let keys = TrustedKeys::load_dir(&config.keys_dir)?;
+    let d = update::check(&config, &client, &keys)?;
+    println!("{d}");
+    Ok(if d.is_update() { 0 } else { EXIT_NO_UPDATE })
+}
+
+/// Takes the update lock, or says who holds it.
+fn lock(config: &Config) -> Result<Flock<File>> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;
+    let path = config.state_dir.join(LOCK_FILE);
+    let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        Error::io(
+            &path,
+            std::io::Error::other(format!("another update run holds the lock ({errno})")),
+        )
+    })
+}
+
+/// One update run (lock held by the caller). Returns whether an update was
+/// staged.
+fn run_once(config: &Config) -> Result<bool> {
+    let client = Client::from_config(config)?;
+    let keys = TrustedKeys::load_dir(&config.keys_dir)?;
+    let mut rep = Reporter::new("check", None, Some(config.state_dir.clone()));
+    rep.phase("checking");
+    let d = match update::check(config, &client, &keys) {
+        Ok(d) => d,
+        Err(e) => {
+            rep.phase("failed");
+            return Err(e);
+        }
+    };
+    log::info!("{d}");
+    let Decision::Update {
+        version,
+        manifest_url,
+        ..
+    } = d
+    else {
+        rep.phase("idle");
+        return Ok(false);
+    };
+    let facts = DeviceFacts {
+        product: config.product.clone(),
+        hardware: config.hardware.clone(),
+        installed: bundle::installed_version(&config.version_file)?,
+        min_security_version: bundle::load_min_security_version(&config.state_dir)?,
+        now: time::now(),
+        reinstall: false,
+    };
+    let dir = config.state_dir.join(update::DOWNLOAD_DIR);
+    let staged = update::download_release(
+        &client,
+        &manifest_url,
+        &keys,
+        &facts,
+        Some(&version),
+        &dir,
+        Some(&config.state_dir),
+    );
+    match staged {
+        Ok(dir) => {
+            // The streaming installer (issue #6) takes over here once merged.
+            println!(
+                "{version}: downloaded and verified into {}; install with `ota-agent install {}`",
+                dir.display(),
+                dir.display()
+            );
+            rep.phase("done");
+            Ok(true)
+        }
+        Err(e) => {
+            rep.phase("failed");
+            Err(e)
+        }
+    }
+}
+
+/// `ota-agent update`
+pub fn update(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    if !no_args(args, "usage: ota-agent update\n\nChecks the channel, downloads and verifies the release, installs it.\n")? {
+        return Ok(0);
+    }
+    let config = globals.config()?;
+    let _lock = lock(&config)?;
+    Ok(if run_once(&config)? {
+        0
+    } else {
+        EXIT_NO_UPDATE
+    })
+}
+
+/// `ota-agent daemon [--max-cycles N]`
+pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut max_cycles: Option<u64> = None;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("max-cycles") => {
+                let v = super::string(parser.value().map_err(usage)?)?;
+                max_cycles =
+                    Some(v.parse().map_err(|_| {
+                        Error::Usage(format!("--max-cycles {v:?} is not a number"))
+                    })?);
+            }
+            Short('h') | Long("help") => {
+                print!("usage: ota-agent daemon [--max-cycles N]\n\nPolls the channel every poll_interval_s (with jitter) and updates.\n  --max-cycles N   stop after N polls (tests)\n");
+                return Ok(0);
+            }
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let config = globals.config()?;
+    let mut cycle = 0u64;
+    loop {
+        cycle += 1;
+        match lock(&config) {
+            Ok(_lock) => match run_once(&config) {
+                Ok(true) => log::info!("cycle {cycle}: update staged"),
+                Ok(false) => log::info!("cycle {cycle}: nothing to do"),
+                Err(e) => log::warn!("cycle {cycle} failed: {e}"),
+            },
+            Err(e) => log::warn!("cycle {cycle} skipped: {e}"),
+        }
+        if max_cycles.is_some_and(|m| cycle >= m) {
+            return Ok(0);
+        }
+        std::thread::sleep(poll_delay(config.poll_interval_s));
+    }
+}
+
+/// `interval` seconds ±10 %, so a fleet does not poll in lockstep.
+fn poll_delay(interval_s: u64) -> Duration {
+    let ms = interval_s.saturating_mul(1000);
+    let spread = ms / 5;
+    let jitter = if spread == 0 {
+        0
+    } else {
+        backoff::random_u64() % (spread + 1)
+    };
+    Duration::from_millis(ms - ms / 10 + jitter)
+}

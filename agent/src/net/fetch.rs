@@ -1,0 +1,594 @@
+//! Resumable downloads: [`Download`] is an `io::Read` over one remote file
+//! that reconnects by itself with `Range`/`If-Range`, and [`fetch_to_file`]
+//! stores a file with a power-cut-safe checkpoint.
+//!
+//! Resume rules (RFC 9110 §13.1.5 If-Range, §14 Range, §15.3.7 206,
+//! §15.5.17 416):
+//! * a resumed request carries `Range: bytes=N-` and `If-Range:` with the
+//!   strong ETag of the bytes already held (a weak ETag may not be used in
+//!   If-Range; then `Last-Modified` is used). Without any validator a resume
+//!   could splice two versions, so the download restarts from 0 instead;
+//! * `206` must carry `Content-Range: bytes N-…/LEN` starting exactly at N,
+//!   with the same validator and length as before, else it counts as changed;
+//! * `200` to a range request means the file changed (If-Range failed) or
+//!   the server ignores ranges. Same validator: the first N body bytes are
+//!   skipped. Otherwise the consumer is told [`NetErrorKind::Changed`] and
+//!   must call [`Download::restart`] after dropping its unverified bytes;
+//! * `416` with `bytes */N`: everything is already here; otherwise changed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{classify, classify_io, status_kind, Backoff, Client, NetError, NetErrorKind};
+use crate::bundle::{Blob, BundleError};
+use crate::{Error, Result};
+
+/// What identifies the exact version of a remote file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validator {
+    /// A strong entity tag, quotes included (`"5f3e-1a2b"`).
+    Etag(String),
+    /// The `Last-Modified` date, verbatim.
+    LastModified(String),
+}
+
+impl Validator {
+    fn from_response<B>(resp: &ureq::http::Response<B>) -> Option<Validator> {
+        let h = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        match h("etag") {
+            Some(e) if !e.starts_with("W/") && e.len() >= 2 => Some(Validator::Etag(e)),
+            _ => h("last-modified").map(Validator::LastModified),
+        }
+    }
+
+    fn header_value(&self) -> &str {
+        match self {
+            Validator::Etag(v) | Validator::LastModified(v) => v,
+        }
+    }
+}
+
+/// Counters of one download, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// HTTP requests sent.
+    pub requests: u32,
+    /// Body bytes received from the server (including skipped and discarded ones).
+    pub received: u64,
+    /// Connections that failed transiently (cut, timeout, 5xx).
+    pub failures: u32,
+    /// Times the file changed and the download started over.
+    pub restarts: u32,
+}
+
+/// A parsed `Content-Range: bytes FIRST-LAST/LEN` or `bytes */LEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContentRange {
+    pub range: Option<(u64, u64)>,
+    pub len: Option<u64>,
+}
+
+pub(crate) fn parse_content_range(v: &str) -> Option<ContentRange> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, len) = rest.split_once('/')?;
+    let len = match len {
+        "*" => None,
+        n => Some(n.parse().ok()?),
+    };
+    let range = match range {
+        "*" => None,
+        r => {
+            let (a, b) = r.split_once('-')?;
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            if b < a || len.is_some_and(|l| b >= l) {
+                return None;
+            }
+            Some((a, b))
+        }
+    };
+    Some(ContentRange { range, len })
+}
+
+/// One remote file as a byte stream from `offset` on, reconnecting on
+/// transient failures (bounded by the client's backoff policy).
+pub struct Download {
+    client: Client,
+    url: String,
+    pos: u64,
+    total: Option<u64>,
+    validator: Option<Validator>,
+    body: Option<ureq::BodyReader<'static>>,
+    /// Bytes read from the current connection.
+    conn_read: u64,
+    backoff: Backoff,
+    /// A `200` response held back until the consumer calls `restart`.
+    pending: Option<(ureq::BodyReader<'static>, Option<u64>, Option<Validator>)>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("url", &self.url)
+            .field("pos", &self.pos)
+            .field("total", &self.total)
+            .field("validator", &self.validator)
+            .finish()
+    }
+}
+
+impl Download {
+    /// Prepares a download of `url` starting at `offset`, where the bytes
+    /// before `offset` (if any) were of the version `validator`. Nothing is
+    /// sent before the first read.
+    pub fn new(
+        client: &Client,
+        url: &str,
+        offset: u64,
+        validator: Option<Validator>,
+    ) -> Result<Download, NetError> {
+        client.check_scheme(url)?;
+        // Bytes of an unknown version cannot be resumed safely.
+        let offset = if validator.is_some() { offset } else { 0 };
+        Ok(Download {
+            client: client.clone(),
+            url: url.to_owned(),
+            pos: offset,
+            total: None,
+            validator,
+            body: None,
+            conn_read: 0,
+            backoff: client.settings().backoff.clone(),
+            pending: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The next byte offset this download yields.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The file's length, once a response said it.
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    /// The version of the bytes yielded so far.
+    pub fn validator(&self) -> Option<&Validator> {
+        self.validator.as_ref()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// After [`NetErrorKind::Changed`]: the consumer dropped what it had;
+    /// the download continues from byte 0 of the new version.
+    pub fn restart(&mut self) {
+        self.stats.restarts += 1;
+        self.pos = 0;
+        self.conn_read = 0;
+        match self.pending.take() {
+            Some((body, total, validator)) => {
+                self.body = Some(body);
+                self.total = total;
+                self.validator = validator;
+            }
+            None => {
+                self.body = None;
+                self.total = None;
+                self.validator = None;
+            }
+        }
+    }
+
+    /// One request from `self.pos`.
+    fn connect(&mut self) -> Result<(), NetError> {
+        let url = self.url.as_str();
+        let err = |kind| NetError::new(url, kind);
+        let mut req = self.client.agent.get(url);
+        let ranged = self.pos > 0;
+        if ranged {
+            req = req.header("Range", format!("bytes={}-", self.pos));
+            if let Some(v) = &self.validator {
+                req = req.header("If-Range", v.header_value());
+            }
+        }
+        self.stats.requests += 1;
+        let resp = req.call().map_err(|e| classify(url, e))?;
+        let status = resp.status().as_u16();
+        let validator = Validator::from_response(&resp);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        match status {
+            206 if ranged => {
+                let cr = header("content-range")
+                    .and_then(|v| parse_content_range(&v))
+                    .ok_or_else(|| {
+                        err(NetErrorKind::Protocol(
+                            "206 without a valid Content-Range".into(),
+                        ))
+                    })?;
+                let Some((first, _last)) = cr.range else {
+                    return Err(err(NetErrorKind::Protocol("206 with `bytes */…`".into())));
+                };
+                if first != self.pos {
+                    return Err(err(NetErrorKind::Protocol(format!(
+                        "asked for bytes from {}, Content-Range starts at {first}",
+                        self.pos
+                    ))));
+                }
+                let same_len = match (self.total, cr.len) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+                if validator.is_some() && validator != self.validator || !same_len {
+                    // If-Range should have prevented this; trust the newer facts.
+                    self.pending = None;
+                    return Err(err(NetErrorKind::Changed));
+                }
+                if cr.len.is_some() {
+                    self.total = cr.len;
+                }
+                self.body = Some(resp.into_body().into_reader());
+                self.conn_read = 0;
+                Ok(())
+            }
+            200 => {
+                let total = resp.body().content_length();
+                let body = resp.into_body().into_reader();
+                if !ranged {
+                    self.total = total;
+                    self.validator = validator;
+                    self.body = Some(body);
+                    self.conn_read = 0;
+                    return Ok(());
+                }
+                let unchanged = validator.is_some()
+                    && validator == self.validator
+                    && (self.total.is_none() || total == self.total);
+                if unchanged {
+                    // The server ignores Range; skip what we already have.
+                    log::info!("{url}: no range support; skipping {} bytes", self.pos);
+                    let mut body = body;
+                    let skipped = io::copy(&mut (&mut body).take(self.pos), &mut io::sink())
+                        .map_err(|e| classify_io(url, e))?;
+                    self.stats.received += skipped;
+                    if skipped != self.pos {
+                        return Err(err(NetErrorKind::Transient(
+                            "connection ended while skipping held bytes".into(),
+                        )));
+                    }
+                    self.total = total;
+                    self.body = Some(body);
+                    self.conn_read = 0;
+                    return Ok(());
+                }
+                self.pending = Some((body, total, validator));
+                Err(err(NetErrorKind::Changed))
+            }
+            416 if ranged => {
+                let cr = header("content-range").and_then(|v| parse_content_range(&v));
+                match cr.and_then(|c| c.len) {
+                    Some(len) if len == self.pos && validator == self.validator => {
+                        self.total = Some(len);
+                        Ok(())
+                    }
+                    _ => {
+                        self.pending = None;
+                        Err(err(NetErrorKind::Changed))
+                    }
+                }
+            }
+            _ => Err(err(status_kind(status))),
+        }
+    }
+
+    /// Connects, retrying transient failures per the backoff policy.
+    fn connect_retrying(&mut self) -> Result<(), NetError> {
+        loop {
+            match self.connect() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    self.stats.failures += 1;
+                    self.pause(e)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sleeps before the next attempt, or gives up with `e`.
+    fn pause(&mut self, e: NetError) -> Result<(), NetError> {
+        match self.backoff.next_delay() {
+            Some(d) => {
+                log::info!(
+                    "{e}; retry {}/{} at byte {} in {} ms",
+                    self.backoff.attempts(),
+                    self.backoff.max_attempts,
+                    self.pos,
+                    d.as_millis()
+                );
+                std::thread::sleep(d);
+                Ok(())
+            }
+            None => Err(NetError::new(
+                &self.url,
+                NetErrorKind::Transient(format!(
+                    "gave up after {} retries at byte {}: {}",
+                    self.backoff.max_attempts, self.pos, e.kind
+                )),
+            )),
+        }
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        loop {
+            if self.total == Some(self.pos) || buf.is_empty() {
+                return Ok(0);
+            }
+            if self.pending.is_some() {
+                // The consumer ignored Changed: keep refusing.
+                return Err(NetError::new(&self.url, NetErrorKind::Changed));
+            }
+            let Some(body) = self.body.as_mut() else {
+                self.connect_retrying()?;
+                continue;
+            };
+            let want = match self.total {
+                Some(t) => buf
+                    .len()
+                    .min(usize::try_from(t - self.pos).unwrap_or(usize::MAX)),
+                None => buf.len(),
+            };
+            match body.read(&mut buf[..want]) {
+                Ok(0) => {
+                    self.body = None;
+                    if self.total.is_none() {
+                        // No length was announced: a clean end is the end.
+                        self.total = Some(self.pos);
+                        return Ok(0);
+                    }
+                    if self.conn_read == 0 {
+                        self.stats.failures += 1;
+                        let e = NetError::new(
+                            &self.url,
+                            NetErrorKind::Transient("connection ended early".into()),
+                        );
+                        self.pause(e)?;
+                    }
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    self.conn_read += n as u64;
+                    self.stats.received += n as u64;
+                    self.backoff.reset();
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.body = None;
+                    let e = classify_io(&self.url, e);
+                    if !e.is_transient() {
+                        return Err(e);
+                    }
+                    self.stats.failures += 1;
+                    if self.conn_read == 0 {
+                        self.pause(e)?;
+                    } else {
+                        log::debug!("{e}; resuming at byte {}", self.pos);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Read for Download {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf).map_err(io::Error::other)
+    }
+}
+
+/// The [`NetError`] inside an I/O error from a [`Download`], if any.
+pub fn net_error(e: &io::Error) -> Option<&NetError> {
+    e.get_ref().and_then(|i| i.downcast_ref::<NetError>())
+}
+
+/// The on-disk checkpoint of a partial file: how many bytes of `<file>.part`
+/// are synced, and of which version of which URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    url: String,
+    offset: u64,
+    validator: Option<Validator>,
+}
+
+/// Bytes written between checkpoints (each costs an fsync of the data and
+/// an atomic rewrite of the checkpoint).
+pub const CHECKPOINT_EVERY: u64 = 4 << 20;
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Downloads `url` into `dest`, resuming a previous partial download of the
+/// same URL. The data goes to `<dest>.part`; `<dest>.part.ckpt` records how
+/// many of its bytes are synced to storage and their version, so after a
+/// power cut only the unsynced tail is fetched again. When `expected` is
+/// given the finished file must have exactly that size and SHA-256 (else it
+/// is deleted and the error names the mismatch). `progress` sees
+/// (bytes held, total if known) after every write.
+pub fn fetch_to_file(
+    client: &Client,
+    url: &str,
+    dest: &Path,
+    expected: Option<&Blob>,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Stats> {
+    let part = with_suffix(dest, ".part");
+    let ckpt_path = with_suffix(dest, ".part.ckpt");
+    let io_err = |p: &Path| {
+        let p = p.to_owned();
+        move |e| Error::io(p, e)
+    };
+    let ckpt: Option<Checkpoint> = std::fs::read(&ckpt_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|c: &Checkpoint| c.version == 1 && c.url == url);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&part)
+        .map_err(io_err(&part))?;
+    let held = file.metadata().map_err(io_err(&part))?.len();
+    // Only synced bytes count; a longer file has an unsynced (maybe garbage) tail.
+    let (offset, validator) = match ckpt {
+        Some(c) if c.offset <= held => (c.offset, c.validator),
+        _ => (0, None),
+    };
+    let mut dl = Download::new(client, url, offset, validator)?;
+    let offset = dl.position();
+    file.set_len(offset).map_err(io_err(&part))?;
+    file.seek(SeekFrom::Start(offset)).map_err(io_err(&part))?;
+    if offset > 0 {
+        log::info!("{url}: resuming at byte {offset}");
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut since_ckpt = 0u64;
+    loop {
+        let n = match dl.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => match net_error(&e) {
+                Some(ne) if matches!(ne.kind, NetErrorKind::Changed) => {
+                    log::warn!("{ne}");
+                    // Drop everything: held bytes belong to the old version.
+                    let _ = std::fs::remove_file(&ckpt_path);
+                    file.set_len(0).map_err(io_err(&part))?;
+                    file.seek(SeekFrom::Start(0)).map_err(io_err(&part))?;
+                    dl.restart();
+                    since_ckpt = 0;
+                    continue;
+                }
+                Some(_) => {
+                    // Keep what is synced for the next run.
+                    checkpoint(&file, &ckpt_path, url, &dl)?;
+                    let inner = e.into_inner().and_then(|b| b.downcast::<NetError>().ok());
+                    return Err(match inner {
+                        Some(ne) => Error::Net(*ne),
+                        None => Error::io(&part, io::Error::other("download failed")),
+                    });
+                }
+                None => return Err(Error::io(&part, e)),
+            },
+        };
+        file.write_all(&buf[..n]).map_err(io_err(&part))?;
+        since_ckpt += n as u64;
+        if since_ckpt >= CHECKPOINT_EVERY {
+            checkpoint(&file, &ckpt_path, url, &dl)?;
+            since_ckpt = 0;
+        }
+        progress(dl.position(), dl.total());
+    }
+    file.sync_all().map_err(io_err(&part))?;
+    let stats = dl.stats();
+    if let Some(exp) = expected {
+        file.seek(SeekFrom::Start(0)).map_err(io_err(&part))?;
+        let got = crate::bundle::hash_reader(&mut file).map_err(io_err(&part))?;
+        if got != *exp {
+            let _ = std::fs::remove_file(&ckpt_path);
+            let _ = std::fs::remove_file(&part);
+            return Err(BundleError::Payload {
+                file: url.to_owned(),
+                reason: format!(
+                    "downloaded {} bytes with SHA-256 {}, manifest says {} bytes with {}",
+                    got.size, got.sha256, exp.size, exp.sha256
+                ),
+            }
+            .into());
+        }
+    }
+    drop(file);
+    std::fs::rename(&part, dest).map_err(io_err(dest))?;
+    let _ = std::fs::remove_file(&ckpt_path);
+    if let Some(dir) = dest.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(stats)
+}
+
+/// Syncs the data, then records the synced length (data first, so the
+/// checkpoint never claims bytes that are not on storage).
+fn checkpoint(file: &File, path: &Path, url: &str, dl: &Download) -> Result<()> {
+    file.sync_data().map_err(|e| Error::io(path, e))?;
+    let c = Checkpoint {
+        version: 1,
+        url: url.to_owned(),
+        offset: dl.position(),
+        validator: dl.validator().cloned(),
+    };
+    let bytes = serde_json::to_vec(&c).map_err(|e| Error::State {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    crate::state::write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses_and_refuses_nonsense() {
+        let p = |s| parse_content_range(s);
+        assert_eq!(
+            p("bytes 100-199/1000"),
+            Some(ContentRange {
+                range: Some((100, 199)),
+                len: Some(1000)
+            })
+        );
+        assert_eq!(
+            p("bytes */1000"),
+            Some(ContentRange {
+                range: None,
+                len: Some(1000)
+            })
+        );
+        assert_eq!(p("bytes 5-9/*").unwrap().len, None);
+        for bad in [
+            "bytes 200-100/1000",
+            "bytes 0-1000/1000",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes -1-2/3",
+            "bytes 0-x/3",
+            "",
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! One update run: check the channel, fetch and verify the release's
+//! manifest, download its payloads (resumably, each checked against its
+//! signed size and SHA-256) into `<state_dir>/download/`, and hand the
+//! verified bundle directory to the installer.
+//!
+//! Until the streaming installer (issue #6) is on main, the payloads are
+//! staged as a bundle directory that `ota-agent install DIR` takes. A full
+//! image will then stream from [`Download`](super::Download) straight into
+//! the inactive slot with the install journal's offset as resume point.
+
+use std::path::{Path, PathBuf};
+
+use super::check::{self, Decision, Facts};
+use super::progress::Reporter;
+use super::{dir_url, fetch_to_file, join_url, Client};
+use crate::bundle::{self, manifest, signature, BundleError, DeviceFacts, TrustedKeys};
+use crate::config::Config;
+use crate::{Error, Result};
+
+/// Subdirectory of `state_dir` where releases are staged.
+pub const DOWNLOAD_DIR: &str = "download";
+
+/// The device id: `device_id`, else the first line of `device_id_file`.
+pub fn device_id(c: &Config) -> Result<String> {
+    if let Some(id) = &c.device_id {
+        return Ok(id.clone());
+    }
+    let text =
+        std::fs::read_to_string(&c.device_id_file).map_err(|e| Error::io(&c.device_id_file, e))?;
+    let id = text.lines().next().unwrap_or("").trim();
+    if id.is_empty() {
+        return Err(Error::Config {
+            path: c.device_id_file.clone(),
+            reason: "device id file is empty".into(),
+        });
+    }
+    Ok(id.to_owned())
+}
+
+/// Runs the channel check for this device.
+pub fn check(c: &Config, client: &Client, keys: &TrustedKeys) -> Result<Decision> {
+    let server = c.server.as_deref().ok_or_else(|| Error::Config {
+        path: "ota-agent.toml".into(),
+        reason: "key `server` is not set (no release server to check)".into(),
+    })?;
+    let installed = bundle::installed_version(&c.version_file)?;
+    let id = device_id(c)?;
+    let facts = Facts {
+        product: &c.product,
+        channel: &c.channel,
+        installed: &installed,
+        device_id: &id,
+        now: bundle::time::now(),
+    };
+    let (_, d) = check::check(client, server, keys, &facts)?;
+    Ok(d)
+}
+
+/// Downloads the release whose manifest is at `manifest_url` into `dir`
+/// (created): manifest and signature first, verified and judged against the
+/// device before a single payload byte is fetched; then each payload,
+/// checked against the signed size and SHA-256. Returns `dir`.
+pub fn download_release(
+    client: &Client,
+    manifest_url: &str,
+    keys: &TrustedKeys,
+    facts: &DeviceFacts,
+    expect_version: Option<&semver::Version>,
+    dir: &Path,
+    state_dir: Option<&Path>,
+) -> Result<PathBuf> {
+    let mbytes = client.get_small(manifest_url, manifest::MAX_LEN)?;
+    let sig = client.get_small(&format!("{manifest_url}.sig"), signature::MAX_SIGNATURE_LEN)?;
+    let (m, key) = bundle::verify_manifest(&mbytes, &sig, keys)?;
+    for w in bundle::check_policy(&m, facts)? {
+        log::warn!("{w}");
+    }
+    if let Some(v) = expect_version {
+        if m.version != *v {
+            return Err(BundleError::Refused(format!(
+                "the channel offers {v} but its manifest is version {}",
+                m.version
+            ))
+            .into());
+        }
+    }
+    log::info!("manifest {} verified (key {key})", m.version);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // A staged manifest of another release makes its payloads stale; the
+    // new one is staged before any payload so an interrupted run resumes.
+    let staged = dir.join(bundle::MANIFEST_FILE);
+    if std::fs::read(&staged).ok().as_deref() != Some(&mbytes[..]) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        crate::state::write_atomic(&dir.join(bundle::SIGNATURE_FILE), &sig)?;
+        crate::state::write_atomic(&staged, &mbytes)?;
+    }
+    let base = dir_url(manifest_url);
+    for img in &m.images {
+        let dest = dir.join(&img.file);
+        if std::fs::metadata(&dest).is_ok_and(|md| md.len() == img.payload.size) {
+            continue; // verified when it was renamed into place
+        }
+        let mut rep = Reporter::new(
+            &img.file,
+            Some(m.version.to_string()),
+            state_dir.map(Into::into),
+        );
+        fetch_to_file(
+            client,
+            &join_url(base, &img.file),
+            &dest,
+            Some(&img.payload),
+            &mut |done, total| rep.update(done, total),
+        )?;
+    }
+    Ok(dir.to_owned())
+}
