@@ -71,6 +71,10 @@ pub struct Config {
     pub client_cert: Option<PathBuf>,
     /// PEM private key of `client_cert`.
     pub client_key: Option<PathBuf>,
+    /// Retries of a transient network failure per run (backoff with jitter).
+    pub retry_attempts: u32,
+    /// Seconds a stalled connection may stay silent before it is dropped.
+    pub read_timeout_s: u64,
     /// The appliance MCU link; absent = no appliance gate.
     pub mcu: Option<McuConfig>,
 }
@@ -130,6 +134,8 @@ impl Default for Config {
             danger_allow_http: false,
             client_cert: None,
             client_key: None,
+            retry_attempts: 8,
+            read_timeout_s: 30,
             mcu: None,
         }
     }
@@ -157,6 +163,8 @@ const TOP_KEYS: &[&str] = &[
     "danger_allow_http",
     "client_cert",
     "client_key",
+    "retry_attempts",
+    "read_timeout_s",
     "mcu",
 ];
 const MCU_KEYS: &[&str] = &[
@@ -197,6 +205,9 @@ impl Config {
                 "key `boot_tries`: {} is out of range 1..=7 (the Android bootctrl holds 3 bits)",
                 config.boot_tries
             )));
+        }
+        if config.read_timeout_s == 0 {
+            return Err(bad("key `read_timeout_s`: must not be 0".into()));
         }
         if config.client_cert.is_some() != config.client_key.is_some() {
             return Err(bad(

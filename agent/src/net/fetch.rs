@@ -285,7 +285,12 @@ impl Download {
             416 if ranged => {
                 let cr = header("content-range").and_then(|v| parse_content_range(&v));
                 match cr.and_then(|c| c.len) {
-                    Some(len) if len == self.pos && validator == self.validator => {
+                    // nginx sends no ETag with 416; a same-length other file
+                    // is caught by the payload hash check.
+                    Some(len)
+                        if len == self.pos
+                            && (validator.is_none() || validator == self.validator) =>
+                    {
                         self.total = Some(len);
                         Ok(())
                     }

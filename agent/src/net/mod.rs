@@ -238,9 +238,16 @@ impl Client {
             client_cert: c.client_cert.clone(),
             client_key: c.client_key.clone(),
         };
+        let defaults = NetSettings::default();
         let settings = NetSettings {
             danger_allow_http: c.danger_allow_http,
-            ..NetSettings::default()
+            read_timeout: Duration::from_secs(c.read_timeout_s),
+            backoff: Backoff::new(
+                defaults.backoff.base,
+                defaults.backoff.cap,
+                c.retry_attempts,
+            ),
+            ..defaults
         };
         Client::new(&tls, settings)
     }

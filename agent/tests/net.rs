@@ -1,0 +1,909 @@
+//! Downloads against a real nginx (Range, ETag, If-Range as nginx implements
+//! them), through a fault-injecting proxy, over HTTPS with a CA made by
+//! `openssl`, and the `check`/`update`/`daemon` commands end to end.
+//!
+//! Needs `nginx` (package nginx-light, with the ssl module) and `openssl`
+//! (scripts/install-deps). Without them these tests fail; they never skip.
+//! Everything listens on 127.0.0.1 on free ports; nginx runs in the
+//! foreground from a temporary prefix and is killed when the test ends.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use ota_agent::net::fetch::Stats;
+use ota_agent::net::{
+    fetch_to_file, Backoff, Client, Download, NetErrorKind, NetSettings, TlsFiles,
+};
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (scripts/install-deps installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small deterministic PRNG (xorshift64*), seeded per run so a failure
+/// names the seed that reproduces it.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed | 1);
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&r.next().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx in the foreground from a temporary prefix: `www/` is its root; an
+/// http server, and with `tls` an https server (and an https server that
+/// requires a client certificate signed by the CA).
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    tls_port: u16,
+    mtls_port: u16,
+}
+
+/// Certificates made by openssl: a CA, a server cert for IP 127.0.0.1 and
+/// DNS `ota.test`, an unrelated CA, and a client cert signed by the CA.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        fs::create_dir_all(dir).unwrap();
+        let p = |n: &str| dir.join(n);
+        for ca in ["ca", "other-ca"] {
+            run(Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-days", "2", "-subj"])
+                .arg(format!("/CN=test {ca}"))
+                .arg("-keyout")
+                .arg(p(&format!("{ca}.key")))
+                .arg("-out")
+                .arg(p(&format!("{ca}.pem"))));
+        }
+        for (name, ext) in [
+            ("server", "subjectAltName=IP:127.0.0.1,DNS:ota.test"),
+            ("client", "extendedKeyUsage=clientAuth"),
+        ] {
+            run(Command::new("openssl")
+                .args([
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-subj"])
+                .arg(format!("/CN={name}"))
+                .arg("-keyout")
+                .arg(p(&format!("{name}.key")))
+                .arg("-out")
+                .arg(p(&format!("{name}.csr"))));
+            fs::write(p(&format!("{name}.ext")), format!("{ext}\n")).unwrap();
+            run(Command::new("openssl")
+                .args(["x509", "-req", "-days", "2", "-in"])
+                .arg(p(&format!("{name}.csr")))
+                .arg("-CA")
+                .arg(p("ca.pem"))
+                .arg("-CAkey")
+                .arg(p("ca.key"))
+                .arg("-CAcreateserial")
+                .arg("-extfile")
+                .arg(p(&format!("{name}.ext")))
+                .arg("-out")
+                .arg(p(&format!("{name}.pem"))));
+        }
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Nginx {
+    fn start(pki: Option<&Pki>) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("www")).unwrap();
+        fs::create_dir(d.join("tmp")).unwrap();
+        let (port, tls_port, mtls_port) = (free_port(), free_port(), free_port());
+        let mut servers = format!(
+            "server {{ listen 127.0.0.1:{port}; root {0}/www; }}\n",
+            d.display()
+        );
+        if let Some(pki) = pki {
+            servers.push_str(&format!(
+                "server {{ listen 127.0.0.1:{tls_port} ssl; root {www}/www;
+                   ssl_certificate {crt}; ssl_certificate_key {key}; }}
+                 server {{ listen 127.0.0.1:{mtls_port} ssl; root {www}/www;
+                   ssl_certificate {crt}; ssl_certificate_key {key};
+                   ssl_client_certificate {ca}; ssl_verify_client on; }}\n",
+                www = d.display(),
+                crt = pki.path("server.pem").display(),
+                key = pki.path("server.key").display(),
+                ca = pki.path("ca.pem").display(),
+            ));
+        }
+        let t = d.join("tmp").display().to_string();
+        let conf = format!(
+            "worker_processes 1;
+             pid {d}/nginx.pid;
+             events {{ worker_connections 64; }}
+             http {{
+               access_log {d}/access.log;
+               client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};
+               uwsgi_temp_path {t}; scgi_temp_path {t};
+               types {{ application/octet-stream bin img; application/json json; }}
+               default_type application/octet-stream;
+               {servers}
+             }}\n",
+            d = d.display()
+        );
+        fs::write(d.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(d)
+            .arg("-e")
+            .arg(d.join("error.log"))
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .args(["-g", "daemon off; master_process off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nginx (scripts/install-deps: nginx-light): {e}")
+            });
+        let mut n = Nginx {
+            child,
+            dir,
+            port,
+            tls_port,
+            mtls_port,
+        };
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return n;
+            }
+            if let Ok(Some(st)) = n.child.try_wait() {
+                panic!(
+                    "nginx exited {st}: {}",
+                    fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        let _ = n.child.kill();
+        panic!("nginx did not listen on 127.0.0.1:{port}");
+    }
+    fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+    fn url(&self, file: &str) -> String {
+        format!("http://127.0.0.1:{}/{file}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn settings(attempts: u32) -> NetSettings {
+    NetSettings {
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_millis(400),
+        max_redirects: 3,
+        backoff: Backoff::new(
+            Duration::from_millis(5),
+            Duration::from_millis(40),
+            attempts,
+        ),
+        danger_allow_http: true,
+    }
+}
+
+fn http_client(attempts: u32) -> Client {
+    Client::new(&TlsFiles::default(), settings(attempts)).unwrap()
+}
+
+// ---------------------------------------------------------------- the proxy
+
+/// One request as the proxy saw it: its `Range` and `If-Range` headers.
+type Seen = (Option<String>, Option<String>);
+
+/// What the proxy does to one connection.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Pass,
+    /// Answer 503 without asking nginx.
+    Unavailable,
+    /// Close (FIN) after this many body bytes.
+    Cut(u64),
+    /// Stop sending after this many body bytes and hold the connection
+    /// longer than the client's read timeout.
+    Stall(u64),
+}
+
+type Hook = Box<dyn FnMut(usize) + Send>;
+
+/// A fault proxy: forwards to nginx one request per connection (it adds
+/// `Connection: close`), counts the body bytes it delivers, records each
+/// request's `Range`/`If-Range`, and applies a fault chosen by `plan`.
+struct Proxy {
+    port: u16,
+    body_bytes: Arc<AtomicU64>,
+    requests: Arc<Mutex<Vec<Seen>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+}
+
+impl Proxy {
+    fn start(
+        upstream: u16,
+        mut plan: impl FnMut(usize, u64) -> Fault + Send + 'static,
+        mut after_fault: Hook,
+    ) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let body_bytes = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let faults = Arc::new(Mutex::new(Vec::new()));
+        let (bb, rq, fl) = (body_bytes.clone(), requests.clone(), faults.clone());
+        thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(client) = conn else { return };
+                // Connections are served one at a time: the client never
+                // has two open, and the hook must run before the next one.
+                let fault = serve(client, upstream, n, &bb, &rq, &mut plan);
+                fl.lock().unwrap().push(fault);
+                if !matches!(fault, Fault::Pass) {
+                    after_fault(n);
+                }
+            }
+        });
+        Proxy {
+            port,
+            body_bytes,
+            requests,
+            faults,
+        }
+    }
+    fn url(&self, file: &str) -> String {
+        format!("http://127.0.0.1:{}/{file}", self.port)
+    }
+    fn cuts(&self) -> usize {
+        self.faults
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| !matches!(f, Fault::Pass))
+            .count()
+    }
+}
+
+fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).ok()? == 0 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    Some(head)
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+fn serve(
+    mut client: TcpStream,
+    upstream: u16,
+    n: usize,
+    body_bytes: &AtomicU64,
+    requests: &Mutex<Vec<Seen>>,
+    plan: &mut dyn FnMut(usize, u64) -> Fault,
+) -> Fault {
+    let Some(req) = read_head(&mut client) else {
+        return Fault::Pass;
+    };
+    let req = String::from_utf8_lossy(&req).into_owned();
+    requests
+        .lock()
+        .unwrap()
+        .push((header(&req, "range"), header(&req, "if-range")));
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+    let mut fwd: String = req
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    fwd.push_str("Connection: close\r\n\r\n");
+    up.write_all(fwd.as_bytes()).unwrap();
+    let Some(resp_head) = read_head(&mut up) else {
+        return Fault::Pass;
+    };
+    let len: u64 = header(&String::from_utf8_lossy(&resp_head), "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fault = plan(n, len);
+    if let Fault::Unavailable = fault {
+        let _ = client.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return fault;
+    }
+    if client.write_all(&resp_head).is_err() {
+        return fault;
+    }
+    let limit = match fault {
+        Fault::Cut(k) | Fault::Stall(k) => k.min(len),
+        _ => u64::MAX,
+    };
+    let mut sent = 0u64;
+    let mut buf = [0u8; 16 * 1024];
+    while sent < limit {
+        let want = buf.len().min((limit - sent) as usize);
+        let Ok(got) = up.read(&mut buf[..want]) else {
+            break;
+        };
+        if got == 0 || client.write_all(&buf[..got]).is_err() {
+            break;
+        }
+        sent += got as u64;
+        body_bytes.fetch_add(got as u64, Ordering::SeqCst);
+    }
+    if let Fault::Stall(_) = fault {
+        // Silent for longer than the client's read timeout (400 ms).
+        thread::sleep(Duration::from_millis(900));
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    fault
+}
+
+// ---------------------------------------------------------------- tests
+
+/// nginx really does what the downloader relies on: a strong ETag, 206 with
+/// Content-Range for `Range`, 200 when `If-Range` does not match, 416 past
+/// the end.
+#[test]
+fn nginx_serves_etag_range_and_if_range() {
+    let nginx = Nginx::start(None);
+    let data = pseudo_random(100_000, 1);
+    fs::write(nginx.www().join("f.bin"), &data).unwrap();
+    let client = http_client(0);
+    let mut dl = Download::new(&client, &nginx.url("f.bin"), 0, None).unwrap();
+    let mut got = Vec::new();
+    dl.read_to_end(&mut got).unwrap();
+    assert_eq!(got, data);
+    let v = dl.validator().cloned().expect("nginx sends an ETag");
+    assert!(matches!(v, ota_agent::net::Validator::Etag(_)), "{v:?}");
+    // Resume from the middle with the right validator: exactly the tail.
+    let mut dl = Download::new(&client, &nginx.url("f.bin"), 60_000, Some(v.clone())).unwrap();
+    let mut tail = Vec::new();
+    dl.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, &data[60_000..]);
+    assert_eq!(dl.stats().received, 40_000);
+    // At the end: 416 → complete, nothing received.
+    let mut dl = Download::new(&client, &nginx.url("f.bin"), 100_000, Some(v)).unwrap();
+    assert_eq!(dl.read(&mut [0u8; 10]).unwrap(), 0);
+    // A stale validator: nginx answers 200, the download reports Changed.
+    let stale = ota_agent::net::Validator::Etag("\"0-0\"".into());
+    let mut dl = Download::new(&client, &nginx.url("f.bin"), 50_000, Some(stale)).unwrap();
+    let e = dl.read(&mut [0u8; 10]).unwrap_err();
+    let ne = ota_agent::net::fetch::net_error(&e).unwrap();
+    assert!(matches!(ne.kind, NetErrorKind::Changed), "{ne}");
+    dl.restart();
+    let mut all = Vec::new();
+    dl.read_to_end(&mut all).unwrap();
+    assert_eq!(all, data);
+    // 404 is permanent: one request, no retries.
+    let client = http_client(5);
+    let mut dl = Download::new(&client, &nginx.url("missing.bin"), 0, None).unwrap();
+    let e = dl.read(&mut [0u8; 10]).unwrap_err();
+    let ne = ota_agent::net::fetch::net_error(&e).unwrap();
+    assert!(matches!(ne.kind, NetErrorKind::Status(404)), "{ne}");
+    assert_eq!(dl.stats().requests, 1);
+}
+
+/// Issue #7: 30 randomized runs through the fault proxy (cuts after random
+/// byte counts, stalls past the read timeout, 503s). Each run must end with
+/// exactly the served bytes, and the body bytes the proxy delivered must not
+/// exceed the image size plus one read buffer per fault.
+#[test]
+fn fault_proxy_randomized_runs_end_with_exact_bytes() {
+    const SIZE: usize = 3 << 20;
+    const READ_BUFFER: u64 = 64 * 1024;
+    let nginx = Nginx::start(None);
+    let data = pseudo_random(SIZE, 7);
+    fs::write(nginx.www().join("image.bin"), &data).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    for run_no in 0..30u64 {
+        let seed = 0x9E37_79B9_7F4A_7C15 ^ (run_no + 1).wrapping_mul(0x1234_5678_9abc_def1);
+        let mut rng = Rng(seed);
+        let proxy = Proxy::start(
+            nginx.port,
+            move |_, len| match rng.below(10) {
+                0..=2 => Fault::Pass,
+                3..=5 => Fault::Unavailable,
+                6..=8 => Fault::Cut(rng.below(len + 1)),
+                _ => Fault::Stall(rng.below(len + 1)),
+            },
+            Box::new(|_| {}),
+        );
+        let dest = out.path().join(format!("run{run_no}.bin"));
+        let stats: Stats = fetch_to_file(
+            &http_client(12),
+            &proxy.url("image.bin"),
+            &dest,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("run {run_no} (seed {seed:#x}): {e}"));
+        let got = fs::read(&dest).unwrap();
+        assert!(got == data, "run {run_no} (seed {seed:#x}): bytes differ");
+        let delivered = proxy.body_bytes.load(Ordering::SeqCst);
+        let cuts = proxy.cuts() as u64;
+        assert!(
+            delivered <= SIZE as u64 + cuts * READ_BUFFER,
+            "run {run_no} (seed {seed:#x}): {delivered} body bytes for {SIZE} with {cuts} faults"
+        );
+        // Every resumed request asked for exactly the bytes not yet held.
+        for (range, if_range) in proxy.requests.lock().unwrap().iter() {
+            if range.is_some() {
+                assert!(if_range.is_some(), "run {run_no}: Range without If-Range");
+            }
+        }
+        report.push((cuts, delivered - SIZE as u64, stats.requests));
+    }
+    let faults: u64 = report.iter().map(|r| r.0).sum();
+    let overhead: u64 = report.iter().map(|r| r.1).sum();
+    eprintln!(
+        "fault proxy: 30 runs of {SIZE} bytes, {faults} faults, {overhead} body bytes of overhead in total (max {} in one run)",
+        report.iter().map(|r| r.1).max().unwrap_or(0)
+    );
+    assert!(faults >= 30, "the proxy injected only {faults} faults");
+}
+
+/// The file changes on the server mid-download (new ETag): the download
+/// restarts from 0 and the result is exactly the new file, never a splice.
+/// Also across a "power cut": a run that gives up leaves a checkpoint; the
+/// next run resumes with If-Range, sees the change and starts over.
+#[test]
+fn file_changed_mid_download_restarts_never_splices() {
+    let nginx = Nginx::start(None);
+    let old = pseudo_random(1 << 20, 11);
+    let new = pseudo_random((1 << 20) + 4096, 12);
+    let path = nginx.www().join("image.bin");
+    fs::write(&path, &old).unwrap();
+    let out = tempfile::tempdir().unwrap();
+
+    // In one run: the first connection is cut at 300,000 bytes, then the
+    // file is replaced before the client reconnects.
+    let (p, newc) = (path.clone(), new.clone());
+    let proxy = Proxy::start(
+        nginx.port,
+        |n, _| {
+            if n == 0 {
+                Fault::Cut(300_000)
+            } else {
+                Fault::Pass
+            }
+        },
+        Box::new(move |_| fs::write(&p, &newc).unwrap()),
+    );
+    let dest = out.path().join("a.bin");
+    let stats = fetch_to_file(
+        &http_client(3),
+        &proxy.url("image.bin"),
+        &dest,
+        None,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(fs::read(&dest).unwrap() == new, "spliced or stale image");
+    assert_eq!(stats.restarts, 1);
+    let reqs = proxy.requests.lock().unwrap().clone();
+    assert_eq!(reqs[1].0.as_deref(), Some("bytes=300000-"), "{reqs:?}");
+
+    // Across runs (one proxy, so the URL stays the same): run 1 gets
+    // 200,000 bytes, then only 503s, and gives up.
+    fs::write(&path, &old).unwrap();
+    let mode = Arc::new(AtomicU64::new(0));
+    let m = mode.clone();
+    let mut cut_in = u64::MAX;
+    let proxy = Proxy::start(
+        nginx.port,
+        move |_, _| match m.load(Ordering::SeqCst) {
+            1 => Fault::Pass,
+            phase if phase != cut_in => {
+                cut_in = phase;
+                Fault::Cut(200_000)
+            }
+            _ => Fault::Unavailable,
+        },
+        Box::new(|_| {}),
+    );
+    let url = proxy.url("image.bin");
+    let dest = out.path().join("b.bin");
+    let e = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("gave up"), "{e}");
+    assert_eq!(
+        fs::metadata(out.path().join("b.bin.part")).unwrap().len(),
+        200_000
+    );
+    // Run 2, same file: resumes at the checkpoint and fetches only the tail.
+    mode.store(1, Ordering::SeqCst);
+    let first = proxy.requests.lock().unwrap().len();
+    let stats = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| {}).unwrap();
+    assert!(fs::read(&dest).unwrap() == old);
+    assert_eq!(stats.received, old.len() as u64 - 200_000);
+    assert_eq!(
+        proxy.requests.lock().unwrap()[first].0.as_deref(),
+        Some("bytes=200000-")
+    );
+    // Run 1 again, then the file changes before run 2: a clean restart.
+    fs::remove_file(&dest).unwrap();
+    mode.store(2, Ordering::SeqCst);
+    assert!(fetch_to_file(&http_client(1), &url, &dest, None, &mut |_, _| {}).is_err());
+    fs::write(&path, &new).unwrap();
+    mode.store(1, Ordering::SeqCst);
+    let first = proxy.requests.lock().unwrap().len();
+    let stats = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| {}).unwrap();
+    assert!(
+        fs::read(&dest).unwrap() == new,
+        "spliced image after a restart"
+    );
+    assert_eq!(stats.restarts, 1);
+    let reqs = proxy.requests.lock().unwrap()[first..].to_vec();
+    assert_eq!(
+        reqs.len(),
+        1,
+        "the 200 answer is used for the restart: {reqs:?}"
+    );
+    assert_eq!(reqs[0].0.as_deref(), Some("bytes=200000-"));
+}
+
+/// A payload whose bytes do not match the signed size/SHA-256 is deleted,
+/// not renamed into place.
+#[test]
+fn expected_hash_mismatch_leaves_nothing() {
+    let nginx = Nginx::start(None);
+    let data = pseudo_random(50_000, 3);
+    fs::write(nginx.www().join("p.bin"), &data).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("p.bin");
+    let wrong = ota_agent::bundle::Blob {
+        size: 50_000,
+        sha256: ota_agent::bundle::Digest::of(b"something else"),
+    };
+    let e = fetch_to_file(
+        &http_client(0),
+        &nginx.url("p.bin"),
+        &dest,
+        Some(&wrong),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+    assert!(!dest.exists() && !out.path().join("p.bin.part").exists());
+    let right = ota_agent::bundle::Blob {
+        size: 50_000,
+        sha256: ota_agent::bundle::Digest::of(&data),
+    };
+    fetch_to_file(
+        &http_client(0),
+        &nginx.url("p.bin"),
+        &dest,
+        Some(&right),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(fs::read(&dest).unwrap() == data);
+}
+
+fn tls_client(pki: &Pki, ca: &str, client_cert: bool) -> Client {
+    let tls = TlsFiles {
+        ca_file: Some(pki.path(ca)),
+        client_cert: client_cert.then(|| pki.path("client.pem")),
+        client_key: client_cert.then(|| pki.path("client.key")),
+    };
+    let s = NetSettings {
+        danger_allow_http: false,
+        ..settings(0)
+    };
+    Client::new(&tls, s).unwrap()
+}
+
+/// HTTPS against nginx with a CA made by openssl: the right CA works, the
+/// wrong CA and the wrong host name are refused, http:// is refused unless
+/// allowed, and the mTLS server needs the client certificate.
+#[test]
+fn https_pins_the_ca_and_checks_the_name() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let nginx = Nginx::start(Some(&pki));
+    let data = pseudo_random(200_000, 5);
+    fs::write(nginx.www().join("f.bin"), &data).unwrap();
+    let url = format!("https://127.0.0.1:{}/f.bin", nginx.tls_port);
+    let out = tempfile::tempdir().unwrap();
+
+    let ok = tls_client(&pki, "ca.pem", false);
+    fetch_to_file(&ok, &url, &out.path().join("ok.bin"), None, &mut |_, _| {}).unwrap();
+    assert!(fs::read(out.path().join("ok.bin")).unwrap() == data);
+    assert_eq!(ok.get_small(&url, 1 << 20).unwrap(), data);
+
+    let wrong_ca = tls_client(&pki, "other-ca.pem", false);
+    let e = wrong_ca.get_small(&url, 1 << 20).unwrap_err();
+    assert!(matches!(e.kind, NetErrorKind::Tls(_)), "{e}");
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+
+    // `localhost` resolves to 127.0.0.1 but is not in the certificate.
+    let wrong_name = format!("https://localhost:{}/f.bin", nginx.tls_port);
+    let e = ok.get_small(&wrong_name, 1 << 20).unwrap_err();
+    assert!(matches!(e.kind, NetErrorKind::Tls(_)), "{e}");
+    assert!(e.to_string().contains("not valid for name"), "{e}");
+
+    let e = ok.get_small(&nginx.url("f.bin"), 1 << 20).unwrap_err();
+    assert!(e.to_string().contains("danger_allow_http"), "{e}");
+
+    let mtls = format!("https://127.0.0.1:{}/f.bin", nginx.mtls_port);
+    let e = ok.get_small(&mtls, 1 << 20).unwrap_err();
+    assert!(matches!(e.kind, NetErrorKind::Status(400)), "{e}");
+    let with_cert = tls_client(&pki, "ca.pem", true);
+    assert_eq!(with_cert.get_small(&mtls, 1 << 20).unwrap(), data);
+}
+
+// ------------------------------------------------- check / update / daemon
+
+fn sign(key: &Path, file: &Path) {
+    let mut sig = file.as_os_str().to_owned();
+    sig.push(".sig");
+    run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .arg("-out")
+        .arg(sig)
+        .arg(file));
+}
+
+struct Device {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+}
+
+impl Device {
+    fn new(server: &str, pki: &Pki, extra: &str) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("keys")).unwrap();
+        let key = d.join("release.key");
+        run(Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(d.join("keys/release.pem")));
+        fs::write(d.join("os-release"), "VERSION_ID=1.3.2\n").unwrap();
+        fs::write(
+            d.join("ota-agent.toml"),
+            format!(
+                "product = \"rice-cooker\"\ndisk = \"/dev/null\"\ndevice_id = \"rc-0001\"\n\
+                 keys_dir = \"{0}/keys\"\nstate_dir = \"{0}/state\"\nversion_file = \"{0}/os-release\"\n\
+                 server = \"{server}\"\nca_file = \"{1}\"\nretry_attempts = 0\nread_timeout_s = 5\n{extra}",
+                d.display(),
+                pki.path("ca.pem").display()
+            ),
+        )
+        .unwrap();
+        Device { dir, key }
+    }
+    fn agent(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ota-agent"))
+            .arg("--config")
+            .arg(self.dir.path().join("ota-agent.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Publishes release 1.4.0 (one full image) and the stable channel.
+fn publish(www: &Path, key: &Path, percent: u8, paused: bool) -> Vec<u8> {
+    use ota_agent::bundle::channel::{Channel, Rollout};
+    use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
+    let rel = www.join("rice-cooker/releases/1.4.0");
+    fs::create_dir_all(&rel).unwrap();
+    let image = pseudo_random(300_000, 9);
+    fs::write(rel.join("rootfs.img"), &image).unwrap();
+    let blob = Blob {
+        size: image.len() as u64,
+        sha256: Digest::of(&image),
+    };
+    let now = ota_agent::bundle::time::now();
+    let m = Manifest {
+        product: "rice-cooker".into(),
+        hardware: vec![],
+        version: semver::Version::new(1, 4, 0),
+        security_version: 1,
+        created: now - 60,
+        expires: now + 86400,
+        images: vec![Image {
+            name: "rootfs".into(),
+            file: "rootfs.img".into(),
+            payload: blob,
+            compression: Compression::None,
+            kind: Kind::Full,
+            result: blob,
+        }],
+    };
+    fs::write(rel.join("manifest.json"), m.to_json()).unwrap();
+    sign(key, &rel.join("manifest.json"));
+    let c = Channel {
+        product: "rice-cooker".into(),
+        channel: "stable".into(),
+        version: semver::Version::new(1, 4, 0),
+        manifest: "releases/1.4.0/manifest.json".into(),
+        rollout: Rollout {
+            percent,
+            seed: "1.4.0".into(),
+            paused,
+        },
+        created: now - 60,
+        expires: now + 86400,
+    };
+    fs::write(www.join("rice-cooker/stable.json"), c.to_json()).unwrap();
+    sign(key, &www.join("rice-cooker/stable.json"));
+    image
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `check` prints the decision (exit 0 / 3), `update` downloads and verifies
+/// the release over HTTPS, a tampered channel file is refused, and `daemon`
+/// survives a dead server for a bounded number of cycles.
+#[test]
+fn check_update_daemon_end_to_end() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let nginx = Nginx::start(Some(&pki));
+    let server = format!("https://127.0.0.1:{}", nginx.tls_port);
+    let dev = Device::new(&server, &pki, "");
+    let image = publish(&nginx.www(), &dev.key, 100, false);
+
+    let o = dev.agent(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("update available: 1.4.0"),
+        "{}",
+        text(&o)
+    );
+
+    let o = dev.agent(&["update"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let staged = dev.dir.path().join("state/download");
+    assert!(fs::read(staged.join("rootfs.img")).unwrap() == image);
+    assert!(staged.join("manifest.json.sig").exists());
+    let status: serde_json::Value =
+        serde_json::from_slice(&fs::read(dev.dir.path().join("state/progress.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["phase"], "done", "{status}");
+
+    publish(&nginx.www(), &dev.key, 0, false);
+    let o = dev.agent(&["check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("rolled out to 0%"),
+        "{}",
+        text(&o)
+    );
+    publish(&nginx.www(), &dev.key, 100, true);
+    let o = dev.agent(&["check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("paused"),
+        "{}",
+        text(&o)
+    );
+
+    // A channel file changed after signing: refused, one line.
+    let chan = nginx.www().join("rice-cooker/stable.json");
+    let t = fs::read_to_string(&chan)
+        .unwrap()
+        .replace("\"paused\": true", "\"paused\": false");
+    fs::write(&chan, t).unwrap();
+    let o = dev.agent(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("channel file: signature"), "{}", text(&o));
+
+    // The daemon against a server that is down: two failed cycles, exit 0.
+    let dead = Device::new(
+        &format!("https://127.0.0.1:{}", free_port()),
+        &pki,
+        "poll_interval_s = 1\n",
+    );
+    let o = dead.agent(&["-v", "daemon", "--max-cycles", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cycle 1 failed") && err.contains("cycle 2 failed"),
+        "{}",
+        text(&o)
+    );
+}
