@@ -1,5 +1,5 @@
 //! The kernel command line decides which slot the agent must never write:
-//! parsing must never panic, and `ota.slot=` must never be overruled.
+//! parsing must never panic, whatever the words.
 #![no_main]
 
 use std::path::Path;
