@@ -69,6 +69,9 @@ pub enum Error {
     /// The appliance MCU link failed (port, timeout, bad reply).
     #[error("mcu {0}")]
     Mcu(#[from] crate::mcu::McuError),
+    /// A bundle, manifest, signature, payload, patch or channel file was refused.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
 }
 
 impl Error {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod bootctl;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;

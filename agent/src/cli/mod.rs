@@ -14,6 +14,7 @@ use crate::{Error, Result};
 mod env;
 mod mcu;
 mod slots;
+mod verify;
 
 /// Exit status of a failed command.
 pub const EXIT_FAILURE: i32 = 1;
@@ -135,6 +136,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "mark-bad" => slots::mark_bad(&globals, rest),
         "set-active" => slots::set_active(&globals, rest),
         "mcu" => mcu::run(&globals, rest),
+        "verify" => verify::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),
