@@ -50,6 +50,8 @@ pub struct Config {
     pub keys_dir: PathBuf,
     /// Journal, status file, stored minimum security version.
     pub state_dir: PathBuf,
+    /// os-release file whose `VERSION_ID` is the installed release version.
+    pub version_file: PathBuf,
     /// Executables run before `mark-good`; any failure blocks it.
     pub health_dir: PathBuf,
     /// Kernel command line to read the booted slot from.
@@ -111,6 +113,7 @@ impl Default for Config {
             boot_tries: 3,
             keys_dir: "/etc/ota/keys".into(),
             state_dir: "/var/lib/ota".into(),
+            version_file: "/etc/os-release".into(),
             health_dir: "/etc/ota/health.d".into(),
             cmdline: "/proc/cmdline".into(),
             server: None,
@@ -134,6 +137,7 @@ const TOP_KEYS: &[&str] = &[
     "boot_tries",
     "keys_dir",
     "state_dir",
+    "version_file",
     "health_dir",
     "cmdline",
     "server",
@@ -184,6 +188,12 @@ impl Config {
         if let Some(mcu) = &config.mcu {
             if mcu.baud == 0 {
                 return Err(bad("key `mcu.baud`: must not be 0".into()));
+            }
+            if !crate::mcu::serial::is_supported_baud(mcu.baud) {
+                return Err(bad(format!(
+                    "key `mcu.baud`: {} is not a standard rate (1200 … 921600)",
+                    mcu.baud
+                )));
             }
         }
         Ok(config)
@@ -242,6 +252,14 @@ mod tests {
         let mcu = c.mcu.unwrap();
         assert_eq!(mcu.baud, 115200);
         assert_eq!(mcu.port, Path::new("/dev/ttyS1"));
+    }
+
+    #[test]
+    fn odd_mcu_baud_is_refused_naming_the_key() {
+        let e = parse("product = \"p\"\ndisk = \"d\"\n[mcu]\nbaud = 12345\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mcu.baud") && e.contains("12345"), "{e}");
     }
 
     #[test]
