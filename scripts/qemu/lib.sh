@@ -4,6 +4,7 @@
 #   src/         the Debian U-Boot source package (variants b and c)
 #   out/         built artefacts: initramfs, rootfs images, disks, U-Boot builds
 # Nothing here needs root except the apt steps in scripts/qemu/fetch.
+# shellcheck disable=SC2034  # the variables are used by the scripts sourcing this
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OTA_QEMU_CACHE=${OTA_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ota-qemu}
@@ -61,6 +62,7 @@ busybox_dir() { echo "$OTA_QEMU_CACHE/x/busybox"; }
 run_qemu() {
 	local bios=$1 disk=$2 log=$3 limit=${4:-300}
 	# -smp 1: TCG runs one vCPU about twice as fast as two here.
+	# shellcheck disable=SC2054  # the commas belong to QEMU's option syntax
 	local cmd=(timeout -k 5 "$limit" qemu-system-aarch64
 		-M virt -cpu cortex-a53 -smp 1 -m 512 -nographic -nic none
 		-bios "$bios"
