@@ -21,7 +21,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-kver=6.1.0-56-amd64 # Debian 12's kernel ABI; its modules must match the image
+# Debian's current amd64 kernel (its ABI name changes with security updates,
+# so it is looked up, not pinned); modules and image come from one package.
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+kpkg=$(kernel_pkg)
+[ -n "$kpkg" ] || { apt-get update -qq && kpkg=$(kernel_pkg); }
+[ -n "$kpkg" ] || { echo "env-mtd: cannot find Debian's linux-image-amd64" >&2; exit 1; }
+kver=${kpkg#linux-image-}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/ota-env-mtd
 agent=${1:-}
 if [ -z "$agent" ]; then
@@ -31,15 +37,17 @@ fi
 for t in qemu-system-x86_64 busybox cpio gzip fw_printenv fw_setenv dpkg-deb; do
   command -v "$t" >/dev/null || { echo "env-mtd: $t missing (scripts/install-deps)" >&2; exit 1; }
 done
-ldd "$agent" 2>&1 | grep -qE 'not a dynamic executable|statically linked' ||
+ldd_out=$(ldd "$agent" 2>&1 || true) # ldd exits 1 on a static binary
+grep -qE 'not a dynamic executable|statically linked' <<<"$ldd_out" ||
   { echo "env-mtd: $agent is not a static binary" >&2; exit 1; }
 
 # The kernel and its MTD modules, from Debian's package (cached).
 mkdir -p "$cache"
 if [ ! -f "$cache/x/boot/vmlinuz-$kver" ]; then
-  (cd "$cache" && apt-get download -q "linux-image-$kver" >/dev/null 2>&1 ||
-     { apt-get update -qq && apt-get download -q "linux-image-$kver"; })
-  rm -rf "$cache/x" && dpkg-deb -x "$cache"/linux-image-"$kver"_*.deb "$cache/x"
+  rm -f "$cache"/linux-image-*.deb
+  (cd "$cache" && { apt-get download -q "$kpkg" >/dev/null 2>&1 ||
+     { apt-get update -qq && apt-get download -q "$kpkg"; }; })
+  rm -rf "$cache/x" && dpkg-deb -x "$cache"/"$kpkg"_*.deb "$cache/x"
 fi
 mods=$cache/x/lib/modules/$kver/kernel
 
