@@ -44,7 +44,7 @@ def main():
     root = os.path.abspath(sys.argv[1])
     wks = os.path.join(root, "meta-ota/recipes-core/images/rice-cooker-image.wks.in")
     mkdisk = os.path.join(root, "scripts/mkdisk")
-    env_txt = os.path.join(root, "meta-ota/recipes-bsp/u-boot/env/ota-initial-env.txt")
+    env_txt = os.path.join(root, "meta-ota/recipes-bsp/u-boot/files/env-stock.txt")
     genimage_cfg = os.path.join(root, "buildroot/board/rice-cooker/genimage.cfg")
 
     # 1. the layout as written
