@@ -95,7 +95,7 @@ def main():
             fail("the factory env has no altbootcmd (the agent refuses set-active without it)")
         with open(manifest) as f:
             regions = json.load(f)["regions"]
-        if [r["name"] for r in regions if r["name"] != "(raw)"] != WANT_NAMES:
+        if [r["name"] for r in regions if r["name"] != "(env area)"] != WANT_NAMES:
             fail("mkdisk manifest regions: %s" % [r["name"] for r in regions])
 
         # 3. the Buildroot genimage.cfg

@@ -16,6 +16,8 @@ IMAGE_ROOTFS_MAXSIZE = "524288"
 
 # Disk layout, next to this recipe.
 WKS_FILE = "rice-cooker-image.wks.in"
+# U-Boot boots this disk: none of the EFI loaders wic would otherwise build.
+WKS_FILE_DEPENDS = "${WKS_FILE_DEPENDS_DEFAULT}"
 IMAGE_BOOT_FILES = "boot.scr"
 # wic copies the ext4 and the factory env (see the .wks.in): build those first.
 # "wic" is an image type, not an override: image.bbclass reads IMAGE_TYPEDEP:<type>.
