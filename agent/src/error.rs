@@ -31,6 +31,9 @@ pub enum Error {
     /// The U-Boot environment could not be read or written.
     #[error("uboot env: {0}")]
     Env(#[from] uboot_env::Error),
+    /// The appliance MCU link failed (port, timeout, bad reply).
+    #[error("mcu {0}")]
+    Mcu(#[from] crate::mcu::McuError),
 }
 
 impl Error {

@@ -21,5 +21,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod logger;
+pub mod mcu;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::{Error, Result};
 
 mod env;
+mod mcu;
 
 /// Exit status of a failed command.
 pub const EXIT_FAILURE: i32 = 1;
@@ -128,6 +129,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
     let rest: Vec<OsString> = parser.raw_args().map_err(usage)?.collect();
     match command.as_str() {
         "env" => env::run(&globals, rest),
+        "mcu" => mcu::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),
