@@ -155,6 +155,20 @@ def check_file_uris(d, where, recipe_dir, problems):
         problems.append("%s: SRC_URI %s: no such file in FILESPATH" % (where, uri))
 
 
+# The meta-rauc idiom: a bbappend is one `require` of an .inc that only happens when
+# the "ota" distro feature is on, so the layer changes nothing without the feature.
+GATED_REQUIRE = re.compile(
+    r"require \$\{@bb\.utils\.contains\('DISTRO_FEATURES', 'ota', '[\w.-]+\.inc', '', d\)\}")
+
+
+def check_gated(path, problems):
+    lines = [l.strip() for l in open(path) if l.strip() and not l.lstrip().startswith("#")]
+    if len(lines) != 1 or not GATED_REQUIRE.fullmatch(lines[0]):
+        problems.append("%s: a bbappend must be exactly one feature-gated line: "
+                        "require ${@bb.utils.contains('DISTRO_FEATURES', 'ota', 'X.inc', '', d)}"
+                        % os.path.basename(path))
+
+
 def parse_one(layer, stubdir, path, features, problems):
     rel = os.path.relpath(path, os.path.dirname(layer))
     where = "%s [DISTRO_FEATURES=%r]" % (rel, features)
@@ -211,6 +225,8 @@ def main():
         for path in files:
             if path.endswith(".inc"):
                 continue  # parsed through the recipes that require them
+            if path.endswith(".bbappend"):
+                check_gated(path, problems)
             variants = ["ota", ""] if path.endswith((".bb", ".bbappend")) else ["ota"]
             for features in variants:
                 d = parse_one(layer, stubdir, path, features, problems)

@@ -98,6 +98,31 @@ def main():
         if [r["name"] for r in regions if r["name"] != "(env area)"] != WANT_NAMES:
             fail("mkdisk manifest regions: %s" % [r["name"] for r in regions])
 
+        # mkdisk for the factory line: both slots filled; and refusals that change nothing.
+        both = os.path.join(tmp, "both.img")
+        run([mkdisk, "--layout", wks, "--part", "rootfs_a=" + rootfs, "--part", "rootfs_b=" + rootfs,
+             "--env-text", env_txt, "--out", both])
+        with open(rootfs, "rb") as f:
+            want_bytes = f.read()
+        slots = {p[0]: p[1] for p in sfdisk_parts(both)}
+        with open(both, "rb") as f:
+            for slot in ("rootfs_a", "rootfs_b"):
+                f.seek(slots.get(slot, 0))
+                if f.read(len(want_bytes)) != want_bytes:
+                    fail("mkdisk --part %s=rootfs.ext4: the slot does not hold the image" % slot)
+        big = os.path.join(tmp, "big.ext4")
+        with open(big, "wb") as f:
+            f.truncate(table[2]["size"] + 512 if len(table) > 2 else 1)
+        for bad, why in ((["--part", "rootfs_a=" + big], "an image larger than the slot"),
+                         (["--part", "rootfs_c=" + rootfs], "an unknown partition name")):
+            out = os.path.join(tmp, "refused.img")
+            if os.path.exists(out):
+                os.unlink(out)
+            r = subprocess.run([mkdisk, "--layout", wks, "--out", out] + bad,
+                               capture_output=True, text=True)
+            if r.returncode == 0 or os.path.exists(out) or not r.stderr.startswith("mkdisk: "):
+                fail("mkdisk accepted %s (status %d, stderr %r)" % (why, r.returncode, r.stderr))
+
         # 3. the Buildroot genimage.cfg
         for name in ("rootfs.ext4", "boot.scr", "uboot-env.bin"):
             src = {"rootfs.ext4": rootfs, "boot.scr": bootscr}.get(name)
