@@ -4,8 +4,9 @@
 #   inherit ota-bundle            (in an image recipe, e.g. rice-cooker-image.bb)
 #
 # do_ota_bundle runs `ota-sign bundle` (from ota-sign-native) on the image's ext4
-# rootfs and writes ${OTA_BUNDLE_NAME}/ (manifest.json, manifest.json.sig, payloads)
-# into DEPLOY_DIR_IMAGE:
+# rootfs and writes ${OTA_BUNDLE_NAME}/ (manifest.json, manifest.json.sig, the full
+# image) into DEPLOY_DIR_IMAGE, and ${OTA_DELTA_BUNDLE_NAME}/ (a BSDIFF40 delta from
+# OTA_DELTA_FROM) when a previous release is configured:
 #   OTA_SIGNING_KEY         PEM private key (required: a clear fatal error when unset;
 #                           its contents are part of the task signature, so a new key
 #                           re-signs). The layer's development key is accepted with a
@@ -15,8 +16,9 @@
 #   OTA_SECURITY_VERSION    anti-rollback counter (default 0)
 #   OTA_HARDWARE            compatible hardware revisions, space separated (optional)
 #   OTA_EXPIRES_IN_DAYS     manifest expiry (optional)
-#   OTA_DELTA_FROM          the previous release's rootfs ext4 (optional): also ship a
-#                           BSDIFF40 delta against it
+#   OTA_DELTA_FROM          the previous release's rootfs ext4 (optional): also make
+#                           the delta bundle against it (devices on that release
+#                           download the delta, all others the full bundle)
 #
 # do_ota_factory_disk runs scripts/mkdisk with the image's .wks.in layout and writes
 # ${IMAGE_LINK_NAME}.factory.img plus its manifest (what was flashed where, with
@@ -32,6 +34,8 @@ OTA_DELTA_FROM ??= ""
 OTA_BUNDLE_COMPRESS ??= "bzip2"
 OTA_BUNDLE_NAME ??= "${IMAGE_NAME}.ota-bundle"
 OTA_BUNDLE_LINK_NAME ??= "${IMAGE_LINK_NAME}.ota-bundle"
+OTA_DELTA_BUNDLE_NAME ??= "${IMAGE_NAME}.ota-delta-bundle"
+OTA_DELTA_BUNDLE_LINK_NAME ??= "${IMAGE_LINK_NAME}.ota-delta-bundle"
 OTA_DEV_SIGNING_KEY = "${OTA_LAYERDIR}/files/dev-keys/ota-dev-DO-NOT-SHIP.key.pem"
 
 OTA_MKDISK ??= "${OTA_LAYERDIR}/../scripts/mkdisk"
@@ -73,22 +77,23 @@ do_ota_bundle[dirs] = "${OTA_BUNDLE_DIR}"
 do_ota_bundle () {
     set -- --key "${OTA_SIGNING_KEY}" --product "${OTA_PRODUCT}" \
         --version "${OTA_VERSION}" --security-version "${OTA_SECURITY_VERSION}" \
-        --image "rootfs=${IMGDEPLOYDIR}/${IMAGE_NAME}.ext4" \
-        --out "${OTA_BUNDLE_DIR}/${OTA_BUNDLE_NAME}"
+        --image "rootfs=${IMGDEPLOYDIR}/${IMAGE_NAME}.ext4"
     for hw in ${OTA_HARDWARE}; do
         set -- "$@" --hardware "$hw"
     done
     if [ -n "${OTA_EXPIRES_IN_DAYS}" ]; then
         set -- "$@" --expires-in "${OTA_EXPIRES_IN_DAYS}"
     fi
-    if [ -n "${OTA_DELTA_FROM}" ]; then
-        set -- "$@" --delta-from "rootfs=${OTA_DELTA_FROM}"
-    fi
     if [ -n "${OTA_BUNDLE_COMPRESS}" ]; then
         set -- "$@" --compress "${OTA_BUNDLE_COMPRESS}"
     fi
-    ota-sign bundle "$@"
+    ota-sign bundle "$@" --out "${OTA_BUNDLE_DIR}/${OTA_BUNDLE_NAME}"
     ln -sfn "${OTA_BUNDLE_NAME}" "${OTA_BUNDLE_DIR}/${OTA_BUNDLE_LINK_NAME}"
+    if [ -n "${OTA_DELTA_FROM}" ]; then
+        ota-sign bundle "$@" --delta-from "rootfs=${OTA_DELTA_FROM}" \
+            --out "${OTA_BUNDLE_DIR}/${OTA_DELTA_BUNDLE_NAME}"
+        ln -sfn "${OTA_DELTA_BUNDLE_NAME}" "${OTA_BUNDLE_DIR}/${OTA_DELTA_BUNDLE_LINK_NAME}"
+    fi
 }
 # After the ext4 exists (IMGDEPLOYDIR), deployed through sstate like the images.
 addtask ota_bundle after do_image_ext4 before do_image_complete do_build
