@@ -36,13 +36,15 @@ rm -f "$BINARIES_DIR/data.vfat"
 
 support/scripts/genimage.sh -c "$BOARD_DIR/genimage.cfg"
 
+# The full bundle always; the delta bundle too when a previous release is given
+# (devices on that release download the delta, all others the full image).
 set -- --key "$OTA_SIGNING_KEY" --product rice-cooker \
     --version "${OTA_VERSION:-0.0.0-dev}" --security-version "${OTA_SECURITY_VERSION:-0}" \
-    --image "rootfs=$BINARIES_DIR/rootfs.ext4" --compress bzip2 \
-    --out "$BINARIES_DIR/ota-bundle"
+    --image "rootfs=$BINARIES_DIR/rootfs.ext4" --compress bzip2
+rm -rf "$BINARIES_DIR/ota-bundle" "$BINARIES_DIR/ota-delta-bundle"
+"$HOST_DIR/bin/ota-sign" bundle "$@" --out "$BINARIES_DIR/ota-bundle"
 if [ -n "${OTA_DELTA_FROM:-}" ]; then
-    set -- "$@" --delta-from "rootfs=$OTA_DELTA_FROM"
+    "$HOST_DIR/bin/ota-sign" bundle "$@" --delta-from "rootfs=$OTA_DELTA_FROM" \
+        --out "$BINARIES_DIR/ota-delta-bundle"
 fi
-rm -rf "$BINARIES_DIR/ota-bundle"
-"$HOST_DIR/bin/ota-sign" bundle "$@"
-echo "post-image.sh: disk $BINARIES_DIR/sdcard.img, bundle $BINARIES_DIR/ota-bundle/"
+echo "post-image.sh: disk $BINARIES_DIR/sdcard.img, bundle(s) in $BINARIES_DIR/ota-*bundle/"
