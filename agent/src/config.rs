@@ -50,6 +50,8 @@ pub struct Config {
     pub keys_dir: PathBuf,
     /// Journal, status file, stored minimum security version.
     pub state_dir: PathBuf,
+    /// os-release file whose `VERSION_ID` is the installed release version.
+    pub version_file: PathBuf,
     /// Executables run before `mark-good`; any failure blocks it.
     pub health_dir: PathBuf,
     /// Kernel command line to read the booted slot from.
@@ -111,6 +113,7 @@ impl Default for Config {
             boot_tries: 3,
             keys_dir: "/etc/ota/keys".into(),
             state_dir: "/var/lib/ota".into(),
+            version_file: "/etc/os-release".into(),
             health_dir: "/etc/ota/health.d".into(),
             cmdline: "/proc/cmdline".into(),
             server: None,
@@ -134,6 +137,7 @@ const TOP_KEYS: &[&str] = &[
     "boot_tries",
     "keys_dir",
     "state_dir",
+    "version_file",
     "health_dir",
     "cmdline",
     "server",

@@ -20,9 +20,17 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::config::EnvDevice;
 use crate::image::{self, FlagsKind, Layout, BOOLEAN_OBSOLETE, FLAGS_OFFSET};
 use crate::{sys, Env, Error, FwEnvConfig, Result};
+
+/// The lock file libubootenv (and U-Boot's `tools/env`) holds, with an
+/// exclusive `flock`, around every environment access; we take the same one
+/// around each read and write so concurrent `fw_setenv` runs never interleave
+/// with ours.
+pub const DEFAULT_LOCK_PATH: &str = "/var/lock/fw_printenv.lock";
 
 /// What kind of storage holds one copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +89,7 @@ pub struct EnvStore {
     layout: Layout,
     flags_kind: FlagsKind,
     current: Option<Current>,
+    lock_path: Option<PathBuf>,
 }
 
 impl EnvStore {
@@ -93,7 +102,7 @@ impl EnvStore {
         } else {
             Layout::Single
         };
-        // One header byte plus at least the terminating NUL of an empty list.
+        // The header plus at least the terminating NUL of an empty list.
         if size <= layout.header_len() {
             return Err(Error::Config {
                 origin: "fw_env.config".into(),
@@ -107,18 +116,21 @@ impl EnvStore {
             copies.push(copy);
             kinds.push(kind);
         }
-        let flags_kind = kinds[0];
-        if kinds.iter().any(|&k| k != flags_kind) {
-            return Err(Error::Config {
-                origin: "fw_env.config".into(),
-                reason: "the two environment copies are on different kinds of storage".into(),
-            });
-        }
+        let flags_kind = match kinds.as_slice() {
+            [k] => *k,
+            [a, b] if a == b => *a,
+            _ => {
+                return Err(Error::Config {
+                    origin: "fw_env.config".into(),
+                    reason: "the two environment copies are on different kinds of storage".into(),
+                })
+            }
+        };
         if let [a, b] = copies.as_slice() {
             if a.path == b.path && erase_ranges_overlap(a, b, size) {
                 return Err(Error::device(
                     &a.path,
-                    "the two environment copies share an erase block",
+                    "the two environment copies overlap (or share an erase block)",
                 ));
             }
         }
@@ -128,7 +140,33 @@ impl EnvStore {
             layout,
             flags_kind,
             current: None,
+            lock_path: Some(DEFAULT_LOCK_PATH.into()),
         })
+    }
+
+    /// Uses `path` as the lock file instead of [`DEFAULT_LOCK_PATH`]; `None`
+    /// takes no lock.
+    pub fn set_lock_path(&mut self, path: Option<PathBuf>) {
+        self.lock_path = path;
+    }
+
+    /// Takes the tools' exclusive lock, waiting for a running `fw_setenv`.
+    /// Like libubootenv, goes on without it when the lock file cannot be
+    /// created (no /var/lock on a minimal system): the lock only orders
+    /// cooperating writers.
+    fn lock(&self) -> Option<Flock<File>> {
+        let path = self.lock_path.as_ref()?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(path)
+            .map_err(|e| log::debug!("{}: cannot open lock file: {e}", path.display()))
+            .ok()?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| log::debug!("{}: flock: {e}", path.display()))
+            .ok()
     }
 
     /// Single or redundant.
@@ -158,6 +196,7 @@ impl EnvStore {
     /// Reads the current environment. No valid copy is an error
     /// ([`Error::NoValidCopy`]), never an empty environment.
     pub fn read(&mut self) -> Result<Env> {
+        let _lock = self.lock();
         let images = self.read_images()?;
         let current = self.select(&images)?;
         let image = &images[current.index].1;
@@ -193,6 +232,7 @@ impl EnvStore {
     /// current, synced, and made current. Re-reads the headers first so the
     /// decision uses what is on the storage now.
     pub fn write(&mut self, env: &Env) -> Result<()> {
+        let _lock = self.lock();
         let images = self.read_images_lenient();
         let current = self.select_lenient(&images);
         let target = match (self.layout, current) {
@@ -375,8 +415,7 @@ impl EnvStore {
                 }
             }
         }
-        file.sync_all()
-            .map_err(|e| Error::io(&copy.path, "fsync", e))
+        sync(&file, copy)
     }
 
     fn write_obsolete_flag(&self, index: usize) -> Result<()> {
@@ -388,8 +427,19 @@ impl EnvStore {
         let at = copy.offset + FLAGS_OFFSET as u64;
         file.write_all_at(&[BOOLEAN_OBSOLETE], at)
             .map_err(|e| Error::io(&copy.path, format!("write flags at {at:#x}"), e))?;
-        file.sync_all()
-            .map_err(|e| Error::io(&copy.path, "fsync", e))
+        sync(&file, copy)
+    }
+}
+
+/// Makes a completed write durable. MTD character devices write through to the
+/// flash driver synchronously and refuse fsync (EINVAL, seen on nandsim and
+/// mtdram), so only files and block devices are synced.
+fn sync(file: &File, copy: &Copy) -> Result<()> {
+    match copy.medium {
+        Medium::Mtd { .. } => Ok(()),
+        Medium::File | Medium::Block => file
+            .sync_all()
+            .map_err(|e| Error::io(&copy.path, "fsync", e)),
     }
 }
 
@@ -482,7 +532,7 @@ pub(crate) fn sector_plan(
         }
         used += 1;
         if is_bad(block)? {
-            log::warn!("skipping bad erase block at {block:#x}");
+            log::debug!("skipping bad erase block at {block:#x}");
             block += sector_size;
             continue;
         }

@@ -145,3 +145,32 @@ fn reference_config_matches_the_contract() {
     assert!(c.is_redundant());
     assert_eq!(c.devices()[1].offset, 0x104000);
 }
+
+/// Writes wait for the lock fw_setenv holds. (The 300 ms pause only gives a
+/// broken lock the chance to show; a working one passes regardless of timing.)
+#[test]
+fn write_waits_for_the_tools_lock() {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("env");
+    zero_file(&img, 0x100);
+    let lock_path = dir.path().join("fw_printenv.lock");
+    let held = Flock::lock(
+        fs::File::create(&lock_path).unwrap(),
+        FlockArg::LockExclusive,
+    )
+    .map_err(|(_, e)| e)
+    .unwrap();
+    let conf = format!("{} 0 0x100\n", img.display());
+    let mut s = store(&conf);
+    s.set_lock_path(Some(lock_path.clone()));
+    let writer = std::thread::spawn(move || s.write(&env(&[("a", "1")])).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        fs::read(&img).unwrap().iter().all(|&b| b == 0),
+        "wrote while the lock was held"
+    );
+    drop(held);
+    writer.join().unwrap();
+    assert_eq!(store(&conf).read().unwrap(), env(&[("a", "1")]));
+}
