@@ -56,6 +56,10 @@ def main():
     print("rust-version: %d crates; the newest Rust needed is %d.%d, by %s" % (
         len(needs), top[0], top[1],
         ", ".join("%s %s" % (n, v) for r, n, v in needs if r == top)))
+    with open(os.path.join(root, "Cargo.lock")) as f:
+        m = re.search(r"^version = (\d+)", f.read(), re.M)
+    print("rust-version: Cargo.lock version %s; layer releases %s" % (
+        m.group(1) if m else "1 (no version line)", " ".join(releases)))
     problems = 0
     for rel in releases:
         rust = OE_RUST[rel]
@@ -65,10 +69,6 @@ def main():
             print("rust-version: %s ships Rust %d.%d, too old for %d crate(s): %s" % (
                 rel, rust[0], rust[1], len(over),
                 ", ".join("%s %s (%d.%d)" % (n, v, r[0], r[1]) for r, n, v in over[-6:])))
-    with open(os.path.join(root, "Cargo.lock")) as f:
-        m = re.search(r"^version = (\d+)", f.read(), re.M)
-    print("rust-version: Cargo.lock version %s; layer releases %s" % (
-        m.group(1) if m else "1 (no version line)", " ".join(releases)))
     return 1 if problems else 0
 
 
