@@ -7,7 +7,8 @@
 //! * `daemon [--max-cycles N]` polls every `poll_interval_s` (±10 % jitter);
 //!   a failed cycle (server down, …) is logged and the loop goes on. Runs
 //!   never overlap: `update` and each daemon cycle hold an exclusive lock on
-//!   `<state_dir>/update.lock`.
+//!   `<state_dir>/update.lock`. At start the daemon records a rollback the
+//!   bootloader reported (as every boot-control command does).
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -163,6 +164,13 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         }
     }
     let config = globals.config()?;
+    // After a reboot: record a rollback the bootloader reported (the slot
+    // itself is confirmed by `mark-good` after the health checks, a
+    // separate boot service), so status/progress tell the truth.
+    match super::slots::open(globals, &config, false) {
+        Ok(_) => {}
+        Err(e) => log::warn!("boot control unavailable: {e}"),
+    }
     let mut cycle = 0u64;
     loop {
         cycle += 1;

@@ -20,7 +20,11 @@ use crate::{Error, Result};
 /// Version of the `status --json` document; bumped only on incompatible change.
 pub const STATUS_JSON_FORMAT: u32 = 1;
 
-fn open(globals: &Globals, config: &Config, reinit: bool) -> Result<Box<dyn BootControl>> {
+pub(super) fn open(
+    globals: &Globals,
+    config: &Config,
+    reinit: bool,
+) -> Result<Box<dyn BootControl>> {
     let booted = globals
         .booted_slot
         .as_deref()
