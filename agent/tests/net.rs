@@ -907,3 +907,78 @@ fn check_update_daemon_end_to_end() {
         text(&o)
     );
 }
+
+/// The installer's payload source: image bytes from the journal's offset,
+/// through a cut connection; the validator survives in state_dir, and a
+/// re-upload of the same bytes (new ETag) continues at the same offset.
+#[test]
+fn http_payloads_resume_at_the_installer_offset() {
+    use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
+    use ota_agent::net::payloads::{HttpPayloads, VALIDATORS_FILE};
+    let nginx = Nginx::start(None);
+    let data = pseudo_random(700_000, 21);
+    let rel = nginx.www().join("r");
+    fs::create_dir(&rel).unwrap();
+    let path = rel.join("rootfs.img");
+    fs::write(&path, &data).unwrap();
+    let blob = Blob {
+        size: data.len() as u64,
+        sha256: Digest::of(&data),
+    };
+    let manifest = Manifest {
+        product: "p".into(),
+        hardware: vec![],
+        version: semver::Version::new(1, 0, 0),
+        security_version: 0,
+        created: 0,
+        expires: 1,
+        images: vec![Image {
+            name: "rootfs".into(),
+            file: "rootfs.img".into(),
+            payload: blob,
+            compression: Compression::None,
+            kind: Kind::Full,
+            result: blob,
+        }],
+    };
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        nginx.port,
+        |n, _| {
+            if n == 0 {
+                Fault::Cut(50_000)
+            } else {
+                Fault::Pass
+            }
+        },
+        Box::new(|_| {}),
+    );
+    let client = http_client(3);
+    let murl = proxy.url("r/manifest.json");
+    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
+    let mut got = Vec::new();
+    p.open_at(0, 100_000)
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == data[100_000..], "wrong bytes from offset 100000");
+    let reqs = proxy.requests.lock().unwrap().clone();
+    assert_eq!(reqs[0].0.as_deref(), Some("bytes=100000-"));
+    assert_eq!(reqs[1].0.as_deref(), Some("bytes=150000-"));
+    assert!(reqs[1].1.is_some(), "the resumed request carries If-Range");
+    assert!(state.path().join(VALIDATORS_FILE).exists());
+
+    // "Power cut", then the same bytes are uploaded again (new mtime → new
+    // ETag): a fresh HttpPayloads reads the stored validator, nginx answers
+    // 200, and the reader continues at the asked offset.
+    let f = fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(100))
+        .unwrap();
+    drop(f);
+    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
+    let mut r = p.open_at(0, 300_000).unwrap();
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == data[300_000..], "wrong bytes after the re-upload");
+    assert_eq!(r.stats().restarts, 1, "{:?}", r.stats());
+}

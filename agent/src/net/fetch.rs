@@ -112,6 +112,9 @@ pub struct Download {
     backoff: Backoff,
     /// A `200` response held back until the consumer calls `restart`.
     pending: Option<(ureq::BodyReader<'static>, Option<u64>, Option<Validator>)>,
+    /// Resume without a validator (the consumer checks every byte against a
+    /// signed hash, so a splice is caught before it matters).
+    blind: bool,
     stats: Stats,
 }
 
@@ -137,7 +140,8 @@ impl Download {
         validator: Option<Validator>,
     ) -> Result<Download, NetError> {
         client.check_scheme(url)?;
-        // Bytes of an unknown version cannot be resumed safely.
+        // Bytes of an unknown version cannot be resumed safely (see
+        // `new_verified_by_consumer` for the exception).
         let offset = if validator.is_some() { offset } else { 0 };
         Ok(Download {
             client: client.clone(),
@@ -149,8 +153,55 @@ impl Download {
             conn_read: 0,
             backoff: client.settings().backoff.clone(),
             pending: None,
+            blind: false,
             stats: Stats::default(),
         })
+    }
+
+    /// Like [`Download::new`], but resumes at `offset` even without a
+    /// validator (`Range` without `If-Range`), and [`Download::skip_on_change`]
+    /// may continue across a change. Only for consumers that verify every
+    /// byte against the signed SHA-256 before the data is used (the
+    /// installer reads the slot back): a splice then fails that check
+    /// instead of being activated.
+    pub fn new_verified_by_consumer(
+        client: &Client,
+        url: &str,
+        offset: u64,
+        validator: Option<Validator>,
+    ) -> Result<Download, NetError> {
+        let mut d = Download::new(client, url, 0, validator)?;
+        d.pos = offset;
+        d.blind = true;
+        Ok(d)
+    }
+
+    /// After [`NetErrorKind::Changed`], for a consumer that cannot restart:
+    /// continue at the same position in the new version's `200` body
+    /// (skipping the bytes before it). Returns false when there is no such
+    /// body (then the next read sends a fresh range request).
+    pub fn skip_on_change(&mut self) -> bool {
+        let Some((mut body, total, validator)) = self.pending.take() else {
+            // A 206 of another version: the next range request adopts
+            // whatever version the server has now.
+            self.stats.restarts += 1;
+            self.validator = None;
+            self.total = None;
+            return false;
+        };
+        self.stats.restarts += 1;
+        let skipped = io::copy(&mut (&mut body).take(self.pos), &mut io::sink()).unwrap_or(0);
+        self.stats.received += skipped;
+        self.total = total;
+        self.validator = validator;
+        self.conn_read = 0;
+        if skipped == self.pos {
+            self.body = Some(body);
+            true
+        } else {
+            self.body = None;
+            false
+        }
     }
 
     /// The next byte offset this download yields.
@@ -237,13 +288,18 @@ impl Download {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
                 };
-                if validator.is_some() && validator != self.validator || !same_len {
+                let blind_first = self.blind && self.validator.is_none();
+                if !blind_first && (validator.is_some() && validator != self.validator || !same_len)
+                {
                     // If-Range should have prevented this; trust the newer facts.
                     self.pending = None;
                     return Err(err(NetErrorKind::Changed));
                 }
                 if cr.len.is_some() {
                     self.total = cr.len;
+                }
+                if blind_first {
+                    self.validator = validator;
                 }
                 self.body = Some(resp.into_body().into_reader());
                 self.conn_read = 0;

@@ -29,6 +29,7 @@ use std::time::Duration;
 pub mod backoff;
 pub mod check;
 pub mod fetch;
+pub mod payloads;
 pub mod progress;
 pub mod update;
 
