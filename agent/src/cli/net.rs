@@ -200,3 +200,20 @@ fn poll_delay(interval_s: u64) -> Duration {
     };
     Duration::from_millis(ms - ms / 10 + jitter)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_delay_is_interval_plus_minus_ten_percent_and_spreads() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = poll_delay(3600).as_millis();
+            assert!((3_240_000..=3_960_000).contains(&d), "{d}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 150, "only {} distinct delays", seen.len());
+        assert_eq!(poll_delay(0), Duration::ZERO);
+    }
+}

@@ -482,8 +482,9 @@ struct Checkpoint {
 }
 
 /// Bytes written between checkpoints (each costs an fsync of the data and
-/// an atomic rewrite of the checkpoint).
-pub const CHECKPOINT_EVERY: u64 = 4 << 20;
+/// an atomic rewrite of the checkpoint). A power cut re-fetches at most
+/// this much (docs/benchmarks.md "Download" has the cost of smaller values).
+pub const CHECKPOINT_EVERY: u64 = 16 << 20;
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
@@ -535,7 +536,7 @@ pub fn fetch_to_file(
     if offset > 0 {
         log::info!("{url}: resuming at byte {offset}");
     }
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let mut since_ckpt = 0u64;
     loop {
         let n = match dl.read(&mut buf) {
