@@ -189,6 +189,12 @@ impl Config {
             if mcu.baud == 0 {
                 return Err(bad("key `mcu.baud`: must not be 0".into()));
             }
+            if !crate::mcu::serial::is_supported_baud(mcu.baud) {
+                return Err(bad(format!(
+                    "key `mcu.baud`: {} is not a standard rate (1200 … 921600)",
+                    mcu.baud
+                )));
+            }
         }
         Ok(config)
     }
@@ -246,6 +252,14 @@ mod tests {
         let mcu = c.mcu.unwrap();
         assert_eq!(mcu.baud, 115200);
         assert_eq!(mcu.port, Path::new("/dev/ttyS1"));
+    }
+
+    #[test]
+    fn odd_mcu_baud_is_refused_naming_the_key() {
+        let e = parse("product = \"p\"\ndisk = \"d\"\n[mcu]\nbaud = 12345\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mcu.baud") && e.contains("12345"), "{e}");
     }
 
     #[test]

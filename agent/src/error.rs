@@ -31,6 +31,44 @@ pub enum Error {
     /// The U-Boot environment could not be read or written.
     #[error("uboot env: {0}")]
     Env(#[from] uboot_env::Error),
+    /// The disk's partition table is unreadable or its slot layout is wrong.
+    #[error("gpt {}: {reason}", path.display())]
+    Gpt {
+        /// The disk or image file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A slot name, or the booted slot, could not be determined.
+    #[error("slot: {0}")]
+    Slot(String),
+    /// A boot-control backend refused or failed an operation.
+    #[error("{backend}: {reason}")]
+    Bootctl {
+        /// `uboot` or `android`.
+        backend: &'static str,
+        /// What failed and why.
+        reason: String,
+    },
+    /// A health check failed, so the slot was not marked good.
+    #[error("health check {}: {reason}", hook.display())]
+    Health {
+        /// The executable that failed.
+        hook: PathBuf,
+        /// Exit status or spawn error.
+        reason: String,
+    },
+    /// A record in `state_dir` is corrupt.
+    #[error("state {}: {reason}", path.display())]
+    State {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The appliance MCU link failed (port, timeout, bad reply).
+    #[error("mcu {0}")]
+    Mcu(#[from] crate::mcu::McuError),
     /// A bundle, manifest, signature, payload, patch or channel file was refused.
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),

@@ -17,10 +17,16 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bootctl;
 pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gpt;
+pub mod health;
 pub mod logger;
+pub mod mcu;
+pub mod slots;
+pub mod state;
 
 pub use error::{Error, Result};

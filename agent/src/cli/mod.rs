@@ -12,6 +12,8 @@ use crate::config::{self, Config};
 use crate::{Error, Result};
 
 mod env;
+mod mcu;
+mod slots;
 mod verify;
 
 /// Exit status of a failed command.
@@ -28,7 +30,7 @@ commands:
   status [--json]            slots, boot count, pending update, last rollback
   mark-good                  confirm the booted slot (after health checks)
   mark-bad                   mark the booted slot unbootable
-  set-active a|b|other       choose the slot for the next boot
+  set-active a|b|other [--reinit]  choose the slot for the next boot
   install URL|PATH [--reboot]  verify and install a bundle into the inactive slot
   verify URL|PATH            verify a bundle without installing it
   check                      read the channel (exit 0 update available, 3 none)
@@ -129,6 +131,11 @@ fn run(args: Vec<OsString>) -> Result<i32> {
     let rest: Vec<OsString> = parser.raw_args().map_err(usage)?.collect();
     match command.as_str() {
         "env" => env::run(&globals, rest),
+        "status" => slots::status(&globals, rest),
+        "mark-good" => slots::mark_good(&globals, rest),
+        "mark-bad" => slots::mark_bad(&globals, rest),
+        "set-active" => slots::set_active(&globals, rest),
+        "mcu" => mcu::run(&globals, rest),
         "verify" => verify::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"

@@ -1,0 +1,684 @@
+//! The `android` backend: the `bootloader_control` block in the `misc`
+//! partition (format in [`super::bootctrl`]), with the semantics of AOSP
+//! `libboot_control` and U-Boot `ab_select`:
+//!
+//! * active = the slot `ab_select` will pick (highest priority bootable);
+//! * `set_active(x)`: x gets priority 15 and the configured tries, every other
+//!   slot at 15 drops to 14, x's `verity_corrupted` is cleared when x is not
+//!   the booted slot. Stricter than AOSP: activating a slot other than the
+//!   booted one also clears its `successful_boot`, so it is always a trial
+//!   that `ab_select` counts down (AOSP relies on the updater having called
+//!   `setSlotAsUnbootable` first);
+//! * `mark_successful`: `successful_boot = 1`, `tries_remaining >= 1`
+//!   (`ab_select` skips slots with no tries, even successful ones);
+//! * `mark_unbootable(x)`: `tries_remaining = 0`, `successful_boot = 0`.
+//!
+//! Every write first checks that `ab_select` will still find a bootable slot
+//! in the new block (and, for `set_active`, that it picks the target);
+//! otherwise nothing is written.
+//!
+//! A block with a bad magic, CRC or version is reported. AOSP and U-Boot
+//! silently re-initialise it; the agent only does so when asked
+//! (`set-active <slot> --reinit`), because a corrupt block after an update
+//! means the device's state is unknown and someone should know.
+//!
+//! Rollback detection: the bootloader leaves no reason behind, so
+//! `set_active` records the activation in `state_dir`; when the device later
+//! runs another slot while the activated one is unbootable and unconfirmed,
+//! `ab_select` gave up on it (`bootlimit`).
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::bootctrl::{self, BootCtrl, SlotMeta, MAX_PRIORITY};
+use crate::bootctl::{BootControl, BootStatus, SlotState};
+use crate::config::Config;
+use crate::slots::{Layout, Slot};
+use crate::state::{self, Activation, Rollback, StateDir};
+use crate::{Error, Result};
+
+const BACKEND: &str = "android";
+
+fn err(reason: impl Into<String>) -> Error {
+    Error::Bootctl {
+        backend: BACKEND,
+        reason: reason.into(),
+    }
+}
+
+/// Access to the 32-byte block.
+pub trait BlockAccess {
+    /// Reads the block.
+    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]>;
+    /// Writes the block and makes it durable. A 32-byte write inside one
+    /// sector; a torn write is caught by the CRC.
+    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()>;
+    /// Where the block lives, for messages.
+    fn describe(&self) -> String;
+}
+
+/// The block at a byte offset of a disk or image file.
+#[derive(Debug, Clone)]
+pub struct MiscFile {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl MiscFile {
+    /// The block at `offset` bytes into `path`.
+    pub fn new(path: impl Into<PathBuf>, offset: u64) -> MiscFile {
+        MiscFile {
+            path: path.into(),
+            offset,
+        }
+    }
+}
+
+impl BlockAccess for MiscFile {
+    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+        let io = |e| Error::io(&self.path, e);
+        let mut f = std::fs::File::open(&self.path).map_err(io)?;
+        f.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        let mut block = [0u8; bootctrl::SIZE];
+        f.read_exact(&mut block).map_err(io)?;
+        Ok(block)
+    }
+
+    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io)?;
+        f.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        f.write_all(block).map_err(io)?;
+        f.sync_data().map_err(io)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "bootctrl at byte {} of {}",
+            self.offset,
+            self.path.display()
+        )
+    }
+}
+
+/// In-memory [`BlockAccess`] for tests; counts writes.
+#[derive(Debug, Clone)]
+pub struct MemBlock {
+    /// The block.
+    pub block: [u8; bootctrl::SIZE],
+    /// Number of writes.
+    pub writes: usize,
+}
+
+impl BlockAccess for MemBlock {
+    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+        Ok(self.block)
+    }
+    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+        self.block = *block;
+        self.writes += 1;
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "bootctrl in memory".into()
+    }
+}
+
+impl<B: BlockAccess + ?Sized> BlockAccess for Box<B> {
+    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+        (**self).read()
+    }
+    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+        (**self).write(block)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// The Android bootctrl backend.
+pub struct Android<B> {
+    misc: B,
+    ctrl: BootCtrl,
+    /// True when the stored block is invalid and `ctrl` is a fresh default
+    /// that the next write will store (only with `reinit`).
+    reinit_pending: bool,
+    booted: Slot,
+    boot_tries: u8,
+    state: StateDir,
+}
+
+/// Locates the block in the configured misc partition.
+pub fn misc_block(layout: &Layout, name: &str) -> Result<MiscFile> {
+    let part = layout.by_name(name).ok_or_else(|| {
+        err(format!(
+            "no partition named `{name}` on {} (config key misc_partition)",
+            layout.disk.display()
+        ))
+    })?;
+    if part.size < bootctrl::OFFSET + bootctrl::SIZE as u64 {
+        return Err(err(format!(
+            "partition `{name}` is {} bytes, too small for the bootctrl block at byte {}",
+            part.size,
+            bootctrl::OFFSET
+        )));
+    }
+    Ok(MiscFile::new(&layout.disk, part.offset + bootctrl::OFFSET))
+}
+
+impl Android<Box<dyn BlockAccess>> {
+    /// Opens the block in the configured `misc_partition`.
+    pub fn open_config(
+        config: &Config,
+        layout: &Layout,
+        booted: Slot,
+        state: StateDir,
+        reinit: bool,
+    ) -> Result<Self> {
+        let misc: Box<dyn BlockAccess> = Box::new(misc_block(layout, &config.misc_partition)?);
+        Android::new(misc, booted, config.boot_tries, state, reinit)
+    }
+}
+
+impl<B: BlockAccess> Android<B> {
+    /// Reads the block from `misc`. An invalid block is an error unless
+    /// `reinit`, in which case the next write replaces it with a fresh block
+    /// (booted slot confirmed, the other bootable but unconfirmed) changed by
+    /// that write.
+    pub fn new(
+        mut misc: B,
+        booted: Slot,
+        boot_tries: u8,
+        state: StateDir,
+        reinit: bool,
+    ) -> Result<Self> {
+        let (ctrl, reinit_pending) = match Self::load(&mut misc)? {
+            Ok(ctrl) => (ctrl, false),
+            Err(e) if reinit => {
+                log::warn!("{BACKEND}: {}: {e}; re-initialising it as asked", misc.describe());
+                // Like U-Boot's default block, except that the running slot
+                // is trusted (confirmed): the operator asked for this while
+                // running it, and a trial needs a confirmed fallback.
+                let mut fresh = BootCtrl::initial(booted.index(), boot_tries);
+                fresh.slots[booted.index()].successful = true;
+                (fresh, true)
+            }
+            Err(e) => {
+                return Err(err(format!(
+                    "{}: {e}; nothing changed (re-initialise with `ota-agent set-active {booted} --reinit`)",
+                    misc.describe()
+                )))
+            }
+        };
+        Ok(Android {
+            misc,
+            ctrl,
+            reinit_pending,
+            booted,
+            boot_tries,
+            state,
+        })
+    }
+
+    /// The block access (tests inspect the fake through it).
+    pub fn misc(&self) -> &B {
+        &self.misc
+    }
+
+    fn load(misc: &mut B) -> Result<Result<BootCtrl, String>> {
+        let raw = misc.read()?;
+        Ok(match BootCtrl::parse(&raw) {
+            Ok(ctrl) if ctrl.slot_count() == 2 => Ok(ctrl),
+            Ok(ctrl) => Err(format!(
+                "bootctrl manages {} slots; this device has 2",
+                ctrl.slot_count()
+            )),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        if self.reinit_pending {
+            return Ok(());
+        }
+        self.ctrl = Self::load(&mut self.misc)?
+            .map_err(|e| err(format!("{}: {e}; nothing changed", self.misc.describe())))?;
+        Ok(())
+    }
+
+    fn meta(&self, slot: Slot) -> &SlotMeta {
+        &self.ctrl.slots[slot.index()]
+    }
+
+    /// Writes `ctrl` if it differs, after checking that U-Boot will still
+    /// find a bootable slot (`want`: and that it is this one).
+    fn commit(&mut self, ctrl: BootCtrl, want: Option<Slot>) -> Result<()> {
+        let picked = ctrl.select();
+        match (picked, want) {
+            (None, _) => {
+                return Err(err(
+                    "the change would leave no bootable slot; nothing changed",
+                ))
+            }
+            (Some(p), Some(w)) if p != w.index() => {
+                return Err(err(format!(
+                    "after the change the bootloader would still pick slot {}; nothing changed",
+                    if p == 0 { "a" } else { "b" }
+                )))
+            }
+            _ => {}
+        }
+        if ctrl == self.ctrl && !self.reinit_pending {
+            return Ok(());
+        }
+        self.misc.write(&ctrl.build())?;
+        self.ctrl = ctrl;
+        self.reinit_pending = false;
+        Ok(())
+    }
+
+    fn slot_of(index: usize) -> Slot {
+        if index == 1 {
+            Slot::B
+        } else {
+            Slot::A
+        }
+    }
+}
+
+impl<B: BlockAccess> BootControl for Android<B> {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn booted_slot(&self) -> Slot {
+        self.booted
+    }
+
+    fn active_slot(&self) -> Slot {
+        // With no bootable slot U-Boot stops; report the booted slot then
+        // (status shows both slots unbootable).
+        self.ctrl.select().map(Self::slot_of).unwrap_or(self.booted)
+    }
+
+    fn set_active(&mut self, slot: Slot) -> Result<()> {
+        if self.state.is_being_written(slot) {
+            return Err(err(format!(
+                "slot {slot} is being written (or its write was interrupted); refusing to activate it"
+            )));
+        }
+        self.reload()?;
+        let confirmed_booted = slot == self.booted && self.is_successful(slot);
+        let fallback = slot.other();
+        if !confirmed_booted && !self.is_successful(fallback) {
+            // ab_select would fall back to an unconfirmed slot (counting its
+            // tries down), and if that is broken too nothing boots.
+            return Err(err(format!(
+                "slot {fallback} is not confirmed (mark-good it first), so it cannot be the fallback for a trial of slot {slot}; nothing changed"
+            )));
+        }
+        let mut ctrl = self.ctrl.clone();
+        for (i, s) in ctrl.slots.iter_mut().enumerate().take(2) {
+            if i != slot.index() && s.priority >= MAX_PRIORITY {
+                s.priority = MAX_PRIORITY - 1;
+            }
+        }
+        let target = &mut ctrl.slots[slot.index()];
+        target.priority = MAX_PRIORITY;
+        if confirmed_booted {
+            target.tries_remaining = target.tries_remaining.max(1);
+        } else {
+            target.tries_remaining = self.boot_tries.min(bootctrl::MAX_TRIES);
+        }
+        if slot != self.booted {
+            target.verity_corrupted = false;
+            target.successful = false;
+        }
+        if slot != self.booted {
+            // Two-phase: uncommitted before the block write, committed after.
+            // A power cut between the two leaves an uncommitted record, which
+            // is dropped — at worst a rollback goes unreported, never one
+            // that did not happen is reported.
+            let activation = Activation {
+                time: state::now(),
+                slot,
+                from: self.booted,
+                committed: false,
+            };
+            self.state.set_activation(activation.clone())?;
+            self.commit(ctrl, Some(slot))?;
+            self.state.set_activation(Activation {
+                committed: true,
+                ..activation
+            })?;
+        } else {
+            self.commit(ctrl, Some(slot))?;
+            self.state.clear_activation()?;
+        }
+        Ok(())
+    }
+
+    fn mark_successful(&mut self) -> Result<()> {
+        self.reload()?;
+        let mut ctrl = self.ctrl.clone();
+        let me = &mut ctrl.slots[self.booted.index()];
+        me.successful = true;
+        // ab_select skips slots with no tries, successful or not.
+        me.tries_remaining = me.tries_remaining.max(1);
+        self.commit(ctrl, None)?;
+        if self
+            .state
+            .activation()?
+            .is_some_and(|a| a.slot == self.booted)
+        {
+            self.state.clear_activation()?;
+        }
+        Ok(())
+    }
+
+    fn mark_unbootable(&mut self, slot: Slot) -> Result<()> {
+        self.reload()?;
+        let mut ctrl = self.ctrl.clone();
+        let s = &mut ctrl.slots[slot.index()];
+        s.tries_remaining = 0;
+        s.successful = false;
+        // The slot that remains must be confirmed (see the trait): for the
+        // booted slot it is the fallback; for the other slot, the installer
+        // must not overwrite the only known-good slot while running a trial.
+        if !self.is_successful(slot.other()) {
+            return Err(err(format!(
+                "slot {} is not confirmed, so marking slot {slot} unbootable would leave no known-good slot to boot; nothing changed",
+                slot.other()
+            )));
+        }
+        // An activation of this slot is void now (e.g. the installer starts
+        // over): forget it first, so it cannot later look like a bootloader
+        // rollback. A power cut before the block write only loses that
+        // bookkeeping, never reports a rollback that did not happen.
+        if self
+            .state
+            .activation()?
+            .is_some_and(|a| a.slot == slot && slot != self.booted)
+        {
+            self.state.clear_activation()?;
+        }
+        self.commit(ctrl, None)?;
+        if slot == self.booted {
+            self.state.push_rollback(Rollback {
+                time: state::now(),
+                from: slot,
+                to: slot.other(),
+                reason: "mark-bad".into(),
+                uncleared: None,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn is_bootable(&self, slot: Slot) -> bool {
+        self.meta(slot).bootable()
+    }
+
+    fn is_successful(&self, slot: Slot) -> bool {
+        let m = self.meta(slot);
+        m.successful && m.bootable()
+    }
+
+    fn status(&self) -> BootStatus {
+        let slot_state = |slot: Slot| {
+            let m = self.meta(slot);
+            SlotState {
+                slot,
+                bootable: m.bootable(),
+                successful: m.successful && m.bootable(),
+                tries_remaining: Some(m.tries_remaining),
+                priority: Some(m.priority),
+            }
+        };
+        let active = self.active_slot();
+        let trial = self
+            .ctrl
+            .select()
+            .map(Self::slot_of)
+            .filter(|s| !self.meta(*s).successful);
+        BootStatus {
+            backend: BACKEND,
+            booted: self.booted,
+            active,
+            trial,
+            boot_count: None,
+            boot_limit: Some(u32::from(self.boot_tries)),
+            slots: [slot_state(Slot::A), slot_state(Slot::B)],
+            unrecorded_rollback: None,
+        }
+    }
+
+    fn record_rollback(&mut self) -> Result<Option<Rollback>> {
+        let Some(act) = self.state.activation()? else {
+            return Ok(None);
+        };
+        if !act.committed {
+            log::debug!(
+                "{BACKEND}: dropping an activation of slot {} interrupted before its block write",
+                act.slot
+            );
+            self.state.clear_activation()?;
+            return Ok(None);
+        }
+        let token = format!("activation:{}:{}", act.slot, act.time);
+        let last = self.state.last_rollback()?;
+        let m = *self.meta(act.slot);
+        if act.slot == self.booted {
+            if m.successful {
+                self.state.clear_activation()?;
+            }
+            return Ok(None);
+        }
+        if m.bootable() || m.successful {
+            // Not rebooted yet (or confirmed elsewhere): still pending.
+            return Ok(None);
+        }
+        let already = last
+            .as_ref()
+            .is_some_and(|r| r.uncleared.as_deref() == Some(token.as_str()));
+        let record = Rollback {
+            time: state::now(),
+            from: act.slot,
+            to: self.booted,
+            reason: if m.verity_corrupted {
+                "verity"
+            } else {
+                "bootlimit"
+            }
+            .into(),
+            uncleared: Some(token),
+        };
+        if !already {
+            self.state.push_rollback(record.clone())?;
+        }
+        self.state.clear_activation()?;
+        self.state.confirm_rollback_cleared()?;
+        Ok((!already).then_some(Rollback {
+            uncleared: None,
+            ..record
+        }))
+    }
+}
+
+/// Reads and decodes the block of `path` at `offset` (for tools and tests).
+pub fn read_block(path: &Path, offset: u64) -> Result<BootCtrl> {
+    let mut misc = MiscFile::new(path, offset);
+    let raw = misc.read()?;
+    BootCtrl::parse(&raw).map_err(|e| err(format!("{}: {e}", misc.describe())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem(ctrl: &BootCtrl) -> MemBlock {
+        MemBlock {
+            block: ctrl.build(),
+            writes: 0,
+        }
+    }
+
+    /// Both slots confirmed, a active: a device in service.
+    fn settled() -> BootCtrl {
+        let mut c = BootCtrl::initial(0, 3);
+        c.slots[0].successful = true;
+        c.slots[1].successful = true;
+        c
+    }
+
+    fn open(m: MemBlock, booted: Slot, dir: &tempfile::TempDir) -> Android<MemBlock> {
+        Android::new(m, booted, 3, StateDir::new(dir.path()), false).unwrap()
+    }
+
+    #[test]
+    fn set_active_other_starts_a_counted_trial() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = open(mem(&settled()), Slot::A, &dir);
+        a.set_active(Slot::B).unwrap();
+        let c = BootCtrl::parse(&a.misc().block).unwrap();
+        assert_eq!(a.misc().writes, 1);
+        assert_eq!((c.slots[1].priority, c.slots[1].tries_remaining), (15, 3));
+        assert!(!c.slots[1].successful);
+        assert_eq!(c.slots[0].priority, 14);
+        assert_eq!(a.active_slot(), Slot::B);
+        assert_eq!(
+            StateDir::new(dir.path())
+                .activation()
+                .unwrap()
+                .unwrap()
+                .slot,
+            Slot::B
+        );
+    }
+
+    #[test]
+    fn trial_needs_a_confirmed_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = settled();
+        c.slots[0].successful = false;
+        let mut a = open(mem(&c), Slot::A, &dir);
+        let e = a.set_active(Slot::B).unwrap_err().to_string();
+        assert!(e.contains("slot a is not confirmed"), "{e}");
+        assert_eq!(a.misc().writes, 0);
+        a.mark_successful().unwrap();
+        a.set_active(Slot::B).unwrap();
+        assert_eq!(a.active_slot(), Slot::B);
+    }
+
+    #[test]
+    fn bad_block_is_reported_not_reinitialised() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut raw = settled().build();
+        raw[12] ^= 0x10;
+        let m = MemBlock {
+            block: raw,
+            writes: 0,
+        };
+        let e = Android::new(m.clone(), Slot::A, 3, StateDir::new(dir.path()), false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("android: ") && e.contains("bad crc") && e.contains("--reinit"),
+            "{e}"
+        );
+        // With --reinit, the next write stores a fresh block.
+        let mut a = Android::new(m, Slot::A, 3, StateDir::new(dir.path()), true).unwrap();
+        a.set_active(Slot::A).unwrap();
+        assert_eq!(a.misc().writes, 1);
+        assert!(BootCtrl::parse(&a.misc().block).is_ok());
+    }
+
+    #[test]
+    fn mark_successful_keeps_last_try_bootable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = settled();
+        c.slots[1] = SlotMeta {
+            priority: 15,
+            tries_remaining: 0,
+            ..SlotMeta::default()
+        };
+        c.slots[0].priority = 14;
+        // Running b on its last try (ab_select decremented to 0).
+        let mut a = open(mem(&c), Slot::B, &dir);
+        a.mark_successful().unwrap();
+        assert!(a.is_successful(Slot::B) && a.is_bootable(Slot::B));
+        assert_eq!(a.active_slot(), Slot::B);
+    }
+
+    #[test]
+    fn mark_bad_refuses_to_leave_no_bootable_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = settled();
+        c.slots[1].tries_remaining = 0;
+        c.slots[1].successful = false;
+        let mut a = open(mem(&c), Slot::A, &dir);
+        let e = a.mark_unbootable(Slot::A).unwrap_err().to_string();
+        assert!(e.contains("no known-good slot"), "{e}");
+        assert_eq!(a.misc().writes, 0);
+    }
+
+    #[test]
+    fn invalidated_activation_is_not_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = open(mem(&settled()), Slot::A, &dir);
+        a.set_active(Slot::B).unwrap();
+        // The installer starts over before any reboot.
+        a.mark_unbootable(Slot::B).unwrap();
+        assert_eq!(a.record_rollback().unwrap(), None);
+        assert!(StateDir::new(dir.path()).rollbacks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn activation_cut_before_its_block_write_is_not_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = settled();
+        // The installer marked b unbootable, wrote it; then the power failed
+        // after the activation record but before the block write.
+        c.slots[1].tries_remaining = 0;
+        c.slots[1].successful = false;
+        let state = StateDir::new(dir.path());
+        state
+            .set_activation(Activation {
+                time: 5,
+                slot: Slot::B,
+                from: Slot::A,
+                committed: false,
+            })
+            .unwrap();
+        let mut a = open(mem(&c), Slot::A, &dir);
+        assert_eq!(a.record_rollback().unwrap(), None);
+        assert!(state.rollbacks().unwrap().is_empty());
+        assert_eq!(state.activation().unwrap(), None);
+    }
+
+    #[test]
+    fn rollback_detected_from_activation_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = open(mem(&settled()), Slot::A, &dir);
+        a.set_active(Slot::B).unwrap();
+        assert_eq!(a.record_rollback().unwrap(), None, "no reboot yet");
+        let mut c = BootCtrl::parse(&a.misc().block).unwrap();
+        for _ in 0..3 {
+            assert_eq!(c.boot_attempt(), Some(1));
+        }
+        assert_eq!(c.boot_attempt(), Some(0));
+        let mut a = open(mem(&c), Slot::A, &dir);
+        let r = a.record_rollback().unwrap().unwrap();
+        assert_eq!(
+            (r.from, r.to, r.reason.as_str()),
+            (Slot::B, Slot::A, "bootlimit")
+        );
+        assert_eq!(a.record_rollback().unwrap(), None);
+        assert_eq!(StateDir::new(dir.path()).rollbacks().unwrap().len(), 1);
+    }
+}

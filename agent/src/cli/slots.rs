@@ -1,0 +1,286 @@
+//! `status [--json]`, `mark-good`, `mark-bad`, `set-active a|b|other [--reinit]`.
+//!
+//! Every command first records a rollback the bootloader reported (so the
+//! report survives even if nobody runs `status`), then does its one change.
+//! The JSON of `status --json` is documented in `docs/status-json.md`.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{string, usage, Globals};
+use crate::bootctl::{self, BootControl, BootStatus, OpenOptions};
+use crate::config::Config;
+use crate::health;
+use crate::slots::Slot;
+use crate::state::{format_utc, Rollback, StateDir};
+use crate::{Error, Result};
+
+/// Version of the `status --json` document; bumped only on incompatible change.
+pub const STATUS_JSON_FORMAT: u32 = 1;
+
+fn open(globals: &Globals, config: &Config, reinit: bool) -> Result<Box<dyn BootControl>> {
+    let booted = globals
+        .booted_slot
+        .as_deref()
+        .map(|s| {
+            s.parse::<Slot>()
+                .map_err(|_| Error::Usage(format!("--booted-slot `{s}`: expected a or b")))
+        })
+        .transpose()?;
+    let mut bc = bootctl::open(config, OpenOptions { booted, reinit })?;
+    match bc.record_rollback() {
+        Ok(Some(r)) => log::warn!(
+            "the bootloader left slot {} for slot {} ({}); recorded",
+            r.from,
+            r.to,
+            r.reason
+        ),
+        Ok(None) => {}
+        // Recording is bookkeeping: it must not block confirming a slot.
+        Err(e) => log::warn!("could not record the last rollback: {e}"),
+    }
+    Ok(bc)
+}
+
+fn no_more_args(parser: &mut lexopt::Parser) -> Result<()> {
+    match parser.next().map_err(usage)? {
+        None => Ok(()),
+        Some(arg) => Err(usage(arg.unexpected())),
+    }
+}
+
+/// `ota-agent status [--json]`
+pub fn status(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut json = false;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("json") => json = true,
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let config = globals.config()?;
+    let bc = open(globals, &config, false)?;
+    let last = StateDir::new(&config.state_dir).last_rollback()?;
+    let status = bc.status();
+    if json {
+        println!("{}", render_json(&status, last.as_ref())?);
+    } else {
+        print!("{}", render_text(&status, last.as_ref()));
+    }
+    Ok(0)
+}
+
+/// `ota-agent mark-good`
+pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    no_more_args(&mut lexopt::Parser::from_args(args))?;
+    let config = globals.config()?;
+    let mut bc = open(globals, &config, false)?;
+    let booted = bc.booted_slot();
+    let n = health::run_all(&config.health_dir)?;
+    bc.mark_successful()?;
+    log::info!("{n} health checks passed");
+    println!("slot {booted} marked good");
+    Ok(0)
+}
+
+/// `ota-agent mark-bad`
+pub fn mark_bad(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    no_more_args(&mut lexopt::Parser::from_args(args))?;
+    let config = globals.config()?;
+    let mut bc = open(globals, &config, false)?;
+    let booted = bc.booted_slot();
+    bc.mark_unbootable(booted)?;
+    println!(
+        "slot {booted} marked bad; the next boot uses slot {}",
+        bc.active_slot()
+    );
+    Ok(0)
+}
+
+/// `ota-agent set-active a|b|other [--reinit]`
+pub fn set_active(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut target = None;
+    let mut reinit = false;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("reinit") => reinit = true,
+            Value(v) if target.is_none() => target = Some(string(v)?),
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let target = target.ok_or_else(|| Error::Usage("set-active needs a, b or other".into()))?;
+    let config = globals.config()?;
+    let mut bc = open(globals, &config, reinit)?;
+    let slot = match target.as_str() {
+        "other" => bc.booted_slot().other(),
+        s => s
+            .parse::<Slot>()
+            .map_err(|_| Error::Usage(format!("set-active `{s}`: expected a, b or other")))?,
+    };
+    bc.set_active(slot)?;
+    let st = bc.status();
+    match st.trial {
+        Some(t) if t == slot => println!(
+            "slot {slot} is active for the next boot (trial: {} boots to confirm it)",
+            st.boot_limit.unwrap_or(0)
+        ),
+        _ => println!("slot {slot} is active for the next boot"),
+    }
+    Ok(0)
+}
+
+fn yes(b: bool, y: &'static str, n: &'static str) -> &'static str {
+    if b {
+        y
+    } else {
+        n
+    }
+}
+
+/// The human-readable `status` (golden-tested; scripts should use `--json`).
+pub fn render_text(st: &BootStatus, last: Option<&Rollback>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "backend:        {}", st.backend);
+    let _ = writeln!(out, "booted slot:    {}", st.booted);
+    let pending = if st.active != st.booted {
+        " (switch pending: takes effect at the next boot)"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "active slot:    {}{pending}", st.active);
+    match st.trial {
+        Some(t) => {
+            let _ = writeln!(out, "trial:          slot {t} is on trial until mark-good");
+        }
+        None => {
+            let _ = writeln!(out, "trial:          none");
+        }
+    }
+    for s in &st.slots {
+        let mut roles = Vec::new();
+        if s.slot == st.booted {
+            roles.push("booted");
+        }
+        if s.slot == st.active {
+            roles.push("active");
+        }
+        let mut line = format!(
+            "{}{}, {}",
+            if roles.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", roles.join(", "))
+            },
+            yes(s.bootable, "bootable", "NOT bootable"),
+            yes(s.successful, "successful", "not confirmed"),
+        );
+        if let (Some(p), Some(t)) = (s.priority, s.tries_remaining) {
+            let _ = write!(line, " (priority {p}, tries left {t})");
+        }
+        let _ = writeln!(out, "slot {}:         {line}", s.slot);
+    }
+    match (st.boot_count, st.boot_limit) {
+        (Some(c), Some(l)) => {
+            let _ = writeln!(out, "boot count:     {c} of limit {l}");
+        }
+        (None, Some(l)) => {
+            let _ = writeln!(out, "boot limit:     {l} tries per trial");
+        }
+        _ => {}
+    }
+    match last {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "last rollback:  {} from slot {} to slot {} ({})",
+                format_utc(r.time),
+                r.from,
+                r.to,
+                r.reason
+            );
+        }
+        None => {
+            let _ = writeln!(out, "last rollback:  none");
+        }
+    }
+    if let Some(raw) = &st.unrecorded_rollback {
+        let _ = writeln!(out, "unrecorded:     bootloader reports rollback `{raw}`");
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonSlot {
+    slot: Slot,
+    booted: bool,
+    active: bool,
+    bootable: bool,
+    successful: bool,
+    tries_remaining: Option<u8>,
+    priority: Option<u8>,
+}
+
+#[derive(Serialize)]
+struct JsonRollback<'a> {
+    time: u64,
+    time_utc: String,
+    from: Slot,
+    to: Slot,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonStatus<'a> {
+    format: u32,
+    backend: &'a str,
+    booted: Slot,
+    active: Slot,
+    trial: Option<Slot>,
+    boot_count: Option<u32>,
+    boot_limit: Option<u32>,
+    slots: Vec<JsonSlot>,
+    last_rollback: Option<JsonRollback<'a>>,
+    unrecorded_rollback: Option<&'a str>,
+}
+
+/// `status --json` (schema: docs/status-json.md).
+pub fn render_json(st: &BootStatus, last: Option<&Rollback>) -> Result<String> {
+    let doc = JsonStatus {
+        format: STATUS_JSON_FORMAT,
+        backend: st.backend,
+        booted: st.booted,
+        active: st.active,
+        trial: st.trial,
+        boot_count: st.boot_count,
+        boot_limit: st.boot_limit,
+        slots: st
+            .slots
+            .iter()
+            .map(|s| JsonSlot {
+                slot: s.slot,
+                booted: s.slot == st.booted,
+                active: s.slot == st.active,
+                bootable: s.bootable,
+                successful: s.successful,
+                tries_remaining: s.tries_remaining,
+                priority: s.priority,
+            })
+            .collect(),
+        last_rollback: last.map(|r| JsonRollback {
+            time: r.time,
+            time_utc: format_utc(r.time),
+            from: r.from,
+            to: r.to,
+            reason: &r.reason,
+        }),
+        unrecorded_rollback: st.unrecorded_rollback.as_deref(),
+    };
+    serde_json::to_string_pretty(&doc)
+        .map_err(|e| Error::io("status json", std::io::Error::other(e)))
+}
