@@ -864,6 +864,22 @@ fn check_update_daemon_end_to_end() {
             .unwrap();
     assert_eq!(status["phase"], "done", "{status}");
 
+    // Runs never overlap: while another process holds the lock, `update`
+    // refuses with one line and changes nothing.
+    {
+        let f = fs::File::create(dev.dir.path().join("state/update.lock")).unwrap();
+        let _held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let o = dev.agent(&["update"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("another update run holds the lock"),
+            "{}",
+            text(&o)
+        );
+    }
+
     publish(&nginx.www(), &dev.key, 0, false);
     let o = dev.agent(&["check"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
