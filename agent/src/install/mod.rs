@@ -764,11 +764,16 @@ struct Tally<R> {
     inner: R,
     hasher: sha2::Sha256,
     count: u64,
+    /// The source itself failed (I/O, resumable), not the data.
+    source_failed: bool,
 }
 
 impl<R: Read> Read for Tally<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.source_failed = true)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
@@ -946,18 +951,35 @@ fn write_full<D: Disk + ?Sized>(
                 inner: src.take(payload_left + 1),
                 hasher: sha2::Sha256::new(),
                 count: 0,
+                source_failed: false,
             };
             let mut dec = bzip2::read::MultiBzDecoder::new(tally);
+            // Data errors are content errors whatever kind the decoder uses.
+            let bz_err = |failed: bool, e: io::Error| {
+                if failed {
+                    refuse_io(img, "reading the payload", e)
+                } else {
+                    refuse(img, format!("bzip2: {e}"))
+                }
+            };
             // The verified prefix is already on flash: decode past it.
-            let skipped = io::copy(&mut (&mut dec).take(offset), &mut io::sink())
-                .map_err(|e| refuse_io(img, "bzip2", e))?;
+            let skipped = io::copy(&mut (&mut dec).take(offset), &mut io::sink());
+            let skipped = skipped.map_err(|e| bz_err(dec.get_ref().source_failed, e))?;
             if skipped != offset {
                 return Err(refuse(
                     img,
                     "bzip2 data ends before the resume point".into(),
                 ));
             }
-            io::copy(&mut dec, &mut sink).map_err(|e| refuse_io(img, "bzip2", e))?;
+            if let Err(e) = io::copy(&mut dec, &mut sink) {
+                // Sink errors (too much data, flash I/O) keep their kind.
+                let from_sink =
+                    e.kind() == io::ErrorKind::InvalidData && e.to_string().contains("result_size");
+                if from_sink {
+                    return Err(refuse_io(img, "writing", e));
+                }
+                return Err(bz_err(dec.get_ref().source_failed, e));
+            }
             let blob = sink.finish().map_err(|e| refuse_io(img, "writing", e))?;
             let mut tally = dec.into_inner();
             io::copy(&mut tally, &mut io::sink())
