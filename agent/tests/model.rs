@@ -78,12 +78,21 @@ impl EnvAccess for Cut<MemEnv> {
     fn load(&mut self) -> ota_agent::Result<BTreeMap<String, String>> {
         self.inner.load()
     }
-    fn store(&mut self, vars: &BTreeMap<String, String>) -> ota_agent::Result<()> {
+    fn update(
+        &mut self,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> ota_agent::Result<()>,
+    ) -> ota_agent::Result<bool> {
         if self.cut {
+            // Only a write loses power: an update that changes nothing passes.
+            let mut probe = self.inner.vars.clone();
+            edit(&mut probe)?;
+            if probe == self.inner.vars {
+                return Ok(false);
+            }
             self.fired = true;
             return Err(power_cut());
         }
-        self.inner.store(vars)
+        self.inner.update(edit)
     }
 }
 

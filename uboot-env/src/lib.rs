@@ -31,4 +31,4 @@ mod sys;
 pub use config::{EnvDevice, FwEnvConfig};
 pub use env::{validate_name, validate_value, Env};
 pub use error::{Error, Result};
-pub use store::{EnvStore, Loaded, MediumKind};
+pub use store::{EnvStore, Loaded, MediumKind, DEFAULT_LOCK_PATH};

@@ -197,6 +197,10 @@ impl EnvStore {
     /// ([`Error::NoValidCopy`]), never an empty environment.
     pub fn read(&mut self) -> Result<Env> {
         let _lock = self.lock();
+        self.read_locked()
+    }
+
+    fn read_locked(&mut self) -> Result<Env> {
         let images = self.read_images()?;
         let current = self.select(&images)?;
         let image = &images[current.index].1;
@@ -210,21 +214,48 @@ impl EnvStore {
     /// (logged as a warning, and flagged in the result). Any other failure is
     /// still an error. The next [`EnvStore::write`] then writes a valid copy.
     pub fn read_or_default(&mut self, default: &Env) -> Result<Loaded> {
-        match self.read() {
+        let _lock = self.lock();
+        self.read_or_default_locked(Some(default))
+    }
+
+    fn read_or_default_locked(&mut self, default: Option<&Env>) -> Result<Loaded> {
+        match self.read_locked() {
             Ok(env) => Ok(Loaded {
                 env,
                 from_default: false,
             }),
-            Err(Error::NoValidCopy(why)) => {
+            Err(Error::NoValidCopy(why)) if default.is_some() => {
                 log::warn!("no valid environment ({why}); starting from the default environment");
                 self.current = None;
                 Ok(Loaded {
-                    env: default.clone(),
+                    env: default.cloned().unwrap_or_default(),
                     from_default: true,
                 })
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Read, edit, write under ONE hold of the tools' lock, so a concurrent
+    /// `fw_setenv` cannot slip in between and have its change lost. `default`
+    /// as in [`EnvStore::read_or_default`] (`None`: no valid copy is an error).
+    /// Writes (once) only when `edit` changed something or the default was
+    /// used; returns whether it wrote. An error from `edit` writes nothing.
+    pub fn update(
+        &mut self,
+        default: Option<&Env>,
+        edit: impl FnOnce(&mut Env) -> Result<()>,
+    ) -> Result<bool> {
+        let _lock = self.lock();
+        let loaded = self.read_or_default_locked(default)?;
+        let mut env = loaded.env.clone();
+        edit(&mut env)?;
+        if env == loaded.env && !loaded.from_default {
+            log::debug!("environment unchanged, nothing written");
+            return Ok(false);
+        }
+        self.write_locked(&env)?;
+        Ok(true)
     }
 
     /// Writes `env` in one go: the whole image is encoded first (too large or
@@ -233,6 +264,10 @@ impl EnvStore {
     /// decision uses what is on the storage now.
     pub fn write(&mut self, env: &Env) -> Result<()> {
         let _lock = self.lock();
+        self.write_locked(env)
+    }
+
+    fn write_locked(&mut self, env: &Env) -> Result<()> {
         let images = self.read_images_lenient();
         let current = self.select_lenient(&images);
         let target = match (self.layout, current) {

@@ -174,3 +174,41 @@ fn write_waits_for_the_tools_lock() {
     writer.join().unwrap();
     assert_eq!(store(&conf).read().unwrap(), env(&[("a", "1")]));
 }
+
+#[test]
+fn update_writes_once_and_only_on_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("env");
+    zero_file(&img, 0x200);
+    let conf = format!("{0} 0 0x100\n{0} 0x100 0x100\n", img.display());
+    let mut s = store(&conf);
+    // No valid copy and no default: an error, nothing written.
+    assert!(matches!(
+        s.update(None, |e| e.set("a", "1")),
+        Err(Error::NoValidCopy(_))
+    ));
+    assert!(fs::read(&img).unwrap().iter().all(|&b| b == 0));
+    // With a default: written even though the edit changes nothing else.
+    let default = env(&[("ota_slot", "a")]);
+    assert!(s.update(Some(&default), |_| Ok(())).unwrap());
+    assert_eq!(store(&conf).read().unwrap(), default);
+    // No change: no write (the copies would otherwise swap).
+    let before = fs::read(&img).unwrap();
+    assert!(!s.update(None, |e| e.set("ota_slot", "a")).unwrap());
+    assert_eq!(fs::read(&img).unwrap(), before);
+    // A failing edit writes nothing.
+    assert!(s.update(None, |e| e.set("bad=name", "x")).is_err());
+    assert_eq!(fs::read(&img).unwrap(), before);
+    // A change: one write, to the other copy.
+    assert!(s
+        .update(None, |e| {
+            e.set("ota_slot", "b")?;
+            e.set("upgrade_available", "1")
+        })
+        .unwrap());
+    assert_eq!(
+        store(&conf).read().unwrap(),
+        env(&[("ota_slot", "b"), ("upgrade_available", "1")])
+    );
+    assert_eq!(fs::read(&img).unwrap()[..0x100], before[..0x100]);
+}

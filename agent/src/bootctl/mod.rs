@@ -12,7 +12,20 @@
 //! ```
 //!
 //! No caller touches raw env variables or bootctrl bits; slot policy lives
-//! only in the backends. Every mutating method reads the current state,
+//! only in the backends.
+//!
+//! The installer's protocol (docs/boot-control.md explains why each step is
+//! safe across power cuts):
+//!
+//! ```text
+//!   bc.record_rollback()                 report what the bootloader did
+//!   target = bc.booted_slot().other()
+//!   bc.mark_unbootable(target)           refused unless the booted slot is confirmed
+//!   state.begin_write(target)            set_active(target) refused from here …
+//!   write + read back + verify SHA-256   (Layout::partition gives offset/size)
+//!   state.end_write(target)              … to here (also after a crash)
+//!   bc.set_active(target)                one write: the trial starts at the next boot
+//! ``` Every mutating method reads the current state,
 //! computes the new one and writes it in ONE write (one env write, one 32-byte
 //! block write), so a power cut leaves either the old or the new state.
 

@@ -73,9 +73,15 @@ fn err(reason: impl Into<String>) -> Error {
 pub trait EnvAccess {
     /// Reads every variable.
     fn load(&mut self) -> Result<BTreeMap<String, String>>;
-    /// Replaces the environment with `vars` in ONE write (atomic with
-    /// respect to power loss: redundant copies / CRC in the storage layer).
-    fn store(&mut self, vars: &BTreeMap<String, String>) -> Result<()>;
+    /// Reads, lets `edit` change the variables, and writes them back in ONE
+    /// write if they changed — all under one hold of the storage's lock, so
+    /// a concurrent `fw_setenv` is not lost. The write is atomic with respect
+    /// to power loss (redundant copies / CRC in the storage layer). An error
+    /// from `edit` writes nothing. Returns whether it wrote.
+    fn update(
+        &mut self,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
+    ) -> Result<bool>;
 }
 
 /// The in-memory fake of [`EnvAccess`] for tests: counts writes.
@@ -83,7 +89,7 @@ pub trait EnvAccess {
 pub struct MemEnv {
     /// The variables.
     pub vars: BTreeMap<String, String>,
-    /// How many `store` calls were made.
+    /// How many writes were made.
     pub writes: usize,
 }
 
@@ -91,10 +97,18 @@ impl EnvAccess for MemEnv {
     fn load(&mut self) -> Result<BTreeMap<String, String>> {
         Ok(self.vars.clone())
     }
-    fn store(&mut self, vars: &BTreeMap<String, String>) -> Result<()> {
-        self.vars = vars.clone();
+    fn update(
+        &mut self,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
+    ) -> Result<bool> {
+        let mut vars = self.vars.clone();
+        edit(&mut vars)?;
+        if vars == self.vars {
+            return Ok(false);
+        }
+        self.vars = vars;
         self.writes += 1;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -236,8 +250,11 @@ impl<E: EnvAccess + ?Sized> EnvAccess for Box<E> {
     fn load(&mut self) -> Result<BTreeMap<String, String>> {
         (**self).load()
     }
-    fn store(&mut self, vars: &BTreeMap<String, String>) -> Result<()> {
-        (**self).store(vars)
+    fn update(
+        &mut self,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
+    ) -> Result<bool> {
+        (**self).update(edit)
     }
 }
 
@@ -262,23 +279,156 @@ impl<E: EnvAccess> Uboot<E> {
         &self.env
     }
 
-    /// Re-reads the environment: every change starts from the stored state.
-    fn reload(&mut self) -> Result<()> {
-        self.vars = self.env.load()?;
-        self.view = View::parse(&self.vars);
-        Ok(())
-    }
-
-    /// Writes `vars` (one store) if they differ, then refreshes the view.
-    fn commit(&mut self, vars: BTreeMap<String, String>) -> Result<()> {
-        if vars == self.vars {
-            return Ok(());
+    /// One change: `plan` computes the new variables from the stored ones
+    /// (read fresh, under the storage lock) without I/O; they are written in
+    /// one write if they differ. A refusal from `plan` writes nothing.
+    fn change(
+        &mut self,
+        plan: impl Fn(&View, &BTreeMap<String, String>) -> Result<BTreeMap<String, String>>,
+    ) -> Result<()> {
+        let mut after = None;
+        self.env.update(&mut |vars| {
+            let new = plan(&View::parse(vars), vars)?;
+            *vars = new;
+            after = Some(vars.clone());
+            Ok(())
+        })?;
+        if let Some(vars) = after {
+            self.view = View::parse(&vars);
+            self.vars = vars;
         }
-        self.env.store(&vars)?;
-        self.vars = vars;
-        self.view = View::parse(&self.vars);
         Ok(())
     }
+}
+
+/// `set_active(slot)` on the variables (see the trait for the invariants).
+fn plan_set_active(
+    v: &View,
+    old: &BTreeMap<String, String>,
+    slot: Slot,
+    booted: Slot,
+    boot_tries: u8,
+) -> Result<BTreeMap<String, String>> {
+    let mut vars = old.clone();
+    let mut good = v.good;
+    let mut bad = v.bad;
+    set(&mut vars, var::SLOT, slot.letter());
+    set(&mut vars, var::BOOTCOUNT, "0");
+    if slot == booted && v.successful(slot) {
+        // Cancel a pending switch: stay on the running, confirmed slot.
+        set(&mut vars, var::UPGRADE_AVAILABLE, "0");
+    } else {
+        // A trial. Its fallback must be confirmed: U-Boot boots the fallback
+        // without counting, and a trial whose fallback is broken too would
+        // leave nothing that boots.
+        let fallback = slot.other();
+        if !v.successful(fallback) {
+            return Err(err(format!(
+                "slot {fallback} is not confirmed (mark-good it first), so it cannot be the fallback for a trial of slot {slot}; nothing changed"
+            )));
+        }
+        // Without altbootcmd a failing slot would be retried forever.
+        if vars
+            .get(var::ALTBOOTCMD)
+            .is_none_or(|c| c.trim().is_empty())
+        {
+            return Err(err(format!(
+                "altbootcmd is not set, so U-Boot could not fall back from a failed trial of slot {slot}; refusing to activate it"
+            )));
+        }
+        good[slot.index()] = false;
+        bad[slot.index()] = false;
+        set(&mut vars, var::UPGRADE_AVAILABLE, "1");
+        set(&mut vars, var::BOOTLIMIT, boot_tries.to_string());
+    }
+    set_slots(&mut vars, var::GOOD, good);
+    set_slots(&mut vars, var::BAD, bad);
+    Ok(vars)
+}
+
+/// `mark_successful()` of `booted` on the variables.
+fn plan_mark_successful(
+    v: &View,
+    old: &BTreeMap<String, String>,
+    booted: Slot,
+) -> Result<BTreeMap<String, String>> {
+    if v.bad[booted.index()] {
+        return Err(err(format!(
+            "the booted slot {booted} was marked unbootable; activate it again (set-active {booted}) before marking it good"
+        )));
+    }
+    let mut vars = old.clone();
+    let mut good = v.good;
+    good[booted.index()] = true;
+    if v.trial && v.slot == booted {
+        // The trial slot proved itself: stop counting.
+        set(&mut vars, var::UPGRADE_AVAILABLE, "0");
+        set(&mut vars, var::BOOTCOUNT, "0");
+    }
+    set_slots(&mut vars, var::GOOD, good);
+    Ok(vars)
+}
+
+/// `mark_unbootable(slot)` on the variables; `other_writing`: the remaining
+/// slot has an unfinished write.
+fn plan_mark_unbootable(
+    v: &View,
+    old: &BTreeMap<String, String>,
+    slot: Slot,
+    booted: Slot,
+    other_writing: bool,
+) -> Result<BTreeMap<String, String>> {
+    let other = slot.other();
+    let mut vars = old.clone();
+    let mut good = v.good;
+    let mut bad = v.bad;
+    good[slot.index()] = false;
+    bad[slot.index()] = true;
+    // The slot that remains must be confirmed: U-Boot boots it without
+    // counting, so an unconfirmed one could be a boot loop (and for the
+    // booted slot: the installer must not overwrite the only good slot).
+    if !v.successful(other) || other_writing {
+        return Err(err(format!(
+            "slot {other} is not confirmed, so marking slot {slot} unbootable would leave no known-good slot to boot; nothing changed"
+        )));
+    }
+    if slot == booted {
+        set(&mut vars, var::SLOT, other.letter());
+        set(&mut vars, var::BOOTCOUNT, "0");
+        set(&mut vars, var::UPGRADE_AVAILABLE, "0");
+        set(&mut vars, var::ROLLBACK, format!("{slot}:mark-bad"));
+    } else if v.slot == slot {
+        // A pending switch to the slot being invalidated: stay here.
+        set(&mut vars, var::SLOT, booted.letter());
+        set(&mut vars, var::UPGRADE_AVAILABLE, "0");
+        set(&mut vars, var::BOOTCOUNT, "0");
+    }
+    set_slots(&mut vars, var::GOOD, good);
+    set_slots(&mut vars, var::BAD, bad);
+    Ok(vars)
+}
+
+/// Clearing the rollback report `raw` after it was recorded: the failed slot
+/// is remembered as bad, so a later mark-bad cannot fall back to it. If the
+/// report changed meanwhile, nothing is changed.
+fn plan_clear_rollback(
+    v: &View,
+    old: &BTreeMap<String, String>,
+    raw: &str,
+    failed: Slot,
+) -> Result<BTreeMap<String, String>> {
+    if old.get(var::ROLLBACK).map(String::as_str) != Some(raw) {
+        return Ok(old.clone());
+    }
+    let mut vars = old.clone();
+    vars.remove(var::ROLLBACK);
+    let mut bad = v.bad;
+    let mut good = v.good;
+    bad[failed.index()] = true;
+    good[failed.index()] = false;
+    set_slots(&mut vars, var::BAD, bad);
+    set_slots(&mut vars, var::GOOD, good);
+    Ok(vars)
 }
 
 fn set(vars: &mut BTreeMap<String, String>, name: &str, value: impl Into<String>) {
@@ -318,97 +468,19 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
                 "slot {slot} is being written (or its write was interrupted); refusing to activate it"
             )));
         }
-        self.reload()?;
-        let v = &self.view;
-        let mut vars = self.vars.clone();
-        let mut good = v.good;
-        let mut bad = v.bad;
-        set(&mut vars, var::SLOT, slot.letter());
-        set(&mut vars, var::BOOTCOUNT, "0");
-        if slot == self.booted && v.successful(slot) {
-            // Cancel a pending switch: stay on the running, confirmed slot.
-            set(&mut vars, var::UPGRADE_AVAILABLE, "0");
-        } else {
-            // A trial. Its fallback must be confirmed: U-Boot boots the
-            // fallback without counting, and a trial whose fallback is broken
-            // too would leave nothing that boots.
-            let fallback = slot.other();
-            if !v.successful(fallback) {
-                return Err(err(format!(
-                    "slot {fallback} is not confirmed (mark-good it first), so it cannot be the fallback for a trial of slot {slot}; nothing changed"
-                )));
-            }
-            // Without altbootcmd a failing slot would be retried forever.
-            if vars
-                .get(var::ALTBOOTCMD)
-                .is_none_or(|c| c.trim().is_empty())
-            {
-                return Err(err(format!(
-                    "altbootcmd is not set, so U-Boot could not fall back from a failed trial of slot {slot}; refusing to activate it"
-                )));
-            }
-            good[slot.index()] = false;
-            bad[slot.index()] = false;
-            set(&mut vars, var::UPGRADE_AVAILABLE, "1");
-            set(&mut vars, var::BOOTLIMIT, self.boot_tries.to_string());
-        }
-        set_slots(&mut vars, var::GOOD, good);
-        set_slots(&mut vars, var::BAD, bad);
-        self.commit(vars)
+        let (booted, tries) = (self.booted, self.boot_tries);
+        self.change(|v, vars| plan_set_active(v, vars, slot, booted, tries))
     }
 
     fn mark_successful(&mut self) -> Result<()> {
-        self.reload()?;
         let booted = self.booted;
-        let v = &self.view;
-        if v.bad[booted.index()] {
-            return Err(err(format!(
-                "the booted slot {booted} was marked unbootable; activate it again (set-active {booted}) before marking it good"
-            )));
-        }
-        let mut vars = self.vars.clone();
-        let mut good = v.good;
-        good[booted.index()] = true;
-        if v.trial && v.slot == booted {
-            // The trial slot proved itself: stop counting.
-            set(&mut vars, var::UPGRADE_AVAILABLE, "0");
-            set(&mut vars, var::BOOTCOUNT, "0");
-        }
-        set_slots(&mut vars, var::GOOD, good);
-        self.commit(vars)
+        self.change(|v, vars| plan_mark_successful(v, vars, booted))
     }
 
     fn mark_unbootable(&mut self, slot: Slot) -> Result<()> {
-        self.reload()?;
-        let v = self.view.clone();
-        let other = slot.other();
-        let mut vars = self.vars.clone();
-        let mut good = v.good;
-        let mut bad = v.bad;
-        good[slot.index()] = false;
-        bad[slot.index()] = true;
-        // The slot that remains must be confirmed: U-Boot boots it without
-        // counting, so an unconfirmed one could be a boot loop (and for the
-        // booted slot: the installer must not overwrite the only good slot).
-        if !v.successful(other) || self.state.is_being_written(other) {
-            return Err(err(format!(
-                "slot {other} is not confirmed, so marking slot {slot} unbootable would leave no known-good slot to boot; nothing changed"
-            )));
-        }
-        if slot == self.booted {
-            set(&mut vars, var::SLOT, other.letter());
-            set(&mut vars, var::BOOTCOUNT, "0");
-            set(&mut vars, var::UPGRADE_AVAILABLE, "0");
-            set(&mut vars, var::ROLLBACK, format!("{slot}:mark-bad"));
-        } else if v.slot == slot {
-            // A pending switch to the slot being invalidated: stay here.
-            set(&mut vars, var::SLOT, self.booted.letter());
-            set(&mut vars, var::UPGRADE_AVAILABLE, "0");
-            set(&mut vars, var::BOOTCOUNT, "0");
-        }
-        set_slots(&mut vars, var::GOOD, good);
-        set_slots(&mut vars, var::BAD, bad);
-        self.commit(vars)
+        let booted = self.booted;
+        let other_writing = self.state.is_being_written(slot.other());
+        self.change(|v, vars| plan_mark_unbootable(v, vars, slot, booted, other_writing))
     }
 
     fn is_bootable(&self, slot: Slot) -> bool {
@@ -441,7 +513,8 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
     }
 
     fn record_rollback(&mut self) -> Result<Option<Rollback>> {
-        self.reload()?;
+        self.vars = self.env.load()?;
+        self.view = View::parse(&self.vars);
         let last = self.state.last_rollback()?;
         let Some((raw, failed, reason)) = self.view.rollback.clone() else {
             // A previous run recorded and cleared but lost power before
@@ -466,17 +539,9 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
         if !already {
             self.state.push_rollback(record.clone())?;
         }
-        // Step 2: one env write clears the report and remembers the failed
-        // slot as bad, so later mark-bad of this slot cannot fall back to it.
-        let mut vars = self.vars.clone();
-        vars.remove(var::ROLLBACK);
-        let mut bad = self.view.bad;
-        let mut good = self.view.good;
-        bad[failed.index()] = true;
-        good[failed.index()] = false;
-        set_slots(&mut vars, var::BAD, bad);
-        set_slots(&mut vars, var::GOOD, good);
-        self.commit(vars)?;
+        // Step 2: one env write clears the report (plan_clear_rollback).
+        let raw = record.uncleared.clone().unwrap_or_default();
+        self.change(|v, vars| plan_clear_rollback(v, vars, &raw, failed))?;
         // Step 3: the record no longer waits for the clear.
         self.state.confirm_rollback_cleared()?;
         Ok((!already).then_some(Rollback {
@@ -506,21 +571,41 @@ impl EnvAccess for FwEnv {
     /// No valid copy is an error: boot control never starts from a guess.
     fn load(&mut self) -> Result<BTreeMap<String, String>> {
         let env = self.store.read()?;
-        Ok(env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
+        Ok(to_map(&env))
     }
 
-    fn store(&mut self, vars: &BTreeMap<String, String>) -> Result<()> {
-        let mut env = uboot_env::Env::new();
-        for (k, v) in vars {
-            env.set(k, v)?;
+    fn update(
+        &mut self,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
+    ) -> Result<bool> {
+        // The store's closure returns its own error type: keep ours aside and
+        // leave the environment unchanged, so nothing is written.
+        let mut refused = None;
+        let wrote = self.store.update(None, |env| {
+            let mut vars = to_map(env);
+            if let Err(e) = edit(&mut vars) {
+                refused = Some(e);
+                return Ok(());
+            }
+            let mut next = uboot_env::Env::new();
+            for (k, v) in &vars {
+                next.set(k, v)?;
+            }
+            *env = next;
+            Ok(())
+        })?;
+        match refused {
+            Some(e) => Err(e),
+            // ONE write of the whole image, to the non-current copy.
+            None => Ok(wrote),
         }
-        // ONE write of the whole image, to the non-current copy.
-        self.store.write(&env)?;
-        Ok(())
     }
+}
+
+fn to_map(env: &uboot_env::Env) -> BTreeMap<String, String> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -706,6 +791,38 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].uncleared, None);
         assert!(!u.env().vars.contains_key("ota_rollback"));
+    }
+
+    /// Storage that another writer (a `fw_setenv` in a script) changes
+    /// between the agent's first read and its update.
+    struct Racy(MemEnv);
+
+    impl EnvAccess for Racy {
+        fn load(&mut self) -> Result<BTreeMap<String, String>> {
+            self.0.load()
+        }
+        fn update(
+            &mut self,
+            edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
+        ) -> Result<bool> {
+            self.0.vars.insert("user_var".into(), "1".into());
+            self.0.vars.insert("ota_slot".into(), "b".into());
+            self.0.update(edit)
+        }
+    }
+
+    #[test]
+    fn changes_are_planned_on_what_the_update_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = Uboot::new(Racy(factory()), Slot::A, 3, StateDir::new(dir.path())).unwrap();
+        u.mark_successful().unwrap();
+        let v = &u.env().0.vars;
+        // The other writer's variable survives, and the plan saw its
+        // ota_slot=b: the factory rule then trusts b, and mark_successful
+        // adds a. A plan made on the stale first read would give "a".
+        assert_eq!(v["user_var"], "1");
+        assert_eq!(v["ota_slot"], "b");
+        assert_eq!(v["ota_good"], "ab");
     }
 
     #[test]

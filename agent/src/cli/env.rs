@@ -174,26 +174,31 @@ fn parse(mode: Mode, args: Vec<OsString>) -> Result<Option<Options>> {
     Ok(Some(opts))
 }
 
-/// Opens the store and reads the environment (or the explicit default).
-fn load(opts: &Options) -> Result<(EnvStore, Env, bool)> {
+/// Opens the store and parses the explicit default environment, if any.
+fn open(opts: &Options) -> Result<(EnvStore, Option<Env>)> {
     let config_path = opts
         .config
         .clone()
         .unwrap_or_else(|| DEFAULT_FW_ENV_CONFIG.into());
     let config = FwEnvConfig::load(&config_path)?;
-    let mut store = EnvStore::open(&config)?;
-    match &opts.defenv {
-        None => {
-            let env = store.read()?;
-            Ok((store, env, false))
-        }
-        Some(path) => {
-            let text = read_text(path)?;
-            let default = script::default_env(&text, &path.display().to_string())?;
-            let loaded = store.read_or_default(&default)?;
-            Ok((store, loaded.env, loaded.from_default))
-        }
-    }
+    let store = EnvStore::open(&config)?;
+    let default = match &opts.defenv {
+        None => None,
+        Some(path) => Some(script::default_env(
+            &read_text(path)?,
+            &path.display().to_string(),
+        )?),
+    };
+    Ok((store, default))
+}
+
+/// Reads the environment (or the explicit default when no copy is valid).
+fn load(opts: &Options) -> Result<Env> {
+    let (mut store, default) = open(opts)?;
+    Ok(match default {
+        None => store.read()?,
+        Some(default) => store.read_or_default(&default)?.env,
+    })
 }
 
 fn read_text(path: &PathBuf) -> Result<String> {
@@ -234,7 +239,7 @@ fn render(env: &Env, opts: &Options) -> String {
 }
 
 fn print(opts: &Options) -> Result<i32> {
-    let (_, env, _) = load(opts)?;
+    let env = load(opts)?;
     let text = render(&env, opts);
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -259,14 +264,9 @@ fn set(opts: &Options) -> Result<i32> {
             }]
         }
     };
-    let (mut store, old, from_default) = load(opts)?;
-    let mut env = old.clone();
-    script::apply(&mut env, &edits)?;
-    if env == old && !from_default {
-        log::debug!("environment unchanged, nothing written");
-        return Ok(0);
-    }
-    store.write(&env)?;
+    let (mut store, default) = open(opts)?;
+    // Read, edit and write under one hold of fw_setenv's lock.
+    store.update(default.as_ref(), |env| script::apply(env, &edits))?;
     Ok(0)
 }
 
