@@ -194,12 +194,20 @@ impl EnvAccess for CutEnv {
         }
         Ok(self.vars.borrow().clone())
     }
-    fn store(&mut self, vars: &BTreeMap<String, String>) -> ota_agent::Result<()> {
+    fn update(
+        &mut self,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> ota_agent::Result<()>,
+    ) -> ota_agent::Result<bool> {
+        let mut vars = self.load()?;
+        edit(&mut vars)?;
+        if vars == *self.vars.borrow() {
+            return Ok(false);
+        }
         self.power
             .event()
             .map_err(|e| ota_agent::Error::io("env", e))?;
-        *self.vars.borrow_mut() = vars.clone();
-        Ok(())
+        *self.vars.borrow_mut() = vars;
+        Ok(true)
     }
 }
 
