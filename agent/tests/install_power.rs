@@ -338,6 +338,10 @@ struct World {
 }
 
 fn world(rng: &mut Rng) -> World {
+    world_with(rng, |_| {})
+}
+
+fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
     let parts = vec![
         part(1, "rootfs_a", 4096, ROOTFS),
         part(2, "rootfs_b", 4096 + ROOTFS, ROOTFS),
@@ -399,6 +403,8 @@ fn world(rng: &mut Rng) -> World {
         expires: CLOCK_FLOOR + 1_000_000,
         images,
     };
+    let mut m = m;
+    tamper(&mut m);
     let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
     let json = m.to_json();
     let sig: DerSignature = key.sign(json.as_bytes());
@@ -633,4 +639,48 @@ fn journal_of_another_manifest_is_discarded() {
     let out = w.install(Slot::A, None).unwrap();
     assert_eq!(out.resumed, None);
     assert!(w.slot_holds(Slot::B, &w.new));
+}
+
+/// A signed payload that decompresses to more than its `result_size` (the
+/// signer lied, or was compromised): the install stops at the limit, writes
+/// nothing past it, leaves the slot unbootable and does not activate it.
+#[test]
+fn stream_longer_than_result_size_is_stopped_and_not_activated() {
+    let mut rng = Rng(7);
+    let mut w = world_with(&mut rng, |m| {
+        let img = &mut m.images[0];
+        img.compression = Compression::Bzip2;
+        img.kind = Kind::Full;
+        img.result.size -= 1000;
+    });
+    // Make the payload really bzip2 of the full (longer) image.
+    let full = w.new[0].1.clone();
+    w.payloads.data[0] = Bytes(bz(&full));
+    let mut m = w.approved.manifest().clone();
+    m.images[0].payload = blob(&w.payloads.data[0].0);
+    m.images[0].result.size = full.len() as u64 - 1000;
+    m.images.truncate(1);
+    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let json = m.to_json();
+    let sig: DerSignature = key.sign(json.as_bytes());
+    let keys = TrustedKeys::new(vec![PublicKey::from_verifying_key("k", *key.verifying_key())]);
+    let facts = DeviceFacts {
+        product: "p".into(),
+        hardware: None,
+        installed: semver::Version::new(1, 0, 0),
+        min_security_version: 0,
+        now: CLOCK_FLOOR + 10,
+        reinstall: false,
+    };
+    w.approved = Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap();
+    let b = w.layout.partition("rootfs", Slot::B).unwrap().clone();
+    let tail_before = w.disk.range(b.offset + m.images[0].result.size, b.size - m.images[0].result.size);
+    let e = w.install(Slot::A, None).unwrap_err().to_string();
+    assert!(e.contains("more than result_size"), "{e}");
+    let tail_after = w.disk.range(b.offset + m.images[0].result.size, b.size - m.images[0].result.size);
+    assert!(tail_before == tail_after, "bytes past result_size were written");
+    let env = w.env.borrow().clone();
+    assert_eq!(env["ota_slot"], "a");
+    assert!(env.get("ota_bad").is_some_and(|v| v.contains('b')), "{env:?}");
+    assert!(w.slot_holds(Slot::A, &w.old));
 }
