@@ -190,10 +190,6 @@ pub fn verify(args: Vec<OsString>) -> Result<()> {
     }
     let m = &b.manifest;
     if m.expires <= time::now() {
-        log::warn!(
-            "manifest expired at {}",
-            time::format_rfc3339_utc(m.expires)
-        );
         eprintln!(
             "ota-sign: warning: manifest expired at {}",
             time::format_rfc3339_utc(m.expires)
