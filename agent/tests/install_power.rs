@@ -663,7 +663,10 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
     let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
     let json = m.to_json();
     let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_verifying_key("k", *key.verifying_key())]);
+    let keys = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+        "k",
+        *key.verifying_key(),
+    )]);
     let facts = DeviceFacts {
         product: "p".into(),
         hardware: None,
@@ -674,13 +677,25 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
     };
     w.approved = Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap();
     let b = w.layout.partition("rootfs", Slot::B).unwrap().clone();
-    let tail_before = w.disk.range(b.offset + m.images[0].result.size, b.size - m.images[0].result.size);
+    let tail_before = w.disk.range(
+        b.offset + m.images[0].result.size,
+        b.size - m.images[0].result.size,
+    );
     let e = w.install(Slot::A, None).unwrap_err().to_string();
     assert!(e.contains("more than result_size"), "{e}");
-    let tail_after = w.disk.range(b.offset + m.images[0].result.size, b.size - m.images[0].result.size);
-    assert!(tail_before == tail_after, "bytes past result_size were written");
+    let tail_after = w.disk.range(
+        b.offset + m.images[0].result.size,
+        b.size - m.images[0].result.size,
+    );
+    assert!(
+        tail_before == tail_after,
+        "bytes past result_size were written"
+    );
     let env = w.env.borrow().clone();
     assert_eq!(env["ota_slot"], "a");
-    assert!(env.get("ota_bad").is_some_and(|v| v.contains('b')), "{env:?}");
+    assert!(
+        env.get("ota_bad").is_some_and(|v| v.contains('b')),
+        "{env:?}"
+    );
     assert!(w.slot_holds(Slot::A, &w.old));
 }
