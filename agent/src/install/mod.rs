@@ -509,7 +509,9 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             }
             let mut reader = SlotReader::open(disk, layout, booted, &img.name)?;
             bundle::check_base(&img.name, base, &mut reader)?;
-            run.phase(Phase::Downloading, &img.name, 0);
+            if payloads.local(i).is_none() {
+                run.phase(Phase::Downloading, &img.name, 0);
+            }
             patches.push(Some(fetch_patch(state_dir, &tag[..16], i, img, payloads)?));
         }
 
@@ -791,6 +793,8 @@ struct Sink<'w, 'd, 'r, 'p, D: Disk + ?Sized> {
     limit: u64,
     next_checkpoint: u64,
     checkpoints: bool,
+    /// Writing or syncing the flash failed (I/O, resumable).
+    flash_failed: bool,
     ctx: &'w ImageCtx<'w>,
     run: &'r mut Run<'p>,
 }
@@ -800,7 +804,9 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.writer.write_at(&self.buf, self.pos)?;
+        self.writer
+            .write_at(&self.buf, self.pos)
+            .inspect_err(|_| self.flash_failed = true)?;
         self.hasher.update(&self.buf);
         self.pos += self.buf.len() as u64;
         self.buf.clear();
@@ -822,7 +828,9 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
         // fsync: the kernel writes back in the background while the patch
         // is applied, and `finish` syncs once (measured: docs/benchmarks.md).
         if self.checkpoints {
-            self.writer.sync()?;
+            self.writer
+                .sync()
+                .inspect_err(|_| self.flash_failed = true)?;
             let prefix = Digest(self.hasher.clone().finalize().into());
             self.run
                 .journal
@@ -933,6 +941,7 @@ fn write_full<D: Disk + ?Sized>(
         limit: img.result.size,
         next_checkpoint: offset + ctx.options.checkpoint,
         checkpoints: true,
+        flash_failed: false,
         ctx,
         run,
     };
@@ -976,8 +985,9 @@ fn write_full<D: Disk + ?Sized>(
             }
             if let Err(e) = io::copy(&mut dec, &mut sink) {
                 // Sink errors (too much data, flash I/O) keep their kind.
-                let from_sink =
-                    e.kind() == io::ErrorKind::InvalidData && e.to_string().contains("result_size");
+                let from_sink = sink.flash_failed
+                    || (e.kind() == io::ErrorKind::InvalidData
+                        && e.to_string().contains("result_size"));
                 if from_sink {
                     return Err(refuse_io(img, "writing", e));
                 }
@@ -1022,6 +1032,7 @@ fn write_delta<D: Disk + ?Sized>(
         next_checkpoint: ctx.options.checkpoint,
         // A delta restarts from its first byte: no offsets in the journal.
         checkpoints: false,
+        flash_failed: false,
         ctx,
         run,
     };
