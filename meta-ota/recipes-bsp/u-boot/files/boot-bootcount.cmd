@@ -12,7 +12,11 @@ fi
 part number virtio 0 rootfs_${ota_slot} ota_part
 echo "OTA: booting slot ${ota_slot} (partition rootfs_${ota_slot} = ${ota_part})"
 setenv bootargs "console=ttyAMA0 root=PARTLABEL=rootfs_${ota_slot} ota.slot=${ota_slot} rdinit=/init panic=10 quiet"
-load virtio 0:${ota_part} ${kernel_addr_r} /boot/Image
-load virtio 0:${ota_part} ${ramdisk_addr_r} /boot/initrd.img
-booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
+# (Only boot what was really loaded: RAM may still hold the last boot's kernel.)
+if load virtio 0:${ota_part} ${kernel_addr_r} /boot/Image && load virtio 0:${ota_part} ${ramdisk_addr_r} /boot/initrd.img; then
+	booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
+fi
 echo "OTA: booting slot ${ota_slot} failed"
+# Never sit at a prompt: reset, so a trial slot that cannot even be loaded
+# spends its tries like one that crashes, and the fallback happens.
+reset
