@@ -77,6 +77,9 @@ pub struct Config {
     pub read_timeout_s: u64,
     /// The appliance MCU link; absent = no appliance gate.
     pub mcu: Option<McuConfig>,
+    /// Program and arguments run to reboot after an install (`--reboot`,
+    /// `update`, `daemon`); tests point it at a harmless command.
+    pub reboot_command: Vec<String>,
 }
 
 /// `[mcu]`: the serial link to the appliance's main controller.
@@ -123,6 +126,7 @@ impl Default for Config {
             misc_partition: "misc".into(),
             boot_tries: 3,
             keys_dir: "/etc/ota/keys".into(),
+            reboot_command: vec!["reboot".into()],
             state_dir: "/var/lib/ota".into(),
             version_file: "/etc/os-release".into(),
             health_dir: "/etc/ota/health.d".into(),
@@ -166,6 +170,7 @@ const TOP_KEYS: &[&str] = &[
     "retry_attempts",
     "read_timeout_s",
     "mcu",
+    "reboot_command",
 ];
 const MCU_KEYS: &[&str] = &[
     "port",
@@ -212,6 +217,11 @@ impl Config {
         if config.client_cert.is_some() != config.client_key.is_some() {
             return Err(bad(
                 "keys `client_cert` and `client_key` must be given together".into(),
+            ));
+        }
+        if config.reboot_command.first().is_none_or(|p| p.is_empty()) {
+            return Err(bad(
+                "key `reboot_command`: must name a program (e.g. [\"reboot\"])".into(),
             ));
         }
         if let Some(mcu) = &config.mcu {

@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::{Error, Result};
 
 mod env;
+mod install;
 mod mcu;
 mod net;
 mod slots;
@@ -138,6 +139,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "set-active" => slots::set_active(&globals, rest),
         "mcu" => mcu::run(&globals, rest),
         "verify" => verify::run(&globals, rest),
+        "install" => install::run(&globals, rest),
         "check" => net::check(&globals, rest),
         "update" => net::update(&globals, rest),
         "daemon" => net::daemon(&globals, rest),

@@ -87,6 +87,10 @@ pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let n = health::run_all(&config.health_dir)?;
     bc.mark_successful()?;
     log::info!("{n} health checks passed");
+    // The installed release's anti-rollback floor applies once it is confirmed.
+    if let Some(v) = crate::install::confirm_security_version(&config.state_dir, booted)? {
+        log::info!("minimum security version raised to {v}");
+    }
     println!("slot {booted} marked good");
     Ok(0)
 }
