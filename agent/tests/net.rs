@@ -854,7 +854,7 @@ fn check_update_daemon_end_to_end() {
         text(&o)
     );
 
-    let o = dev.agent(&["update"]);
+    let o = dev.agent(&["update", "--download-only"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let staged = dev.dir.path().join("state/download");
     assert!(fs::read(staged.join("rootfs.img")).unwrap() == image);

@@ -100,7 +100,7 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
 
 /// Asks the appliance, then runs `reboot_command`. A deferred reboot is not
 /// an error: the update stays pending and activates at the next reboot.
-fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result<i32> {
+pub(super) fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result<i32> {
     let policy = config
         .mcu
         .as_ref()
@@ -140,14 +140,14 @@ fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result<i32> {
 }
 
 /// Terminal bar or log lines, plus the appliance display.
-struct CliProgress<S> {
+pub(super) struct CliProgress<S> {
     display: S,
     tty: bool,
     last: Option<(status::Phase, u8)>,
 }
 
 impl<S: ProgressSink> CliProgress<S> {
-    fn new(display: S) -> Self {
+    pub(super) fn new(display: S) -> Self {
         CliProgress {
             display,
             tty: std::io::stderr().is_terminal(),
@@ -155,7 +155,7 @@ impl<S: ProgressSink> CliProgress<S> {
         }
     }
 
-    fn end(&mut self) {
+    pub(super) fn end(&mut self) {
         if self.tty && self.last.is_some() {
             eprintln!();
         }

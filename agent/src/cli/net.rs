@@ -2,8 +2,11 @@
 //!
 //! * `check` prints the decision and why; exit 0 = update available,
 //!   3 = none ([`EXIT_NO_UPDATE`]).
-//! * `update` = check, then download and verify the release into
-//!   `<state_dir>/download/` (resumable), then install it.
+//! * `update` = check, then stream the release into the inactive slot
+//!   (`net::payloads::HttpPayloads` as the installer's payload source,
+//!   resuming at the install journal's offset), activate, reboot when the
+//!   appliance allows. `--download-only` stages the verified bundle in
+//!   `<state_dir>/download/` instead.
 //! * `daemon [--max-cycles N]` polls every `poll_interval_s` (±10 % jitter);
 //!   a failed cycle (server down, …) is logged and the loop goes on. Runs
 //!   never overlap: `update` and each daemon cycle hold an exclusive lock on
@@ -16,12 +19,18 @@ use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::install::CliProgress;
 use super::{usage, Globals, EXIT_NO_UPDATE};
 use crate::bundle::{self, time, DeviceFacts, TrustedKeys};
 use crate::config::Config;
+use crate::install::status::{self, StatusFile};
+use crate::install::{Approved, FileDisk, Installer};
+use crate::mcu::{McuDisplay, SerialMcu};
 use crate::net::check::Decision;
+use crate::net::payloads::HttpPayloads;
 use crate::net::progress::Reporter;
 use crate::net::{backoff, update, Client};
+use crate::slots::Layout;
 use crate::{Error, Result};
 
 /// The lock file in `state_dir` that serialises update runs.
@@ -69,8 +78,8 @@ fn lock(config: &Config) -> Result<Flock<File>> {
 }
 
 /// One update run (lock held by the caller). Returns whether an update was
-/// staged.
-fn run_once(config: &Config) -> Result<bool> {
+/// installed (or, with `download_only`, staged).
+fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<bool> {
     let client = Client::from_config(config)?;
     let keys = TrustedKeys::load_dir(&config.keys_dir)?;
     let mut rep = Reporter::new("check", None, Some(config.state_dir.clone()));
@@ -92,6 +101,19 @@ fn run_once(config: &Config) -> Result<bool> {
         rep.phase("idle");
         return Ok(false);
     };
+    // Installed and activated, waiting for the reboot: nothing to fetch.
+    if let Ok(Some(st)) = StatusFile::new(&config.state_dir).read() {
+        if st.version == version.to_string()
+            && matches!(
+                st.phase,
+                status::Phase::Installed | status::Phase::Rebooting
+            )
+        {
+            log::info!("{version} is installed and waits for a reboot");
+            rep.phase("idle");
+            return Ok(false);
+        }
+    }
     let facts = DeviceFacts {
         product: config.product.clone(),
         hardware: config.hardware.clone(),
@@ -100,6 +122,19 @@ fn run_once(config: &Config) -> Result<bool> {
         now: time::now(),
         reinstall: false,
     };
+    if !download_only {
+        let r = install_streaming(
+            globals,
+            config,
+            &client,
+            &keys,
+            &facts,
+            &manifest_url,
+            &version,
+        );
+        rep.phase(if r.is_ok() { "done" } else { "failed" });
+        return r.map(|()| true);
+    }
     let dir = config.state_dir.join(update::DOWNLOAD_DIR);
     let staged = update::download_release(
         &client,
@@ -112,7 +147,6 @@ fn run_once(config: &Config) -> Result<bool> {
     );
     match staged {
         Ok(dir) => {
-            // The streaming installer (issue #6) takes over here once merged.
             println!(
                 "{version}: downloaded and verified into {}; install with `ota-agent install {}`",
                 dir.display(),
@@ -128,14 +162,83 @@ fn run_once(config: &Config) -> Result<bool> {
     }
 }
 
-/// `ota-agent update`
+/// Streams the release straight into the inactive slot: manifest and
+/// signature verified and judged first, then each payload from the
+/// server (resuming at the install journal's offset), then activation and
+/// a reboot when the appliance allows.
+fn install_streaming(
+    globals: &Globals,
+    config: &Config,
+    client: &Client,
+    keys: &TrustedKeys,
+    facts: &DeviceFacts,
+    manifest_url: &str,
+    version: &semver::Version,
+) -> Result<()> {
+    let mbytes = client.get_small(manifest_url, bundle::manifest::MAX_LEN)?;
+    let sig = client.get_small(
+        &format!("{manifest_url}.sig"),
+        bundle::signature::MAX_SIGNATURE_LEN,
+    )?;
+    let approved = Approved::new(&mbytes, &sig, keys, facts)?;
+    for w in approved.warnings() {
+        log::warn!("{w}");
+    }
+    if approved.manifest().version != *version {
+        return Err(bundle::BundleError::Refused(format!(
+            "the channel offers {version} but its manifest is version {}",
+            approved.manifest().version
+        ))
+        .into());
+    }
+    let mut payloads = HttpPayloads::new(
+        client,
+        manifest_url,
+        approved.manifest(),
+        Some(&config.state_dir),
+    );
+    let mut bc = super::slots::open(globals, config, false)?;
+    let layout = Layout::discover(&config.disk)?;
+    let disk = FileDisk::open(&config.disk)?;
+    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+    let mut progress = CliProgress::new(McuDisplay::new(mcu.as_mut()));
+    let outcome = Installer::new(
+        &disk,
+        &layout,
+        bc.as_mut(),
+        &config.state_dir,
+        &mut progress,
+    )
+    .install(&approved, &mut payloads);
+    progress.end();
+    let outcome = outcome?;
+    println!(
+        "installed {} {} into slot {}; the next boot tries it (confirm with mark-good)",
+        approved.manifest().product,
+        outcome.version,
+        outcome.slot
+    );
+    super::install::reboot_now(config, mcu.as_mut()).map(drop)
+}
+
+/// `ota-agent update [--download-only]`
 pub fn update(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
-    if !no_args(args, "usage: ota-agent update\n\nChecks the channel, downloads and verifies the release, installs it.\n")? {
-        return Ok(0);
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut download_only = false;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("download-only") => download_only = true,
+            Short('h') | Long("help") => {
+                print!("usage: ota-agent update [--download-only]\n\nChecks the channel, then streams the release into the inactive slot,\nactivates it and reboots when the appliance allows.\n  --download-only   stage the verified bundle in state_dir/download instead\n");
+                return Ok(0);
+            }
+            other => return Err(usage(other.unexpected())),
+        }
     }
     let config = globals.config()?;
     let _lock = lock(&config)?;
-    Ok(if run_once(&config)? {
+    Ok(if run_once(globals, &config, download_only)? {
         0
     } else {
         EXIT_NO_UPDATE
@@ -175,8 +278,8 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     loop {
         cycle += 1;
         match lock(&config) {
-            Ok(_lock) => match run_once(&config) {
-                Ok(true) => log::info!("cycle {cycle}: update staged"),
+            Ok(_lock) => match run_once(globals, &config, false) {
+                Ok(true) => log::info!("cycle {cycle}: update installed"),
                 Ok(false) => log::info!("cycle {cycle}: nothing to do"),
                 Err(e) => log::warn!("cycle {cycle} failed: {e}"),
             },

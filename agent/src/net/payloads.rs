@@ -146,3 +146,9 @@ impl Read for PayloadReader<'_> {
         }
     }
 }
+
+impl crate::install::Payloads for HttpPayloads {
+    fn open_at(&mut self, index: usize, offset: u64) -> io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(HttpPayloads::open_at(self, index, offset)?))
+    }
+}
