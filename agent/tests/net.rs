@@ -998,3 +998,111 @@ fn http_payloads_resume_at_the_installer_offset() {
     assert!(got == data[300_000..], "wrong bytes after the re-upload");
     assert_eq!(r.stats().restarts, 1, "{:?}", r.stats());
 }
+
+/// `update` end to end over HTTP with a cut connection: check, manifest,
+/// the payload streamed by the installer into the inactive slot of a GPT
+/// disk made by sgdisk (U-Boot env by mkenvimage), activation, the reboot
+/// command. Then the same release is not fetched again before the reboot.
+#[test]
+fn update_streams_into_the_inactive_slot() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = d.join("disk.img");
+    fs::File::create(&disk).unwrap().set_len(16 * MIB).unwrap();
+    run(Command::new("sgdisk")
+        .args([
+            "-o",
+            "-n",
+            "1:4096:+1M",
+            "-c",
+            "1:boot",
+            "-n",
+            "2:0:+4M",
+            "-c",
+            "2:rootfs_a",
+            "-n",
+            "3:0:+4M",
+            "-c",
+            "3:rootfs_b",
+            "-n",
+            "4:0:0",
+            "-c",
+            "4:data",
+        ])
+        .arg(&disk));
+    fs::write(
+        d.join("env.txt"),
+        "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\naltbootcmd=run swap\n",
+    )
+    .unwrap();
+    run(Command::new("mkenvimage")
+        .args(["-r", "-s", "0x4000", "-o"])
+        .arg(d.join("env.bin"))
+        .arg(d.join("env.txt")));
+    let env = fs::read(d.join("env.bin")).unwrap();
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        f.seek(SeekFrom::Start(0x100000)).unwrap();
+        f.write_all(&env).unwrap();
+    }
+    fs::write(
+        d.join("fw_env.config"),
+        format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", disk.display()),
+    )
+    .unwrap();
+    let pki = Pki::new(&d.join("pki"));
+    let nginx = Nginx::start(None);
+    let proxy = Proxy::start(
+        nginx.port,
+        |n, len| {
+            if n == 4 {
+                Fault::Cut(len / 2)
+            } else {
+                Fault::Pass
+            }
+        },
+        Box::new(|_| {}),
+    );
+    let extra = format!(
+        "danger_allow_http = true\nfw_env_config = \"{0}/fw_env.config\"\n\
+         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n",
+        d.display()
+    );
+    let dev = Device::new(&format!("http://127.0.0.1:{}", proxy.port), &pki, &extra);
+    // Device::new wrote disk = /dev/null; point it at the GPT image.
+    let cfg = dev.dir.path().join("ota-agent.toml");
+    let text_cfg = fs::read_to_string(&cfg).unwrap().replace(
+        "disk = \"/dev/null\"",
+        &format!("disk = \"{}\"", disk.display()),
+    );
+    fs::write(&cfg, text_cfg).unwrap();
+    let image = publish(&nginx.www(), &dev.key, 100, false);
+
+    let o = dev.agent(&["--booted-slot", "a", "update"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("into slot b"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read_to_string(d.join("reboots")).unwrap(), "rebooted\n");
+    // The image is in rootfs_b (the third partition, after boot and rootfs_a).
+    let slot_b = {
+        use std::io::{Seek, SeekFrom};
+        let mut f = fs::File::open(&disk).unwrap();
+        f.seek(SeekFrom::Start(4096 * 512 + MIB + 4 * MIB)).unwrap();
+        let mut b = vec![0u8; image.len()];
+        f.read_exact(&mut b).unwrap();
+        b
+    };
+    assert!(slot_b == image, "slot b does not hold the image");
+    assert!(proxy.cuts() >= 1, "the payload connection was not cut");
+    // Installed, waiting for the reboot: the next run fetches nothing.
+    let before = proxy.requests.lock().unwrap().len();
+    let o = dev.agent(&["--booted-slot", "a", "update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let after = proxy.requests.lock().unwrap().len();
+    assert_eq!(after - before, 2, "only the channel file and its signature");
+}
