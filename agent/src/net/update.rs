@@ -1,12 +1,9 @@
-//! One update run: check the channel, fetch and verify the release's
-//! manifest, download its payloads (resumably, each checked against its
-//! signed size and SHA-256) into `<state_dir>/download/`, and hand the
-//! verified bundle directory to the installer.
-//!
-//! Until the streaming installer (issue #6) is on main, the payloads are
-//! staged as a bundle directory that `ota-agent install DIR` takes. A full
-//! image will then stream from [`Download`](super::Download) straight into
-//! the inactive slot with the install journal's offset as resume point.
+//! Pieces of an update run: the device id, the channel check, and the
+//! staging download (`update --download-only`): manifest verified and
+//! judged first, then each payload fetched resumably into
+//! `<state_dir>/download/` and checked against its signed size and SHA-256,
+//! giving a bundle directory for `ota-agent install DIR`. The default
+//! `update` streams into the slot instead (`net::payloads`, `cli/net.rs`).
 
 use std::path::{Path, PathBuf};
 
