@@ -66,6 +66,9 @@ pub struct Config {
     pub poll_interval_s: u64,
     /// The appliance MCU link; absent = no appliance gate.
     pub mcu: Option<McuConfig>,
+    /// Program and arguments run to reboot after an install (`--reboot`,
+    /// `update`, `daemon`); tests point it at a harmless command.
+    pub reboot_command: Vec<String>,
 }
 
 /// `[mcu]`: the serial link to the appliance's main controller.
@@ -112,6 +115,7 @@ impl Default for Config {
             misc_partition: "misc".into(),
             boot_tries: 3,
             keys_dir: "/etc/ota/keys".into(),
+            reboot_command: vec!["reboot".into()],
             state_dir: "/var/lib/ota".into(),
             version_file: "/etc/os-release".into(),
             health_dir: "/etc/ota/health.d".into(),
@@ -145,6 +149,7 @@ const TOP_KEYS: &[&str] = &[
     "ca_file",
     "poll_interval_s",
     "mcu",
+    "reboot_command",
 ];
 const MCU_KEYS: &[&str] = &[
     "port",
@@ -184,6 +189,11 @@ impl Config {
                 "key `boot_tries`: {} is out of range 1..=7 (the Android bootctrl holds 3 bits)",
                 config.boot_tries
             )));
+        }
+        if config.reboot_command.first().is_none_or(|p| p.is_empty()) {
+            return Err(bad(
+                "key `reboot_command`: must name a program (e.g. [\"reboot\"])".into(),
+            ));
         }
         if let Some(mcu) = &config.mcu {
             if mcu.baud == 0 {

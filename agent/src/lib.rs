@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod gpt;
 pub mod health;
+pub mod install;
 pub mod logger;
 pub mod mcu;
 pub mod slots;

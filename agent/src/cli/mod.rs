@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::{Error, Result};
 
 mod env;
+mod install;
 mod mcu;
 mod slots;
 mod verify;
@@ -137,6 +138,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "set-active" => slots::set_active(&globals, rest),
         "mcu" => mcu::run(&globals, rest),
         "verify" => verify::run(&globals, rest),
+        "install" => install::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),

@@ -20,7 +20,11 @@ use crate::{Error, Result};
 /// Version of the `status --json` document; bumped only on incompatible change.
 pub const STATUS_JSON_FORMAT: u32 = 1;
 
-fn open(globals: &Globals, config: &Config, reinit: bool) -> Result<Box<dyn BootControl>> {
+pub(super) fn open(
+    globals: &Globals,
+    config: &Config,
+    reinit: bool,
+) -> Result<Box<dyn BootControl>> {
     let booted = globals
         .booted_slot
         .as_deref()
@@ -83,6 +87,10 @@ pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let n = health::run_all(&config.health_dir)?;
     bc.mark_successful()?;
     log::info!("{n} health checks passed");
+    // The installed release's anti-rollback floor applies once it is confirmed.
+    if let Some(v) = crate::install::confirm_security_version(&config.state_dir, booted)? {
+        log::info!("minimum security version raised to {v}");
+    }
     println!("slot {booted} marked good");
     Ok(0)
 }

@@ -1,0 +1,250 @@
+//! The install journal: `state_dir/install-journal`, one fixed-size binary
+//! record saying how far the write of the inactive slot got, so a restart
+//! after a power cut continues instead of starting over.
+//!
+//! ```text
+//!  offset  size  field (integers little-endian)
+//!       0     8  magic "OTAJRNL\n"
+//!       8     4  version = 1
+//!      12    32  SHA-256 of the exact signed manifest bytes
+//!      44     1  target slot: 0 = a, 1 = b
+//!      45     1  phase: 1 = writing, 2 = written (every image verified on flash)
+//!      46     2  image index (manifest order) being written
+//!      48     8  bytes of that image synced to flash and covered by the prefix hash
+//!      56    32  SHA-256 of those bytes as they were written
+//!      88     4  CRC-32 (ISO-HDLC) of bytes 0..88
+//! ```
+//!
+//! Written atomically (temp file, fsync, rename, fsync of the directory).
+//! A record with a bad magic, version, CRC or slot is reported in the log and
+//! ignored: the install then starts from the first byte, which is always
+//! safe (the target slot is marked unbootable before any write).
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::Digest;
+use crate::slots::Slot;
+use crate::state::write_atomic;
+use crate::{Error, Result};
+
+/// The journal's file name in `state_dir`.
+pub const FILE: &str = "install-journal";
+/// Record magic.
+pub const MAGIC: &[u8; 8] = b"OTAJRNL\n";
+/// Record version.
+pub const VERSION: u32 = 1;
+/// Record length.
+pub const LEN: usize = 92;
+const _: () = assert!(LEN == 8 + 4 + 32 + 1 + 1 + 2 + 8 + 32 + 4);
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// How far the install got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Image `image` is being written; `offset` bytes are durable.
+    Writing,
+    /// Every image is written and its read-back hash verified; activation
+    /// may not have happened yet.
+    Written,
+}
+
+/// One journal record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// SHA-256 of the manifest bytes being installed.
+    pub manifest: Digest,
+    /// The slot written.
+    pub slot: Slot,
+    /// Phase.
+    pub phase: Phase,
+    /// Image index in manifest order.
+    pub image: u16,
+    /// Durable bytes of that image.
+    pub offset: u64,
+    /// SHA-256 of those bytes.
+    pub prefix: Digest,
+}
+
+impl Record {
+    /// Encodes the record.
+    pub fn encode(&self) -> [u8; LEN] {
+        let mut b = [0u8; LEN];
+        b[..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..44].copy_from_slice(&self.manifest.0);
+        b[44] = self.slot.index() as u8;
+        b[45] = match self.phase {
+            Phase::Writing => 1,
+            Phase::Written => 2,
+        };
+        b[46..48].copy_from_slice(&self.image.to_le_bytes());
+        b[48..56].copy_from_slice(&self.offset.to_le_bytes());
+        b[56..88].copy_from_slice(&self.prefix.0);
+        let crc = CRC32.checksum(&b[..88]);
+        b[88..92].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses a record; the error says what is wrong.
+    pub fn parse(b: &[u8]) -> Result<Record, String> {
+        if b.len() != LEN {
+            return Err(format!("{} bytes, a record is {LEN}", b.len()));
+        }
+        if &b[..8] != MAGIC {
+            return Err("bad magic".into());
+        }
+        let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let crc = CRC32.checksum(&b[..88]);
+        if u32_at(88) != crc {
+            return Err(format!("CRC {:#010x} should be {crc:#010x}", u32_at(88)));
+        }
+        if u32_at(8) != VERSION {
+            return Err(format!(
+                "version {} (this agent reads {VERSION})",
+                u32_at(8)
+            ));
+        }
+        let slot = match b[44] {
+            0 => Slot::A,
+            1 => Slot::B,
+            n => return Err(format!("slot index {n}")),
+        };
+        let phase = match b[45] {
+            1 => Phase::Writing,
+            2 => Phase::Written,
+            n => return Err(format!("phase {n}")),
+        };
+        let digest = |at: usize| {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(&b[at..at + 32]);
+            Digest(d)
+        };
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&b[48..56]);
+        Ok(Record {
+            manifest: digest(12),
+            slot,
+            phase,
+            image: u16::from_le_bytes([b[46], b[47]]),
+            offset: u64::from_le_bytes(off),
+            prefix: digest(56),
+        })
+    }
+}
+
+/// The journal file of a state directory.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// The journal in `state_dir`.
+    pub fn new(state_dir: &Path) -> Journal {
+        Journal {
+            path: state_dir.join(FILE),
+        }
+    }
+
+    /// The stored record; `None` when absent or unreadable (logged: a
+    /// damaged journal only costs a restart from the first byte).
+    pub fn load(&self) -> Option<Record> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                log::warn!("install journal {}: {e}; ignored", self.path.display());
+                return None;
+            }
+        };
+        match Record::parse(&bytes) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                log::warn!(
+                    "install journal {}: {why}; ignored, the install starts over",
+                    self.path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Stores `record` atomically.
+    pub fn store(&self, record: &Record) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        write_atomic(&self.path, &record.encode())
+    }
+
+    /// Removes the journal (install finished or abandoned).
+    pub fn clear(&self) -> Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(m in any::<[u8; 32]>(), p in any::<[u8; 32]>(), b in any::<bool>(),
+                      w in any::<bool>(), image in any::<u16>(), offset in any::<u64>()) {
+            let r = Record {
+                manifest: Digest(m),
+                slot: if b { Slot::B } else { Slot::A },
+                phase: if w { Phase::Written } else { Phase::Writing },
+                image,
+                offset,
+                prefix: Digest(p),
+            };
+            prop_assert_eq!(Record::parse(&r.encode()).unwrap(), r);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_detected(bit in 0usize..LEN * 8) {
+            let r = Record {
+                manifest: Digest([3; 32]),
+                slot: Slot::B,
+                phase: Phase::Writing,
+                image: 1,
+                offset: 4096,
+                prefix: Digest([9; 32]),
+            };
+            let mut b = r.encode();
+            b[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(Record::parse(&b).is_err());
+        }
+    }
+
+    #[test]
+    fn damaged_file_is_ignored_and_truncation_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path());
+        assert_eq!(j.load(), None);
+        let r = Record {
+            manifest: Digest([1; 32]),
+            slot: Slot::A,
+            phase: Phase::Written,
+            image: 0,
+            offset: 0,
+            prefix: Digest([0; 32]),
+        };
+        j.store(&r).unwrap();
+        assert_eq!(j.load(), Some(r));
+        std::fs::write(dir.path().join(FILE), &r.encode()[..50]).unwrap();
+        assert_eq!(j.load(), None);
+        assert!(Record::parse(&r.encode()[..50])
+            .unwrap_err()
+            .contains("50 bytes"));
+        j.clear().unwrap();
+        j.clear().unwrap();
+    }
+}

@@ -1,0 +1,530 @@
+//! `ota-agent install` end to end: a GPT disk image made by `sgdisk`, the
+//! U-Boot environment written by `mkenvimage` and read back by libubootenv's
+//! `fw_printenv`, bundles (full bzip2, BSDIFF40 delta, single file) made by
+//! the real `ota-sign` binary. Slot contents are compared byte for byte with
+//! the source images (not with anything the agent computed).
+//!
+//! Hostile bundles (wrong delta base, corrupt payload mid-stream, an image
+//! larger than its partition, another product) are refused with one line;
+//! the test asserts what the promise is in each case: nothing changed at all
+//! (refused before the first write), or the inactive slot marked unbootable
+//! and not activated (found bad while streaming), the booted slot untouched.
+//!
+//! Needs sgdisk, mkenvimage, fw_printenv, fw_setenv (scripts/install-deps);
+//! fails without them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
+const ENV_OFFSET: u64 = 0x100000;
+const MIB: u64 = 1 << 20;
+const PART: u64 = 4 * MIB;
+
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); run scripts/install-deps"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The real `ota-sign` binary: built next to `ota-agent` by
+/// `cargo test --workspace`; built here when only this crate's tests run.
+fn ota_sign() -> PathBuf {
+    let path = Path::new(AGENT).with_file_name("ota-sign");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "ota-sign", "--bin", "ota-sign"])
+            .status()
+            .expect("cargo build -p ota-sign");
+        assert!(st.success(), "building ota-sign failed");
+    }
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// Deterministic test images: a noisy part (stands for binaries) and zero
+/// runs (free space), like a filesystem image.
+fn image(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if x % 7 == 0 {
+            out.extend(std::iter::repeat_n(0u8, (x % 3000) as usize));
+        } else {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// `old` with a few edits: what a small release changes.
+fn edited(old: &[u8], seed: u32) -> Vec<u8> {
+    let mut new = old.to_vec();
+    let mut x = seed | 1;
+    for _ in 0..40 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let at = (x as usize) % (new.len() - 64);
+        new[at..at + 64].fill((x >> 8) as u8);
+    }
+    new
+}
+
+struct Device {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    disk: PathBuf,
+    fw_env: PathBuf,
+    config: PathBuf,
+    /// Byte offsets of rootfs_a / rootfs_b, from sfdisk (not the agent).
+    slot_offset: [u64; 2],
+}
+
+impl Device {
+    fn new() -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let disk = root.join("disk.img");
+        fs::File::create(&disk).unwrap().set_len(16 * MIB).unwrap();
+        let d = disk.to_str().unwrap();
+        tool(
+            "sgdisk",
+            &[
+                "-o",
+                "-n",
+                "1:4096:+1M",
+                "-c",
+                "1:boot",
+                "-n",
+                "2:0:+4M",
+                "-c",
+                "2:rootfs_a",
+                "-n",
+                "3:0:+4M",
+                "-c",
+                "3:rootfs_b",
+                "-n",
+                "4:0:0",
+                "-c",
+                "4:data",
+                d,
+            ],
+        );
+        let dump = tool("sfdisk", &["--dump", d]);
+        let start = |name: &str| -> u64 {
+            let line = dump
+                .lines()
+                .find(|l| l.contains(&format!("name=\"{name}\"")))
+                .unwrap();
+            let s: u64 = line
+                .split("start=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            s * 512
+        };
+        let slot_offset = [start("rootfs_a"), start("rootfs_b")];
+        let fw_env = root.join("fw_env.config");
+        fs::write(
+            &fw_env,
+            format!("{d} 0x100000 0x4000\n{d} 0x104000 0x4000\n"),
+        )
+        .unwrap();
+        for sub in ["keys", "state", "health.d"] {
+            fs::create_dir(root.join(sub)).unwrap();
+        }
+        fs::write(root.join("os-release"), "VERSION_ID=1.0.0\n").unwrap();
+        let config = root.join("ota-agent.toml");
+        fs::write(
+            &config,
+            format!(
+                "product = \"rice-cooker\"\ndisk = \"{d}\"\nfw_env_config = \"{}\"\n\
+                 state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
+                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n\
+                 reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {r}/reboots\"]\n",
+                fw_env.display(),
+                r = root.display()
+            ),
+        )
+        .unwrap();
+        let dev = Device {
+            _dir: dir,
+            root,
+            disk,
+            fw_env,
+            config,
+            slot_offset,
+        };
+        // Factory environment: slot a, no trial, a fallback script.
+        let src = dev.root.join("env.txt");
+        fs::write(
+            &src,
+            "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
+             altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n",
+        )
+        .unwrap();
+        let bin = dev.root.join("env.bin");
+        tool(
+            "mkenvimage",
+            &[
+                "-r",
+                "-s",
+                "0x4000",
+                "-o",
+                bin.to_str().unwrap(),
+                src.to_str().unwrap(),
+            ],
+        );
+        let image = fs::read(&bin).unwrap();
+        let mut f = fs::OpenOptions::new().write(true).open(&dev.disk).unwrap();
+        f.seek(SeekFrom::Start(ENV_OFFSET)).unwrap();
+        f.write_all(&image).unwrap();
+        // Release key made by ota-sign; the device trusts its public half.
+        sign(&dev.root, &["keygen", "--out", "release"]);
+        fs::rename(
+            dev.root.join("release.pub"),
+            dev.root.join("keys/release.pem"),
+        )
+        .unwrap();
+        dev
+    }
+
+    fn slot(&self, index: usize) -> Vec<u8> {
+        let mut f = fs::File::open(&self.disk).unwrap();
+        f.seek(SeekFrom::Start(self.slot_offset[index])).unwrap();
+        let mut b = vec![0u8; PART as usize];
+        f.read_exact(&mut b).unwrap();
+        b
+    }
+
+    fn put_slot(&self, index: usize, bytes: &[u8]) {
+        let mut f = fs::OpenOptions::new().write(true).open(&self.disk).unwrap();
+        f.seek(SeekFrom::Start(self.slot_offset[index])).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    fn vars(&self) -> BTreeMap<String, String> {
+        tool("fw_printenv", &["-c", self.fw_env.to_str().unwrap()])
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn setenv(&self, script: &str) {
+        let s = self.root.join("boot.script");
+        fs::write(&s, script).unwrap();
+        tool(
+            "fw_setenv",
+            &[
+                "-c",
+                self.fw_env.to_str().unwrap(),
+                "-s",
+                s.to_str().unwrap(),
+            ],
+        );
+    }
+
+    fn agent(&self, booted: &str, args: &[&str]) -> Output {
+        Command::new(AGENT)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--booted-slot", booted])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn state(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.root.join("state").join(name)).ok()
+    }
+}
+
+fn sign(dir: &Path, args: &[&str]) {
+    let out = Command::new(ota_sign())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ota-sign {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "agent failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn refused(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected refusal: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors.len(), 1, "not one error line: {err}");
+    assert!(errors[0].contains(needle), "{err:?} lacks {needle:?}");
+}
+
+fn prefix_eq(slot: &[u8], image: &[u8]) -> bool {
+    slot.len() >= image.len() && &slot[..image.len()] == image
+}
+
+#[test]
+fn full_then_delta_install_switch_confirm_and_reboot() {
+    let dev = Device::new();
+    let v1 = image(1, 3 * MIB as usize);
+    let v2 = edited(&v1, 2);
+    let v3 = edited(&v2, 3);
+    dev.put_slot(0, &v1);
+    fs::write(dev.file("v2.img"), &v2).unwrap();
+    fs::write(dev.file("v3.img"), &v3).unwrap();
+    let b_before = dev.slot(1);
+
+    // Full image, bzip2, as a bundle directory.
+    sign(
+        &dev.root,
+        &[
+            "bundle",
+            "--key",
+            "release.key",
+            "--product",
+            "rice-cooker",
+            "--version",
+            "2.0.0",
+            "--security-version",
+            "2",
+            "--image",
+            "rootfs=v2.img",
+            "--compress",
+            "bzip2",
+            "--out",
+            "full",
+        ],
+    );
+    let out = dev.agent("a", &["install", dev.file("full").to_str().unwrap()]);
+    let text = ok(&out);
+    assert!(
+        text.contains("installed rice-cooker 2.0.0 into slot b"),
+        "{text}"
+    );
+    assert!(prefix_eq(&dev.slot(1), &v2), "slot b is not v2");
+    assert!(
+        dev.slot(1)[v2.len()..] == b_before[v2.len()..],
+        "bytes after the image changed"
+    );
+    assert!(prefix_eq(&dev.slot(0), &v1), "the booted slot changed");
+    let env = dev.vars();
+    assert_eq!(env["ota_slot"], "b");
+    assert_eq!(env["upgrade_available"], "1");
+    assert_eq!(dev.state("install-journal"), None, "journal left behind");
+    assert_eq!(dev.state("writing-b"), None);
+    let status = dev.state("install-status.json").unwrap();
+    assert!(status.contains("\"phase\": \"installed\""), "{status}");
+    assert!(
+        status.contains(&format!("\"bytes_done\": {}", v2.len())),
+        "{status}"
+    );
+    // Security floor only after the new slot is confirmed.
+    assert_eq!(dev.state("min-security-version"), None);
+
+    // U-Boot boots b (trial), the system confirms it.
+    dev.setenv("bootcount=1\n");
+    fs::write(dev.file("os-release"), "VERSION_ID=2.0.0\n").unwrap();
+    ok(&dev.agent("b", &["mark-good"]));
+    assert_eq!(dev.state("min-security-version").as_deref(), Some("2\n"));
+    assert_eq!(dev.state("pending-security-version"), None);
+
+    // Delta v2 -> v3 as a single file, applied against the booted slot b.
+    sign(
+        &dev.root,
+        &[
+            "bundle",
+            "--key",
+            "release.key",
+            "--product",
+            "rice-cooker",
+            "--version",
+            "3.0.0",
+            "--security-version",
+            "2",
+            "--image",
+            "rootfs=v3.img",
+            "--delta-from",
+            "rootfs=v2.img",
+            "--out",
+            "delta",
+            "--single-file",
+            "delta.otab",
+        ],
+    );
+    let patch = fs::metadata(dev.file("delta/rootfs.bsdiff")).unwrap().len();
+    assert!(
+        patch < v3.len() as u64 / 4,
+        "patch {patch} bytes: not a delta?"
+    );
+    let out = dev.agent(
+        "b",
+        &[
+            "install",
+            "--reboot",
+            dev.file("delta.otab").to_str().unwrap(),
+        ],
+    );
+    let text = ok(&out);
+    assert!(text.contains("into slot a"), "{text}");
+    assert!(text.contains("rebooting"), "{text}");
+    assert!(prefix_eq(&dev.slot(0), &v3), "slot a is not v3");
+    assert!(prefix_eq(&dev.slot(1), &v2), "the booted slot b changed");
+    assert_eq!(dev.vars()["ota_slot"], "a");
+    assert_eq!(
+        fs::read_to_string(dev.file("reboots")).unwrap(),
+        "rebooted\n"
+    );
+    let status = dev.state("install-status.json").unwrap();
+    assert!(status.contains("\"phase\": \"rebooting\""), "{status}");
+}
+
+/// Refused before the first write: env and both slots byte-identical.
+fn assert_nothing_changed(dev: &Device, env: &BTreeMap<String, String>, a: &[u8], b: &[u8]) {
+    assert_eq!(&dev.vars(), env, "boot control changed");
+    assert!(dev.slot(0) == a, "slot a changed");
+    assert!(dev.slot(1) == b, "slot b changed");
+    assert_eq!(dev.state("writing-b"), None);
+}
+
+/// Found bad while streaming: b unbootable, not active; a untouched.
+fn assert_not_activated(dev: &Device, a: &[u8]) {
+    let env = dev.vars();
+    assert_eq!(env["ota_slot"], "a", "{env:?}");
+    assert_eq!(env["upgrade_available"], "0", "{env:?}");
+    assert!(
+        env.get("ota_bad").is_some_and(|v| v.contains('b')),
+        "{env:?}"
+    );
+    assert!(dev.slot(0) == a, "the booted slot changed");
+    let status = dev.state("install-status.json").unwrap();
+    assert!(status.contains("\"phase\": \"failed\""), "{status}");
+    // And it cannot be activated by hand while its write is unfinished.
+    let out = dev.agent("a", &["set-active", "b"]);
+    refused(&out, "being written");
+}
+
+#[test]
+fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
+    let dev = Device::new();
+    let v1 = image(1, 2 * MIB as usize);
+    dev.put_slot(0, &v1);
+    let other_base = edited(&v1, 9);
+    let v2 = edited(&v1, 2);
+    fs::write(dev.file("v2.img"), &v2).unwrap();
+    fs::write(dev.file("other.img"), &other_base).unwrap();
+    fs::write(dev.file("huge.img"), image(5, (PART + 4096) as usize)).unwrap();
+    let (a0, b0, env0) = (dev.slot(0), dev.slot(1), dev.vars());
+    let common = ["--key", "release.key", "--version", "2.0.0"];
+    let build = |out: &str, product: &str, extra: &[&str]| {
+        let mut args = vec!["bundle", "--product", product, "--out", out];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        sign(&dev.root, &args);
+        dev.file(out)
+    };
+
+    // Another product: refused by the policy check.
+    let p = build("toaster", "toaster", &["--image", "rootfs=v2.img"]);
+    refused(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "product `toaster`",
+    );
+    assert_nothing_changed(&dev, &env0, &a0, &b0);
+
+    // A delta made against another base: refused before the first write.
+    let p = build(
+        "wrongbase",
+        "rice-cooker",
+        &[
+            "--image",
+            "rootfs=v2.img",
+            "--delta-from",
+            "rootfs=other.img",
+        ],
+    );
+    refused(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "delta base mismatch",
+    );
+    assert_nothing_changed(&dev, &env0, &a0, &b0);
+
+    // An image larger than the partition.
+    let p = build("huge", "rice-cooker", &["--image", "rootfs=huge.img"]);
+    refused(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "do not fit",
+    );
+    assert_nothing_changed(&dev, &env0, &a0, &b0);
+
+    // A payload corrupted in the middle (sizes intact, signature intact):
+    // found while streaming, so the slot is left unbootable, not activated.
+    let p = build("corrupt", "rice-cooker", &["--image", "rootfs=v2.img"]);
+    let payload = p.join("rootfs.img");
+    let mut bytes = fs::read(&payload).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&payload, &bytes).unwrap();
+    refused(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "does not match the manifest",
+    );
+    assert_not_activated(&dev, &a0);
+
+    // The same with bzip2: the decoder stops mid-stream.
+    let p = build(
+        "corruptbz",
+        "rice-cooker",
+        &["--image", "rootfs=v2.img", "--compress", "bzip2"],
+    );
+    let payload = p.join("rootfs.img.bz2");
+    let mut bytes = fs::read(&payload).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&payload, &bytes).unwrap();
+    refused(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "rootfs.img.bz2",
+    );
+    assert_not_activated(&dev, &a0);
+
+    // A good bundle afterwards still installs (nothing was wedged).
+    let p = build("good", "rice-cooker", &["--image", "rootfs=v2.img"]);
+    ok(&dev.agent("a", &["install", p.to_str().unwrap()]));
+    assert!(prefix_eq(&dev.slot(1), &v2));
+    assert_eq!(dev.vars()["ota_slot"], "b");
+}
