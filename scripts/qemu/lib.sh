@@ -25,9 +25,17 @@ PARTS=(
 	"misc 1 8300"
 	"rootfs_a 48 8300"
 	"rootfs_b 48 8300"
-	"data 32 0700"
+	"data 80 0700" # room for a full, uncompressed 48 MiB update bundle
 )
 
+# Size in MiB of partition NAME in PARTS.
+part_mib() {
+	local p want=$1
+	for p in "${PARTS[@]}"; do
+		set -- $p
+		[ "$1" != "$want" ] || echo "$2"
+	done
+}
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "--- $*" >&2; }
 
