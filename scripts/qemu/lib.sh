@@ -9,6 +9,10 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OTA_QEMU_CACHE=${OTA_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ota-qemu}
 OUT=$OTA_QEMU_CACHE/out
+# Disk and slot images: $IMAGES/<variant>/. tests/qemu/run points this at its
+# own work directory, so two runs on one machine never rebuild each other's
+# images mid-test (the U-Boot build and downloads stay shared caches).
+IMAGES=${OTA_QEMU_IMAGES:-$OUT}
 UBOOT_FILES=$REPO/meta-ota/recipes-bsp/u-boot/files
 GUEST_FILES=$REPO/tests/qemu/guest
 STOCK_UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin
