@@ -36,6 +36,7 @@ PARTS=(
 part_mib() {
 	local p want=$1
 	for p in "${PARTS[@]}"; do
+		# shellcheck disable=SC2086  # "name size type": split on purpose
 		set -- $p
 		[ "$1" != "$want" ] || echo "$2"
 	done
