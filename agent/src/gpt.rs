@@ -162,7 +162,7 @@ pub fn parse_header(block: &[u8]) -> Result<Header, String> {
         entry_size: le32(block, 84),
         entries_crc: le32(block, 88),
     };
-    if header.entry_size < 128 || header.entry_size % 128 != 0 {
+    if header.entry_size < 128 || !header.entry_size.is_multiple_of(128) {
         return Err(bad(format!("entry size {} invalid", header.entry_size)));
     }
     if header.entries_len() > MAX_ENTRY_BYTES {

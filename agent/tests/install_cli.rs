@@ -62,7 +62,7 @@ fn image(seed: u32, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 7 == 0 {
+        if x.is_multiple_of(7) {
             out.extend(std::iter::repeat_n(0u8, (x % 3000) as usize));
         } else {
             out.extend_from_slice(&x.to_le_bytes());

@@ -63,7 +63,7 @@ impl Rng {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let x = self.next();
-            if x % 5 == 0 {
+            if x.is_multiple_of(5) {
                 out.extend(std::iter::repeat_n(0u8, (x % 700) as usize));
             } else {
                 out.extend_from_slice(&x.to_le_bytes());

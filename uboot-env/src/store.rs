@@ -631,7 +631,8 @@ fn open_copy(dev: &EnvDevice) -> Result<(Copy, FlagsKind)> {
             .map_err(|_| Error::device(path, "negative offsets are not supported on MTD"))?;
         let sector_size = dev.sector_size.unwrap_or(u64::from(info.erasesize));
         if sector_size == 0
-            || (u64::from(info.erasesize) != 0 && sector_size % u64::from(info.erasesize) != 0)
+            || (u64::from(info.erasesize) != 0
+                && !sector_size.is_multiple_of(u64::from(info.erasesize)))
         {
             return Err(Error::device(
                 path,

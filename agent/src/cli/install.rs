@@ -194,7 +194,7 @@ impl<S: ProgressSink> Progress for CliProgress<S> {
                 mib(total)
             );
             let _ = err.flush();
-        } else if changed_phase || pct % 10 == 0 {
+        } else if changed_phase || pct.is_multiple_of(10) {
             log::info!(
                 "{name} {image}: {pct}% ({done} of {total} bytes)",
                 image = if image.is_empty() { "-" } else { image }
