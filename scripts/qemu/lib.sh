@@ -9,6 +9,10 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OTA_QEMU_CACHE=${OTA_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ota-qemu}
 OUT=$OTA_QEMU_CACHE/out
+# Disk and slot images: $IMAGES/<variant>/. tests/qemu/run points this at its
+# own work directory, so two runs on one machine never rebuild each other's
+# images mid-test (the U-Boot build and downloads stay shared caches).
+IMAGES=${OTA_QEMU_IMAGES:-$OUT}
 UBOOT_FILES=$REPO/meta-ota/recipes-bsp/u-boot/files
 GUEST_FILES=$REPO/tests/qemu/guest
 STOCK_UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin
@@ -25,9 +29,18 @@ PARTS=(
 	"misc 1 8300"
 	"rootfs_a 48 8300"
 	"rootfs_b 48 8300"
-	"data 32 0700"
+	"data 80 0700" # room for a full, uncompressed 48 MiB update bundle
 )
 
+# Size in MiB of partition NAME in PARTS.
+part_mib() {
+	local p want=$1
+	for p in "${PARTS[@]}"; do
+		# shellcheck disable=SC2086  # "name size type": split on purpose
+		set -- $p
+		[ "$1" != "$want" ] || echo "$2"
+	done
+}
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "--- $*" >&2; }
 
