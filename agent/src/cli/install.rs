@@ -12,10 +12,10 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use super::{usage, Globals};
-use crate::bundle::{self, time, Bundle, DeviceFacts, TrustedKeys};
+use crate::bundle::{Bundle, DeviceFacts, TrustedKeys};
 use crate::config::Config;
 use crate::install::status::{self, StatusFile};
-use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Progress};
+use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads, Progress};
 use crate::mcu::display::percent;
 use crate::mcu::{
     Decision, GatePolicy, McuDisplay, Phase, ProgressSink, RebootGate, SerialMcu, SystemClock,
@@ -54,24 +54,37 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let config = globals.config()?;
     let keys = TrustedKeys::load_dir(&config.keys_dir)?;
     let b = Bundle::open(&path, &keys)?;
-    let facts = DeviceFacts {
-        product: config.product.clone(),
-        hardware: config.hardware.clone(),
-        installed: bundle::installed_version(&config.version_file)?,
-        min_security_version: bundle::load_min_security_version(&config.state_dir)?,
-        now: time::now(),
-        reinstall,
-    };
+    let facts = DeviceFacts::from_config(&config, reinstall)?;
     let approved = Approved::from_bundle(&b, &facts)?;
     for w in approved.warnings() {
         log::warn!("{w}");
     }
     let mut payloads = BundlePayloads::new(&b)?;
-    let mut bc = super::slots::open(globals, &config, false)?;
+    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+    let outcome = install_into_inactive(globals, &config, &approved, &mut payloads, &mut mcu)?;
+    if let Some((image, offset)) = outcome.resumed {
+        log::info!("resumed an interrupted install at image {image}, byte {offset}");
+    }
+    if reboot {
+        return reboot_now(&config, mcu.as_mut());
+    }
+    Ok(0)
+}
+
+/// Writes `approved` into the inactive slot from `payloads` (resuming from the
+/// journal), verifies and activates it, with progress on the terminal, in
+/// `state_dir` and on the appliance display; prints the one-line result.
+/// Shared by `install` (local bundle) and `update` (streamed over HTTP).
+pub(super) fn install_into_inactive(
+    globals: &Globals,
+    config: &Config,
+    approved: &Approved,
+    payloads: &mut dyn Payloads,
+    mcu: &mut Option<SerialMcu>,
+) -> Result<Outcome> {
+    let mut bc = super::slots::open(globals, config, false)?;
     let layout = Layout::discover(&config.disk)?;
     let disk = FileDisk::open(&config.disk)?;
-
-    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
     let mut progress = CliProgress::new(McuDisplay::new(mcu.as_mut()));
     let outcome = Installer::new(
         &disk,
@@ -80,22 +93,16 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         &config.state_dir,
         &mut progress,
     )
-    .install(&approved, &mut payloads);
+    .install(approved, payloads);
     progress.end();
     let outcome = outcome?;
-    if let Some((image, offset)) = outcome.resumed {
-        log::info!("resumed an interrupted install at image {image}, byte {offset}");
-    }
     println!(
         "installed {} {} into slot {}; the next boot tries it (confirm with mark-good)",
         approved.manifest().product,
         outcome.version,
         outcome.slot
     );
-    if reboot {
-        return reboot_now(&config, mcu.as_mut());
-    }
-    Ok(0)
+    Ok(outcome)
 }
 
 /// Asks the appliance, then runs `reboot_command`. A deferred reboot is not
@@ -140,14 +147,14 @@ pub(super) fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result
 }
 
 /// Terminal bar or log lines, plus the appliance display.
-pub(super) struct CliProgress<S> {
+struct CliProgress<S> {
     display: S,
     tty: bool,
     last: Option<(status::Phase, u8)>,
 }
 
 impl<S: ProgressSink> CliProgress<S> {
-    pub(super) fn new(display: S) -> Self {
+    fn new(display: S) -> Self {
         CliProgress {
             display,
             tty: std::io::stderr().is_terminal(),
@@ -155,7 +162,7 @@ impl<S: ProgressSink> CliProgress<S> {
         }
     }
 
-    pub(super) fn end(&mut self) {
+    fn end(&mut self) {
         if self.tty && self.last.is_some() {
             eprintln!();
         }

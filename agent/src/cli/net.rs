@@ -19,18 +19,16 @@ use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::install::CliProgress;
 use super::{usage, Globals, EXIT_NO_UPDATE};
-use crate::bundle::{self, time, DeviceFacts, TrustedKeys};
+use crate::bundle::{self, DeviceFacts, TrustedKeys};
 use crate::config::Config;
 use crate::install::status::{self, StatusFile};
-use crate::install::{Approved, FileDisk, Installer};
-use crate::mcu::{McuDisplay, SerialMcu};
+use crate::install::Approved;
+use crate::mcu::SerialMcu;
 use crate::net::check::Decision;
 use crate::net::payloads::HttpPayloads;
 use crate::net::progress::Reporter;
 use crate::net::{backoff, update, Client};
-use crate::slots::Layout;
 use crate::{Error, Result};
 
 /// The lock file in `state_dir` that serialises update runs.
@@ -114,14 +112,7 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
             return Ok(false);
         }
     }
-    let facts = DeviceFacts {
-        product: config.product.clone(),
-        hardware: config.hardware.clone(),
-        installed: bundle::installed_version(&config.version_file)?,
-        min_security_version: bundle::load_min_security_version(&config.state_dir)?,
-        now: time::now(),
-        reinstall: false,
-    };
+    let facts = DeviceFacts::from_config(config, false)?;
     if !download_only {
         let r = install_streaming(
             globals,
@@ -197,27 +188,8 @@ fn install_streaming(
         approved.manifest(),
         Some(&config.state_dir),
     );
-    let mut bc = super::slots::open(globals, config, false)?;
-    let layout = Layout::discover(&config.disk)?;
-    let disk = FileDisk::open(&config.disk)?;
     let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
-    let mut progress = CliProgress::new(McuDisplay::new(mcu.as_mut()));
-    let outcome = Installer::new(
-        &disk,
-        &layout,
-        bc.as_mut(),
-        &config.state_dir,
-        &mut progress,
-    )
-    .install(&approved, &mut payloads);
-    progress.end();
-    let outcome = outcome?;
-    println!(
-        "installed {} {} into slot {}; the next boot tries it (confirm with mark-good)",
-        approved.manifest().product,
-        outcome.version,
-        outcome.slot
-    );
+    super::install::install_into_inactive(globals, config, &approved, &mut payloads, &mut mcu)?;
     super::install::reboot_now(config, mcu.as_mut()).map(drop)
 }
 

@@ -43,14 +43,7 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let config = globals.config()?;
     let keys = TrustedKeys::load_dir(&config.keys_dir)?;
     let b = Bundle::open(&path, &keys)?;
-    let facts = DeviceFacts {
-        product: config.product.clone(),
-        hardware: config.hardware.clone(),
-        installed: bundle::installed_version(&config.version_file)?,
-        min_security_version: bundle::load_min_security_version(&config.state_dir)?,
-        now: time::now(),
-        reinstall,
-    };
+    let facts = DeviceFacts::from_config(&config, reinstall)?;
     for w in bundle::check_policy(&b.manifest, &facts)? {
         log::warn!("{w}");
     }
