@@ -7,16 +7,17 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::{Error, Result};
+
+pub mod syntax;
+
+use syntax::{Entry, Value};
 
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/ota-agent.toml";
 
 /// Which boot-control backend the device uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bootloader {
     /// U-Boot environment variables (`ota_slot`, `bootcount`, …).
     Uboot,
@@ -25,8 +26,7 @@ pub enum Bootloader {
 }
 
 /// The whole configuration, defaults filled in.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Product id; must equal the manifest's `product`.
     pub product: String,
@@ -83,8 +83,7 @@ pub struct Config {
 }
 
 /// `[mcu]`: the serial link to the appliance's main controller.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct McuConfig {
     /// Serial device.
     pub port: PathBuf,
@@ -145,42 +144,6 @@ impl Default for Config {
     }
 }
 
-const TOP_KEYS: &[&str] = &[
-    "product",
-    "hardware",
-    "device_id",
-    "device_id_file",
-    "disk",
-    "bootloader",
-    "fw_env_config",
-    "misc_partition",
-    "boot_tries",
-    "keys_dir",
-    "state_dir",
-    "version_file",
-    "health_dir",
-    "cmdline",
-    "server",
-    "channel",
-    "ca_file",
-    "poll_interval_s",
-    "danger_allow_http",
-    "client_cert",
-    "client_key",
-    "retry_attempts",
-    "read_timeout_s",
-    "mcu",
-    "reboot_command",
-];
-const MCU_KEYS: &[&str] = &[
-    "port",
-    "baud",
-    "reply_timeout_ms",
-    "retries",
-    "idle_poll_s",
-    "reboot_deadline_s",
-];
-
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
@@ -194,11 +157,11 @@ impl Config {
             path: path.to_owned(),
             reason,
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
-        for unknown in unknown_keys(&table) {
+        let doc = syntax::parse(text).map_err(|e| bad(e.to_string()))?;
+        for unknown in unknown_keys(&doc) {
             log::warn!("config {}: unknown key `{unknown}` ignored", path.display());
         }
-        let config: Config = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        let config = Config::from_document(&doc).map_err(bad)?;
         if config.product.is_empty() {
             return Err(bad("key `product` is required".into()));
         }
@@ -237,34 +200,194 @@ impl Config {
         }
         Ok(config)
     }
+
+    /// Fills the defaults with the document's known keys; a value of the
+    /// wrong type is an error naming the key and its line.
+    fn from_document(doc: &syntax::Document) -> std::result::Result<Config, String> {
+        let mut c = Config::default();
+        for e in &doc.root {
+            let f = Field { name: &e.key, e };
+            match e.key.as_str() {
+                "product" => c.product = f.string()?,
+                "hardware" => c.hardware = Some(f.string()?),
+                "device_id" => c.device_id = Some(f.string()?),
+                "device_id_file" => c.device_id_file = f.path()?,
+                "disk" => c.disk = f.path()?,
+                "bootloader" => {
+                    c.bootloader = match f.string()?.as_str() {
+                        "uboot" => Bootloader::Uboot,
+                        "android" => Bootloader::Android,
+                        other => {
+                            return Err(f.wrong(format!(
+                                "unknown backend \"{other}\", expected \"uboot\" or \"android\""
+                            )))
+                        }
+                    }
+                }
+                "fw_env_config" => c.fw_env_config = f.path()?,
+                "misc_partition" => c.misc_partition = f.string()?,
+                "boot_tries" => c.boot_tries = f.int()?,
+                "keys_dir" => c.keys_dir = f.path()?,
+                "state_dir" => c.state_dir = f.path()?,
+                "version_file" => c.version_file = f.path()?,
+                "health_dir" => c.health_dir = f.path()?,
+                "cmdline" => c.cmdline = f.path()?,
+                "server" => c.server = Some(f.string()?),
+                "channel" => c.channel = f.string()?,
+                "ca_file" => c.ca_file = f.path()?,
+                "poll_interval_s" => c.poll_interval_s = f.int()?,
+                "danger_allow_http" => c.danger_allow_http = f.boolean()?,
+                "client_cert" => c.client_cert = Some(f.path()?),
+                "client_key" => c.client_key = Some(f.path()?),
+                "retry_attempts" => c.retry_attempts = f.int()?,
+                "read_timeout_s" => c.read_timeout_s = f.int()?,
+                "reboot_command" => c.reboot_command = f.strings()?,
+                "mcu" => {
+                    return Err(f.wrong(format!("expected a table [mcu], found {}", e.value.kind())))
+                }
+                _ => {}
+            }
+        }
+        if let Some(section) = doc.sections.iter().find(|s| s.name == "mcu") {
+            let mut m = McuConfig::default();
+            for e in &section.entries {
+                let name = format!("mcu.{}", e.key);
+                let f = Field { name: &name, e };
+                match e.key.as_str() {
+                    "port" => m.port = f.path()?,
+                    "baud" => m.baud = f.int()?,
+                    "reply_timeout_ms" => m.reply_timeout_ms = f.int()?,
+                    "retries" => m.retries = f.int()?,
+                    "idle_poll_s" => m.idle_poll_s = f.int()?,
+                    "reboot_deadline_s" => m.reboot_deadline_s = f.int()?,
+                    _ => {}
+                }
+            }
+            c.mcu = Some(m);
+        }
+        Ok(c)
+    }
 }
 
-fn unknown_keys(table: &toml::Table) -> Vec<String> {
-    let mut out = Vec::new();
-    for (key, value) in table {
-        if !TOP_KEYS.contains(&key.as_str()) {
-            out.push(key.clone());
-        } else if key == "mcu" {
-            if let Some(mcu) = value.as_table() {
-                out.extend(
-                    mcu.keys()
-                        .filter(|k| !MCU_KEYS.contains(&k.as_str()))
-                        .map(|k| format!("mcu.{k}")),
-                );
-            }
+const TOP_KEYS: &[&str] = &[
+    "product",
+    "hardware",
+    "device_id",
+    "device_id_file",
+    "disk",
+    "bootloader",
+    "fw_env_config",
+    "misc_partition",
+    "boot_tries",
+    "keys_dir",
+    "state_dir",
+    "version_file",
+    "health_dir",
+    "cmdline",
+    "server",
+    "channel",
+    "ca_file",
+    "poll_interval_s",
+    "danger_allow_http",
+    "client_cert",
+    "client_key",
+    "retry_attempts",
+    "read_timeout_s",
+    "reboot_command",
+];
+const SECTIONS: &[&str] = &["mcu"];
+const MCU_KEYS: &[&str] = &[
+    "port",
+    "baud",
+    "reply_timeout_ms",
+    "retries",
+    "idle_poll_s",
+    "reboot_deadline_s",
+];
+
+/// One key's value with the name messages use (`baud` in `[mcu]` is `mcu.baud`).
+struct Field<'a> {
+    name: &'a str,
+    e: &'a Entry,
+}
+
+impl Field<'_> {
+    fn wrong(&self, why: String) -> String {
+        format!("key `{}` (line {}): {why}", self.name, self.e.line)
+    }
+
+    fn expected(&self, what: &str) -> String {
+        self.wrong(format!("expected {what}, found {}", self.e.value.kind()))
+    }
+
+    fn string(&self) -> std::result::Result<String, String> {
+        match &self.e.value {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(self.expected("a string")),
+        }
+    }
+
+    fn path(&self) -> std::result::Result<PathBuf, String> {
+        self.string().map(PathBuf::from)
+    }
+
+    fn boolean(&self) -> std::result::Result<bool, String> {
+        match self.e.value {
+            Value::Boolean(b) => Ok(b),
+            _ => Err(self.expected("true or false")),
+        }
+    }
+
+    /// An integer that must fit `T` (u8, u32, u64).
+    fn int<T: TryFrom<i64>>(&self) -> std::result::Result<T, String> {
+        match self.e.value {
+            Value::Integer(n) => T::try_from(n).map_err(|_| {
+                let bits = 8 * std::mem::size_of::<T>() as u32;
+                let max = u64::MAX >> (64 - bits);
+                self.wrong(format!("{n} is out of range 0 ..= {max}"))
+            }),
+            _ => Err(self.expected("an integer")),
+        }
+    }
+
+    fn strings(&self) -> std::result::Result<Vec<String>, String> {
+        let Value::Array(items) = &self.e.value else {
+            return Err(self.expected("an array of strings"));
+        };
+        items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(self.wrong(format!(
+                    "expected an array of strings, found {} in it",
+                    other.kind()
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// Keys and sections the agent does not know, as `key` or `mcu.key`.
+fn unknown_keys(doc: &syntax::Document) -> Vec<String> {
+    let mut out: Vec<String> = doc
+        .root
+        .iter()
+        .filter(|e| !TOP_KEYS.contains(&e.key.as_str()) && e.key != "mcu")
+        .map(|e| e.key.clone())
+        .collect();
+    for s in &doc.sections {
+        if !SECTIONS.contains(&s.name.as_str()) {
+            out.push(s.name.clone());
+        } else {
+            out.extend(
+                s.entries
+                    .iter()
+                    .filter(|e| !MCU_KEYS.contains(&e.key.as_str()))
+                    .map(|e| format!("mcu.{}", e.key)),
+            );
         }
     }
     out
-}
-
-/// toml's messages span several lines (a source excerpt); keep the first
-/// line and the key/position it names so every failure is one line.
-fn one_line(e: &toml::de::Error) -> String {
-    let msg = e.message().trim();
-    match e.span() {
-        Some(span) => format!("{msg} (at byte {})", span.start),
-        None => msg.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -322,8 +445,8 @@ mod tests {
     #[test]
     fn unknown_keys_are_listed_not_fatal() {
         let text = "product = \"p\"\ndisk = \"d\"\ncolour = 1\n[mcu]\nspeed = 2\n";
-        let table: toml::Table = toml::from_str(text).unwrap();
-        assert_eq!(unknown_keys(&table), vec!["colour", "mcu.speed"]);
+        let doc = syntax::parse(text).unwrap();
+        assert_eq!(unknown_keys(&doc), vec!["colour", "mcu.speed"]);
         assert!(parse(text).is_ok());
     }
 }
