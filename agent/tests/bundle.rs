@@ -517,3 +517,101 @@ fn unset_clock_is_reported_not_silent() {
         "{e}"
     );
 }
+
+/// Only ECDSA P-256 keys are trusted: RSA, P-384, Ed25519 and compressed-point
+/// P-256 public keys from openssl are refused by name when the keys directory
+/// is loaded, and the refusal is the one line `verify` prints.
+#[test]
+fn non_p256_public_keys_are_refused_naming_what_they_are() {
+    let f = Fixture::new();
+    let d = f.path();
+    let genpkey = |name: &str, args: &[&str]| {
+        let key = d.join(format!("{name}.key"));
+        run(Command::new("openssl")
+            .arg("genpkey")
+            .args(args)
+            .arg("-out")
+            .arg(&key));
+        let pem = d.join(format!("{name}.pem"));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&pem));
+        pem
+    };
+    let rsa = genpkey(
+        "rsa",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let p384 = genpkey(
+        "p384",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    );
+    let ed = genpkey("ed", &["-algorithm", "ED25519"]);
+    // The trusted P-256 key with a compressed point.
+    let compressed = d.join("compressed.pem");
+    run(Command::new("openssl")
+        .args(["ec", "-conv_form", "compressed", "-pubout", "-in"])
+        .arg(d.join("sec1.key"))
+        .arg("-out")
+        .arg(&compressed));
+    let good = fs::read_to_string(d.join("keys/p8.pem")).unwrap();
+    let p = ota_agent::bundle::PublicKey::from_pem("good", &good).unwrap();
+    assert_eq!(p.name, "good");
+    for (pem, needle) in [
+        (&rsa, "it is an RSA key"),
+        (&p384, "it is on curve P-384"),
+        (&ed, "it is an Ed25519 key"),
+        (&compressed, "compressed points are not supported"),
+    ] {
+        let text = fs::read_to_string(pem).unwrap();
+        let e = ota_agent::bundle::PublicKey::from_pem("k", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{}: {e}", pem.display());
+    }
+    // A private key or two public keys in one file are not a public key.
+    let private = fs::read_to_string(d.join("p8.key")).unwrap();
+    let e = ota_agent::bundle::PublicKey::from_pem("k", &private)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no PUBLIC KEY block"), "{e}");
+    let e = ota_agent::bundle::PublicKey::from_pem("k", &format!("{good}{good}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than one"), "{e}");
+    // A point off the curve (the good key with Y changed) is refused at load.
+    let der = {
+        let b64: String = good.lines().filter(|l| !l.starts_with("-----")).collect();
+        let out = Command::new("openssl")
+            .args(["base64", "-d", "-A"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        out.stdout
+    };
+    assert_eq!(der.len(), 91, "P-256 SPKI DER");
+    ota_agent::bundle::PublicKey::from_spki_der("good", &der).unwrap();
+    let mut off = der.clone();
+    off[90] ^= 1;
+    let e = ota_agent::bundle::PublicKey::from_spki_der("k", &off)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not on the curve"), "{e}");
+
+    // Through the CLI: the refusal names the file.
+    fs::copy(&p384, d.join("keys/zz-p384.pem")).unwrap();
+    let r = make_release(&f, "rel", |_| {});
+    assert_refused(
+        &f.verify(&r.dir, &[]),
+        "zz-p384.pem",
+        "p384 key in keys_dir",
+    );
+}

@@ -408,10 +408,11 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
     let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
     let json = m.to_json();
     let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
         "k",
-        *key.verifying_key(),
-    )]);
+        key.verifying_key().to_sec1_point(false).as_bytes(),
+    )
+    .unwrap()]);
     let facts = DeviceFacts {
         product: "p".into(),
         hardware: None,
@@ -663,10 +664,11 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
     let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
     let json = m.to_json();
     let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
         "k",
-        *key.verifying_key(),
-    )]);
+        key.verifying_key().to_sec1_point(false).as_bytes(),
+    )
+    .unwrap()]);
     let facts = DeviceFacts {
         product: "p".into(),
         hardware: None,

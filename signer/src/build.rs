@@ -266,10 +266,10 @@ pub fn bundle(args: Vec<OsString>) -> Result<()> {
     }
     // Check the result as a device would see it (signature, payload hashes).
     progress.phase("verifying", 0);
-    let trusted = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+    let trusted = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
         "bundle key",
-        *key.verifying_key(),
-    )]);
+        key.verifying_key().to_sec1_point(false).as_bytes(),
+    )?]);
     Bundle::open(&a.out, &trusted)?.check_payloads()?;
     if let Some(single) = &a.single_file {
         Bundle::open(single, &trusted)?.check_payloads()?;

@@ -822,10 +822,11 @@ mod tests {
     #[test]
     fn stream_is_verified_before_any_payload_byte_is_read() {
         let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
-        let trusted = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+        let trusted = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
             "k",
-            *key.verifying_key(),
-        )]);
+            key.verifying_key().to_sec1_point(false).as_bytes(),
+        )
+        .unwrap()]);
         let payload = b"payload bytes";
         let (bytes, m) = stream(&key, payload);
         let (got, name, rest) = open_stream(&bytes[..], &trusted).unwrap();
@@ -843,10 +844,11 @@ mod tests {
         let e = open_stream(&bytes[..40], &trusted).unwrap_err().to_string();
         assert!(e.contains("stream ends inside the manifest"), "{e}");
         let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
-        let untrusted = TrustedKeys::new(vec![PublicKey::from_verifying_key(
+        let untrusted = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
             "o",
-            *other.verifying_key(),
-        )]);
+            other.verifying_key().to_sec1_point(false).as_bytes(),
+        )
+        .unwrap()]);
         assert!(open_stream(&bytes[..], &untrusted).is_err());
     }
 }
