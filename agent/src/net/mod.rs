@@ -31,6 +31,7 @@ pub mod check;
 pub mod fetch;
 pub mod payloads;
 pub mod progress;
+pub mod tls;
 pub mod update;
 
 pub use backoff::Backoff;
@@ -192,8 +193,11 @@ impl Client {
                     })
                     .collect();
                 let key_pem = read_pem(key, "client_key")?;
+                let key_file = key;
                 let key = ureq::tls::PrivateKey::from_pem(&key_pem)
-                    .map_err(|e| cfg_err(format!("client_key {}: {e}", key.display())))?;
+                    .map_err(|e| cfg_err(format!("client_key {}: {e}", key_file.display())))?;
+                tls::check_client_key(&key_pem)
+                    .map_err(|e| cfg_err(format!("client_key {}: {e}", key_file.display())))?;
                 if chain.is_empty() {
                     return Err(cfg_err(format!(
                         "client_cert {}: no PEM certificate in it",
@@ -212,7 +216,7 @@ impl Client {
             .provider(ureq::tls::TlsProvider::Rustls)
             .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
             .client_cert(client_cert)
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .unversioned_rustls_crypto_provider(Arc::new(tls::provider()))
             .build();
         let config = ureq::Agent::config_builder()
             .tls_config(tls_config)
