@@ -445,3 +445,51 @@ fn every_command_has_help() {
     let out = sign_tool(&d, &["bundle", "--product", "p"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--compress bzip2` writes small blocks by default (the device decoder's
+/// memory is ~4 bytes per block byte), `--bzip2-level` sets them, and Debian's
+/// `bzip2` reads the payload back to the image.
+#[test]
+fn bzip2_payload_block_size_is_chosen_and_debian_bzip2_reads_it() {
+    let (_t, d) = setup();
+    ok(sign_tool(&d, &["keygen", "--out", "release"]));
+    let bundle = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "bundle",
+            "--key",
+            "release.key",
+            "--product",
+            "rice-cooker",
+            "--version",
+            "1.0.0",
+            "--image",
+            "rootfs=new.img",
+            "--compress",
+            "bzip2",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        sign_tool(&d, &args)
+    };
+    // The stream header is "BZh" + the block size digit (bzip2 format).
+    for (out, extra, digit) in [
+        ("default", &[][..], b'2'),
+        ("nine", &["--bzip2-level", "9"][..], b'9'),
+    ] {
+        ok(bundle(out, extra));
+        let payload = d.join(out).join("rootfs.img.bz2");
+        assert_eq!(
+            &fs::read(&payload).unwrap()[..4],
+            &[b'B', b'Z', b'h', digit]
+        );
+        let plain = tool(Command::new("bzip2").arg("-dc").arg(&payload)).stdout;
+        assert!(plain == fs::read(d.join("new.img")).unwrap(), "{out}");
+    }
+    for bad in ["0", "10", "x"] {
+        let out = bundle("bad", &["--bzip2-level", bad]);
+        assert_eq!(out.status.code(), Some(2), "level {bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--bzip2-level"));
+        assert!(!d.join("bad").exists(), "level {bad} wrote a bundle");
+    }
+}
