@@ -659,6 +659,21 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever is in the file, reading it returns (no panic).
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        /// A document cut anywhere (what a non-atomic writer would leave)
+        /// is refused, never half-trusted.
+        #[test]
+        fn every_truncation_is_refused(cut in 0usize..400) {
+            let text = serde_json::to_vec_pretty(&sample()).unwrap();
+            let cut = cut.min(text.len() - 1);
+            prop_assert!(parse(&text[..cut]).is_err());
+        }
+
         #[test]
         fn round_trip(
             phase in any_phase(),

@@ -80,8 +80,15 @@ impl<S: ProgressSink> CliProgress<S> {
                 let _ = writeln!(err);
             }
             let _ = write!(err, "\r{line}\x1b[K");
+            // The last phase of a run ends its line (the result follows).
+            self.drawn = !matches!(
+                doc.phase,
+                Phase::Installed | Phase::Rebooting | Phase::Downloaded
+            );
+            if !self.drawn {
+                let _ = writeln!(err);
+            }
             let _ = err.flush();
-            self.drawn = true;
             self.last_draw = Some(now);
         } else {
             let step = doc.percent.map_or(0, |p| p / 10);
@@ -112,10 +119,10 @@ impl<S: ProgressSink> Progress for CliProgress<S> {
     }
 }
 
-/// One progress line: `downloading rootfs [#####---------------]  25%
+/// One progress line: `downloading  rootfs [#####---------------]  25%
 /// 3.0 MiB/12.0 MiB 1.0 MiB/s ETA 9s` (the bar only with `bar`).
 pub(super) fn render(s: &UpdateStatus, bar: bool) -> String {
-    let mut out = format!("{:<12}", s.phase.name());
+    let mut out = format!("{:<12} ", s.phase.name());
     if let Some(image) = &s.image {
         out.push_str(image);
         out.push(' ');
@@ -141,11 +148,12 @@ pub(super) fn render(s: &UpdateStatus, bar: bool) -> String {
     if let Some(eta) = s.eta_s {
         out.push_str(&format!(" ETA {}", eta_text(eta)));
     }
+    let mut out = out.trim_end().to_owned();
     if let (Phase::Failed, Some(e)) = (s.phase, &s.error) {
         out.push_str(": ");
         out.push_str(e);
     }
-    out.trim_end().to_owned()
+    out
 }
 
 fn eta_text(s: u64) -> String {
@@ -181,20 +189,26 @@ mod tests {
         let s = doc(Phase::Downloading, 3 << 20, Some(12 << 20), Some(1 << 20));
         assert_eq!(
             render(&s, true),
-            "downloading rootfs [#####---------------]  25% 3.0 MiB/12.0 MiB 1.0 MiB/s ETA 9s"
+            "downloading  rootfs [#####---------------]  25% 3.0 MiB/12.0 MiB 1.0 MiB/s ETA 9s"
         );
         assert_eq!(
             render(&s, false),
-            "downloading rootfs  25% 3.0 MiB/12.0 MiB 1.0 MiB/s ETA 9s"
+            "downloading  rootfs  25% 3.0 MiB/12.0 MiB 1.0 MiB/s ETA 9s"
         );
         assert_eq!(
             render(&doc(Phase::Writing, 500, None, None), false),
-            "writing     rootfs 500 B"
+            "writing      rootfs 500 B"
         );
         let mut f = doc(Phase::Failed, 0, None, None);
         f.image = None;
         f.error = Some("disk full".into());
-        assert_eq!(render(&f, false), "failed      : disk full");
+        assert_eq!(render(&f, false), "failed: disk full");
+        let mut r = doc(Phase::ReadingBack, 1 << 20, Some(2 << 20), None);
+        r.image = Some("rootfs".into());
+        assert_eq!(
+            render(&r, false),
+            "reading-back rootfs  50% 1.0 MiB/2.0 MiB"
+        );
         assert_eq!(eta_text(3725), "1h02m");
         assert_eq!(eta_text(125), "2m05s");
     }
