@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+/// `done` of `total` as a percentage 0..=100 (the display's helper).
+pub use crate::mcu::display::percent;
 use crate::slots::Slot;
 use crate::state::write_atomic;
 use crate::{Error, Result};
@@ -441,15 +443,6 @@ impl Progress for StatusWriter {
         self.doc.eta_s = None;
         self.write(Instant::now());
     }
-}
-
-/// `done` of `total` as a percentage 0..=100 (0 when `total` is 0).
-pub fn percent(done: u64, total: u64) -> u8 {
-    if total == 0 {
-        return 0;
-    }
-    // ≤ 100 after min, so the cast is lossless.
-    (u128::from(done.min(total)) * 100 / u128::from(total)) as u8
 }
 
 /// `1.5 MiB`-style sizes.
