@@ -18,6 +18,11 @@ use std::thread;
 use std::time::Duration;
 
 use ota_agent::net::fetch::Stats;
+
+/// The simulated appliance MCU of the MCU tests (a pseudo-terminal).
+#[allow(dead_code)]
+#[path = "mcu/sim.rs"]
+mod sim;
 use ota_agent::net::{
     fetch_to_file, Backoff, Client, Download, NetErrorKind, NetSettings, TlsFiles,
 };
@@ -1079,10 +1084,14 @@ fn update_streams_into_the_inactive_slot() {
             *snap.lock().unwrap() = Some(fs::read(path).unwrap());
         }),
     );
+    // The appliance: idle, accepts the reboot notice; it records every frame.
+    let mcu = sim::SimMcu::start(sim::Script::states(&[0]));
     let extra = format!(
         "danger_allow_http = true\nfw_env_config = \"{0}/fw_env.config\"\n\
-         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n",
-        d.display()
+         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n\
+         [mcu]\nport = \"{1}\"\nreply_timeout_ms = 3000\n",
+        d.display(),
+        mcu.path().display()
     );
     let dev = Device::new(&format!("http://127.0.0.1:{}", proxy.port), &pki, &extra);
     // Device::new wrote disk = /dev/null; point it at the GPT image.
@@ -1145,4 +1154,28 @@ fn update_streams_into_the_inactive_slot() {
     assert_eq!(after - before, 2, "only the channel file and its signature");
     // …and the pending update keeps its document (no `checking`/`idle`).
     assert_eq!(status(&dev)["update"], st["update"]);
+
+    // The appliance display followed the same phases, download included
+    // (0x02 payload: phase 0 downloading, 1 installing, 2 rebooting,
+    // 3 done; percent): installing (verifying), downloading up to 100 %,
+    // installing (read-back, activation), done; then the reboot gate.
+    let frames = mcu.finish();
+    let shown: Vec<(u8, u8)> = frames
+        .iter()
+        .filter(|(cmd, _)| *cmd == 0x02)
+        .map(|(_, p)| (p[0], p[1]))
+        .collect();
+    let mut phases: Vec<u8> = shown.iter().map(|s| s.0).collect();
+    phases.dedup();
+    assert_eq!(phases, [1, 0, 1, 3, 2], "{shown:?}");
+    let down: Vec<u8> = shown.iter().filter(|s| s.0 == 0).map(|s| s.1).collect();
+    assert!(
+        down.windows(2).all(|w| w[0] < w[1]) && down.last() == Some(&100),
+        "{shown:?}"
+    );
+    assert_eq!(shown.last(), Some(&(2, 0)), "{shown:?}");
+    assert!(
+        frames.iter().any(|(cmd, p)| *cmd == 0x03 && p == &[0, 10]),
+        "no reboot notice: {frames:?}"
+    );
 }
