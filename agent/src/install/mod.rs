@@ -59,11 +59,13 @@ use crate::state::{write_atomic, StateDir};
 use crate::{Error, Result};
 
 pub mod journal;
-pub mod status;
 pub mod storage;
 
+use crate::update_status::Phase;
+/// Progress goes to `update_status` (the one status document); re-exported
+/// for callers of the installer.
+pub use crate::update_status::{NoProgress, Progress};
 use journal::{Journal, Record};
-use status::{Phase, Status, StatusFile};
 pub use storage::{Disk, FileDisk, SlotReader, SlotWriter};
 
 /// The file in `state_dir` holding the security version to store once the
@@ -189,20 +191,6 @@ impl Approved {
     }
 }
 
-/// Progress of an install: `done` of `total` bytes over all images.
-pub trait Progress {
-    /// Called at phase changes and after every written chunk.
-    fn report(&mut self, phase: Phase, image: &str, done: u64, total: u64);
-}
-
-/// Discards progress.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn report(&mut self, _: Phase, _: &str, _: u64, _: u64) {}
-}
-
 /// Tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -304,24 +292,19 @@ pub struct Installer<'a, D: Disk + ?Sized> {
     options: Options,
 }
 
-/// Progress, status-file and journal bookkeeping of one run.
+/// Progress and journal bookkeeping of one run.
 struct Run<'p> {
     progress: &'p mut dyn Progress,
-    status: StatusFile,
-    doc: Status,
     journal: Journal,
 }
 
 impl Run<'_> {
-    fn phase(&mut self, phase: Phase, image: &str, done: u64) {
-        self.doc.phase = phase;
-        self.doc.image = (!image.is_empty()).then(|| image.to_owned());
-        self.doc.bytes_done = done;
-        self.progress
-            .report(phase, image, done, self.doc.bytes_total);
-        if let Err(e) = self.status.write(&self.doc) {
-            log::warn!("install status: {e}");
-        }
+    /// A phase begins on `image` (empty: none) with `total` bytes (if
+    /// any); the whole update stands at `overall` bytes.
+    fn phase(&mut self, phase: Phase, image: &str, total: Option<u64>, overall: u64) {
+        let image = (!image.is_empty()).then_some(image);
+        self.progress.begin(phase, image, total);
+        self.progress.advance(0, overall);
     }
 }
 
@@ -364,27 +347,11 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             .iter()
             .try_fold(0u64, |t, i| t.checked_add(i.result.size))
             .ok_or_else(|| Error::Usage("image sizes overflow".into()))?;
-        let status = StatusFile::new(&self.state_dir);
         let journal = Journal::new(&self.state_dir);
-        let doc = Status {
-            format: status::FORMAT,
-            phase: Phase::Verifying,
-            version: m.version.to_string(),
-            slot: booted.other(),
-            image: None,
-            bytes_done: 0,
-            bytes_total: total,
-            time: 0,
-            error: None,
-        };
         // Split borrows: the run bookkeeping holds the progress sink.
         let progress: &mut dyn Progress = &mut *self.progress;
-        let mut run = Run {
-            progress,
-            status,
-            doc,
-            journal,
-        };
+        progress.target(&m.version.to_string(), Some(booted.other()), Some(total));
+        let mut run = Run { progress, journal };
         let result = Self::run(
             self.disk,
             self.layout,
@@ -402,9 +369,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
                     log::warn!("{j}");
                 }
             }
-            run.doc.error = Some(e.to_string());
-            let done = run.doc.bytes_done;
-            run.phase(Phase::Failed, "", done);
+            run.progress.fail(&e.to_string());
         }
         result
     }
@@ -423,7 +388,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
         let m = approved.manifest();
         let booted = bootctl.booted_slot();
         let target = booted.other();
-        run.phase(Phase::Verifying, "", 0);
+        run.phase(Phase::Verifying, "", None, 0);
 
         // 1. The layout: every target partition exists and is large enough.
         for img in &m.images {
@@ -509,10 +474,15 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             }
             let mut reader = SlotReader::open(disk, layout, booted, &img.name)?;
             bundle::check_base(&img.name, base, &mut reader)?;
-            if payloads.local(i).is_none() {
-                run.phase(Phase::Downloading, &img.name, 0);
-            }
-            patches.push(Some(fetch_patch(state_dir, &tag[..16], i, img, payloads)?));
+            patches.push(Some(fetch_patch(
+                state_dir,
+                &tag[..16],
+                i,
+                img,
+                payloads,
+                run,
+                m.images[..first].iter().map(|i| i.result.size).sum(),
+            )?));
         }
 
         // 4. From here on the inactive slot changes: mark it unbootable
@@ -602,7 +572,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
 
         // 5. Activate: the marker goes first (set_active refuses a slot that
         //    is being written), the security version waits for mark-good.
-        run.phase(Phase::Activating, "", done);
+        run.phase(Phase::Activating, "", None, done);
         state.end_write(target)?;
         let p = PendingSecurity {
             version: 1,
@@ -618,7 +588,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
         bootctl.set_active(target)?;
         run.journal.clear()?;
         remove_stale_patches(state_dir, "");
-        run.phase(Phase::Installed, "", done);
+        run.phase(Phase::Installed, "", None, done);
         Ok(Outcome {
             slot: target,
             version: m.version.clone(),
@@ -666,6 +636,8 @@ fn fetch_patch(
     index: usize,
     img: &Image,
     payloads: &mut dyn Payloads,
+    run: &mut Run<'_>,
+    overall: u64,
 ) -> Result<PatchAt> {
     let check = |src: &dyn ReadAt| -> Result<()> {
         let got = bundle::hash_reader(AtReader::new(src, 0))
@@ -701,11 +673,20 @@ fn fetch_patch(
     }
     if have < img.payload.size {
         let want = img.payload.size - have;
+        run.phase(
+            Phase::Downloading,
+            &img.name,
+            Some(img.payload.size),
+            overall,
+        );
+        run.progress.advance(have, overall);
         let src = payloads
             .open_at(index, have)
             .map_err(|e| refuse(img, format!("opening the patch at {have}: {e}")))?;
-        let got = io::copy(&mut src.take(want), &mut file)
-            .map_err(|e| refuse_io(img, "downloading the patch", e))?;
+        let got = copy_counted(src.take(want), &mut file, &mut |n| {
+            run.progress.advance(have + n, overall)
+        })
+        .map_err(|e| refuse_io(img, "downloading the patch", e))?;
         file.sync_data().map_err(|e| Error::io(&path, e))?;
         if got < want {
             return Err(Error::io(
@@ -727,6 +708,27 @@ fn fetch_patch(
         return Err(e);
     }
     Ok(PatchAt::File(path))
+}
+
+/// `io::copy` that reports the bytes copied so far after every chunk.
+fn copy_counted(
+    mut src: impl Read,
+    dst: &mut impl Write,
+    report: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut n = 0u64;
+    loop {
+        let got = match src.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dst.write_all(&buf[..got])?;
+        n += got as u64;
+        report(n);
+    }
 }
 
 fn refuse_io(img: &Image, what: &str, e: io::Error) -> Error {
@@ -810,12 +812,9 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
         self.hasher.update(&self.buf);
         self.pos += self.buf.len() as u64;
         self.buf.clear();
-        self.run.progress.report(
-            Phase::Writing,
-            &self.ctx.img.name,
-            self.ctx.done_before + self.pos,
-            self.run.doc.bytes_total,
-        );
+        self.run
+            .progress
+            .advance(self.pos, self.ctx.done_before + self.pos);
         if self.pos >= self.next_checkpoint {
             self.checkpoint()?;
         }
@@ -844,8 +843,6 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
                 })
                 .map_err(io::Error::other)?;
         }
-        let done = self.ctx.done_before + self.pos;
-        self.run.phase(Phase::Writing, &self.ctx.img.name, done);
         Ok(())
     }
 
@@ -888,6 +885,7 @@ impl<D: Disk + ?Sized> Write for Sink<'_, '_, '_, '_, D> {
 fn hash_prefix<D: Disk + ?Sized>(
     writer: &SlotWriter<'_, D>,
     len: u64,
+    report: &mut dyn FnMut(u64),
 ) -> io::Result<(sha2::Sha256, u64)> {
     let mut hasher = sha2::Sha256::new();
     let mut r = writer.read_back(len).take(len);
@@ -900,6 +898,7 @@ fn hash_prefix<D: Disk + ?Sized>(
         }
         hasher.update(&buf[..got]);
         n += got as u64;
+        report(n);
     }
     Ok((hasher, n))
 }
@@ -916,8 +915,8 @@ fn write_full<D: Disk + ?Sized>(
     let mut hasher = sha2::Sha256::new();
     let mut offset = 0u64;
     if let Some((off, prefix)) = from.filter(|(o, _)| *o > 0 && *o <= img.result.size) {
-        let (h, n) =
-            hash_prefix(writer, off).map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+        let (h, n) = hash_prefix(writer, off, &mut |_| {})
+            .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
         if n == off && Digest(h.clone().finalize().into()) == prefix {
             log::info!(
                 "resuming image {} at byte {off} of {} (prefix verified on flash)",
@@ -933,6 +932,20 @@ fn write_full<D: Disk + ?Sized>(
             );
         }
     }
+    // Streamed from the server, the download is what the user waits for;
+    // from a local bundle, the flash.
+    let phase = if payloads.local(ctx.index).is_some() {
+        Phase::Writing
+    } else {
+        Phase::Downloading
+    };
+    run.phase(
+        phase,
+        &img.name,
+        Some(img.result.size),
+        ctx.done_before + offset,
+    );
+    run.progress.advance(offset, ctx.done_before + offset);
     let mut sink = Sink {
         writer,
         buf: Vec::with_capacity(ctx.options.chunk.max(4096)),
@@ -1023,6 +1036,12 @@ fn write_delta<D: Disk + ?Sized>(
     let Kind::Bsdiff { base: want } = img.kind else {
         return Err(refuse(img, "not a delta".into()));
     };
+    run.phase(
+        Phase::Writing,
+        &img.name,
+        Some(img.result.size),
+        ctx.done_before,
+    );
     let mut sink = Sink {
         writer,
         buf: Vec::with_capacity(ctx.options.chunk.max(4096)),
@@ -1052,13 +1071,17 @@ fn check_on_flash<D: Disk + ?Sized>(
     writer
         .sync()
         .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+    let overall = ctx.done_before + img.result.size;
     run.phase(
-        Phase::Checking,
+        Phase::ReadingBack,
         &img.name,
-        ctx.done_before + img.result.size,
+        Some(img.result.size),
+        overall,
     );
-    let (h, n) = hash_prefix(writer, img.result.size)
-        .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+    let (h, n) = hash_prefix(writer, img.result.size, &mut |n| {
+        run.progress.advance(n, overall)
+    })
+    .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
     check_blob(
         img,
         &format!("image read back from `{}`", writer.partition().name),
