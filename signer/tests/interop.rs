@@ -493,3 +493,60 @@ fn bzip2_payload_block_size_is_chosen_and_debian_bzip2_reads_it() {
         assert!(!d.join("bad").exists(), "level {bad} wrote a bundle");
     }
 }
+
+/// A bzip2 payload larger than one stream's worth of image is cut into
+/// streams of 4 MiB of image each (where the device can resume decoding),
+/// and is still one valid bzip2 file for Debian's `bzip2`.
+#[test]
+fn bzip2_payload_has_one_stream_per_4_mib() {
+    let (_t, d) = setup();
+    ok(sign_tool(&d, &["keygen", "--out", "release"]));
+    // 9 MiB + 1 byte of compressible but non-trivial text: three streams.
+    let mut img: Vec<u8> = (0u32..)
+        .flat_map(|i| format!("{:08x} {}\n", i.wrapping_mul(2_654_435_761), i % 97).into_bytes())
+        .take((9 << 20) + 1)
+        .collect();
+    img[5 << 20] ^= 0xff;
+    fs::write(d.join("big.img"), &img).unwrap();
+    ok(sign_tool(
+        &d,
+        &[
+            "bundle",
+            "--key",
+            "release.key",
+            "--product",
+            "p",
+            "--version",
+            "1.0.0",
+            "--image",
+            "rootfs=big.img",
+            "--compress",
+            "bzip2",
+            "--out",
+            "rel",
+        ],
+    ));
+    let payload = fs::read(d.join("rel/rootfs.img.bz2")).unwrap();
+    // Decode stream by stream: each single-stream decoder stops at its end.
+    let mut input = std::io::BufReader::new(&payload[..]);
+    let mut sizes = Vec::new();
+    loop {
+        use std::io::{BufRead, Read};
+        if input.fill_buf().unwrap().is_empty() {
+            break;
+        }
+        let mut out = Vec::new();
+        bzip2::bufread::BzDecoder::new(&mut input)
+            .read_to_end(&mut out)
+            .unwrap();
+        sizes.push(out.len());
+    }
+    assert_eq!(sizes, [4 << 20, 4 << 20, (1 << 20) + 1]);
+    let plain = tool(
+        Command::new("bzip2")
+            .arg("-dc")
+            .arg(d.join("rel/rootfs.img.bz2")),
+    )
+    .stdout;
+    assert!(plain == img);
+}

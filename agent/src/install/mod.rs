@@ -38,11 +38,12 @@
 //!
 //! [`Payloads::open_at`] is asked for `(image index, payload byte offset)`;
 //! the installer picks the offset from its journal (uncompressed full
-//! images resume at the first unverified byte; bzip2 payloads restart at 0
-//! and skip writing the verified prefix; delta patches are downloaded to
+//! images resume at the first unverified byte; bzip2 payloads at the start
+//! of the bzip2 stream that follows the last checkpoint, so a resumed
+//! download never fetches what is already on flash; delta patches are downloaded to
 //! `state_dir` once, resumed by file length, then applied from the start).
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -456,7 +457,10 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
         remove_stale_patches(state_dir, &tag[..16]);
         let (first, mut start) = match &resume {
             Some(r) if r.phase == journal::Phase::Written => (m.images.len(), None),
-            Some(r) => (usize::from(r.image), Some((r.offset, r.prefix))),
+            Some(r) => (
+                usize::from(r.image),
+                Some((r.offset, r.payload_offset, r.prefix)),
+            ),
             None => (0, None),
         };
 
@@ -505,6 +509,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
                 phase: journal::Phase::Writing,
                 image: i as u16,
                 offset,
+                payload_offset: offset,
                 prefix,
             };
             // A journal at this image's start, so a cut resumes here.
@@ -567,6 +572,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             phase: journal::Phase::Written,
             image: m.images.len() as u16,
             offset: 0,
+            payload_offset: 0,
             prefix: Digest::of(b""),
         })?;
 
@@ -784,6 +790,17 @@ impl<R: Read> Read for Tally<R> {
     }
 }
 
+/// Where a [`Sink`] may put durable restart points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoints {
+    /// None: progress reports only (deltas restart from byte 0).
+    Progress,
+    /// At any output offset (uncompressed payload: payload offset = image offset).
+    Anywhere,
+    /// Only where a bzip2 stream ends ([`Sink::stream_end`]).
+    StreamEnds,
+}
+
 /// Sequential, buffered, bounded writes into the slot with an inline hash
 /// and periodic checkpoints (fsync + journal).
 struct Sink<'w, 'd, 'r, 'p, D: Disk + ?Sized> {
@@ -794,7 +811,7 @@ struct Sink<'w, 'd, 'r, 'p, D: Disk + ?Sized> {
     hasher: sha2::Sha256,
     limit: u64,
     next_checkpoint: u64,
-    checkpoints: bool,
+    checkpoints: Checkpoints,
     /// Writing or syncing the flash failed (I/O, resumable).
     flash_failed: bool,
     ctx: &'w ImageCtx<'w>,
@@ -816,17 +833,35 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
             .progress
             .advance(self.pos, self.ctx.done_before + self.pos);
         if self.pos >= self.next_checkpoint {
-            self.checkpoint()?;
+            match self.checkpoints {
+                Checkpoints::Progress => self.checkpoint(None)?,
+                Checkpoints::Anywhere => self.checkpoint(Some(self.pos))?,
+                // Mid-stream, a bzip2 decoder cannot be restarted: wait for
+                // `stream_end`.
+                Checkpoints::StreamEnds => {}
+            }
         }
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> io::Result<()> {
+    /// A bzip2 stream ended with the payload read up to `payload_pos`: a
+    /// place where a later run can start decoding again.
+    fn stream_end(&mut self, payload_pos: u64) -> io::Result<()> {
+        self.flush_buf()?;
+        if self.pos >= self.next_checkpoint {
+            self.checkpoint(Some(payload_pos))?;
+        }
+        Ok(())
+    }
+
+    /// Progress, and with `payload_pos` a durable restart point: fsync +
+    /// journal (image offset `pos`, payload offset `payload_pos`).
+    fn checkpoint(&mut self, payload_pos: Option<u64>) -> io::Result<()> {
         self.next_checkpoint = self.pos + self.ctx.options.checkpoint;
         // A delta restarts from its first byte, so its checkpoints need no
         // fsync: the kernel writes back in the background while the patch
         // is applied, and `finish` syncs once (measured: docs/benchmarks.md).
-        if self.checkpoints {
+        if let Some(payload_offset) = payload_pos {
             self.writer
                 .sync()
                 .inspect_err(|_| self.flash_failed = true)?;
@@ -839,6 +874,7 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
                     phase: journal::Phase::Writing,
                     image: self.ctx.index as u16,
                     offset: self.pos,
+                    payload_offset,
                     prefix,
                 })
                 .map_err(io::Error::other)?;
@@ -906,25 +942,38 @@ fn hash_prefix<D: Disk + ?Sized>(
 fn write_full<D: Disk + ?Sized>(
     ctx: &ImageCtx<'_>,
     writer: &SlotWriter<'_, D>,
-    from: Option<(u64, Digest)>,
+    from: Option<(u64, u64, Digest)>,
     payloads: &mut dyn Payloads,
     run: &mut Run<'_>,
 ) -> Result<()> {
     let img = ctx.img;
-    // Resume: the prefix on flash must still hash to what was written.
+    let bzip2 = img.compression == Compression::Bzip2;
+    // Resume: the prefix on flash must still hash to what was written, and
+    // the payload must be re-entered where that prefix ends (for bzip2 a
+    // stream start; a journal without one restarts the image).
     let mut hasher = sha2::Sha256::new();
-    let mut offset = 0u64;
-    if let Some((off, prefix)) = from.filter(|(o, _)| *o > 0 && *o <= img.result.size) {
+    let (mut offset, mut payload_start) = (0u64, 0u64);
+    let usable = |&(o, p, _): &(u64, u64, Digest)| {
+        o > 0
+            && o <= img.result.size
+            && if bzip2 {
+                p > 0 && p <= img.payload.size
+            } else {
+                p == o
+            }
+    };
+    if let Some((off, poff, prefix)) = from.filter(usable) {
         let (h, n) = hash_prefix(writer, off, &mut |_| {})
             .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
         if n == off && Digest(h.clone().finalize().into()) == prefix {
             log::info!(
-                "resuming image {} at byte {off} of {} (prefix verified on flash)",
+                "resuming image {} at byte {off} of {} from payload byte {poff} (prefix verified on flash)",
                 img.name,
                 img.result.size
             );
             hasher = h;
             offset = off;
+            payload_start = poff;
         } else {
             log::warn!(
                 "image {}: the journal's first {off} bytes do not match flash; writing from the start",
@@ -953,7 +1002,11 @@ fn write_full<D: Disk + ?Sized>(
         hasher,
         limit: img.result.size,
         next_checkpoint: offset + ctx.options.checkpoint,
-        checkpoints: true,
+        checkpoints: if bzip2 {
+            Checkpoints::StreamEnds
+        } else {
+            Checkpoints::Anywhere
+        },
         flash_failed: false,
         ctx,
         run,
@@ -970,15 +1023,14 @@ fn write_full<D: Disk + ?Sized>(
         }
         Compression::Bzip2 => {
             let src = payloads
-                .open_at(ctx.index, 0)
+                .open_at(ctx.index, payload_start)
                 .map_err(|e| refuse_io(img, "opening the payload", e))?;
             let tally = Tally {
-                inner: src.take(payload_left + 1),
+                inner: src.take(payload_left - payload_start + 1),
                 hasher: sha2::Sha256::new(),
-                count: 0,
+                count: payload_start,
                 source_failed: false,
             };
-            let mut dec = bzip2::read::MultiBzDecoder::new(tally);
             // Data errors are content errors whatever kind the decoder uses.
             let bz_err = |failed: bool, e: io::Error| {
                 if failed {
@@ -987,38 +1039,59 @@ fn write_full<D: Disk + ?Sized>(
                     refuse(img, format!("bzip2: {e}"))
                 }
             };
-            // The verified prefix is already on flash: decode past it.
-            let skipped = io::copy(&mut (&mut dec).take(offset), &mut io::sink());
-            let skipped = skipped.map_err(|e| bz_err(dec.get_ref().source_failed, e))?;
-            if skipped != offset {
-                return Err(refuse(
-                    img,
-                    "bzip2 data ends before the resume point".into(),
-                ));
-            }
-            if let Err(e) = io::copy(&mut dec, &mut sink) {
-                // Sink errors (too much data, flash I/O) keep their kind.
-                let from_sink = sink.flash_failed
-                    || (e.kind() == io::ErrorKind::InvalidData
-                        && e.to_string().contains("result_size"));
-                if from_sink {
-                    return Err(refuse_io(img, "writing", e));
+            // One bzip2 stream at a time (a payload may hold many, as
+            // `ota-sign` and pbzip2 write them): a stream end is a byte
+            // offset in the payload where decoding can start again, so a
+            // checkpoint there lets a later run continue without fetching
+            // the payload's beginning again.
+            let mut input = io::BufReader::with_capacity(64 << 10, tally);
+            loop {
+                let at_end = match input.fill_buf() {
+                    Ok(more) => more.is_empty(),
+                    Err(e) => return Err(refuse_io(img, "reading the payload", e)),
+                };
+                if at_end {
+                    break;
                 }
-                return Err(bz_err(dec.get_ref().source_failed, e));
+                let mut dec = bzip2::bufread::BzDecoder::new(&mut input);
+                if let Err(e) = io::copy(&mut dec, &mut sink) {
+                    // Sink errors (too much data, flash I/O) keep their kind.
+                    let from_sink = sink.flash_failed
+                        || (e.kind() == io::ErrorKind::InvalidData
+                            && e.to_string().contains("result_size"));
+                    if from_sink {
+                        return Err(refuse_io(img, "writing", e));
+                    }
+                    return Err(bz_err(input.get_ref().source_failed, e));
+                }
+                let at = input.get_ref().count - input.buffer().len() as u64;
+                sink.stream_end(at)
+                    .map_err(|e| refuse_io(img, "writing", e))?;
             }
             let blob = sink.finish().map_err(|e| refuse_io(img, "writing", e))?;
-            let mut tally = dec.into_inner();
-            io::copy(&mut tally, &mut io::sink())
-                .map_err(|e| refuse_io(img, "reading the payload", e))?;
-            check_blob(
-                img,
-                "payload",
-                Blob {
-                    size: tally.count,
-                    sha256: Digest(tally.hasher.finalize().into()),
-                },
-                img.payload,
-            )?;
+            let tally = input.into_inner();
+            if payload_start == 0 {
+                check_blob(
+                    img,
+                    "payload",
+                    Blob {
+                        size: tally.count,
+                        sha256: Digest(tally.hasher.finalize().into()),
+                    },
+                    img.payload,
+                )?;
+            } else if tally.count != img.payload.size {
+                return Err(refuse(
+                    img,
+                    format!(
+                        "payload is {} bytes, the manifest says {}",
+                        tally.count, img.payload.size
+                    ),
+                ));
+            }
+            // A resumed payload's SHA-256 cannot be completed without its
+            // first bytes; what counts is checked anyway: the decoded image
+            // against the signed `result` hash, here and read back from flash.
             blob
         }
     };
@@ -1050,7 +1123,7 @@ fn write_delta<D: Disk + ?Sized>(
         limit: img.result.size,
         next_checkpoint: ctx.options.checkpoint,
         // A delta restarts from its first byte: no offsets in the journal.
-        checkpoints: false,
+        checkpoints: Checkpoints::Progress,
         flash_failed: false,
         ctx,
         run,
