@@ -1178,4 +1178,56 @@ fn update_streams_into_the_inactive_slot() {
         frames.iter().any(|(cmd, p)| *cmd == 0x03 && p == &[0, 10]),
         "no reboot notice: {frames:?}"
     );
+
+    // The new slot fails its trial boots and the bootloader falls back, as
+    // the factory `altbootcmd` does (written with the real fw_setenv). The
+    // device runs 1.3.2 again; 1.4.0 must not be installed again.
+    let cfg_text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, cfg_text.split("[mcu]").next().unwrap()).unwrap();
+    fs::write(
+        d.join("altboot.txt"),
+        "ota_slot=a\nupgrade_available=0\nbootcount=0\nota_rollback=b:bootlimit\n",
+    )
+    .unwrap();
+    run(Command::new("fw_setenv")
+        .arg("-c")
+        .arg(d.join("fw_env.config"))
+        .arg("-s")
+        .arg(d.join("altboot.txt")));
+    let before = proxy.requests.lock().unwrap().len();
+    let o = dev.agent(&["--booted-slot", "a", "update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("went back to the old release"),
+        "{}",
+        text(&o)
+    );
+    let after = proxy.requests.lock().unwrap().len();
+    assert_eq!(after - before, 2, "only the channel file and its signature");
+    assert_eq!(
+        fs::read_to_string(dev.dir.path().join("state/rejected-release")).unwrap(),
+        "1.4.0\n"
+    );
+    let st = status(&dev);
+    assert_eq!(st["update"]["phase"], "failed", "{st:#}");
+    assert_eq!(st["update"]["version"], "1.4.0", "{st:#}");
+    assert!(
+        st["update"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back"),
+        "{st:#}"
+    );
+    assert_eq!(st["last_rollback"]["reason"], "bootlimit", "{st:#}");
+    // `check` agrees, and later runs keep the failure on record.
+    let o = dev.agent(&["--booted-slot", "a", "check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1.4.0 was rolled back on this device"),
+        "{}",
+        text(&o)
+    );
+    let o = dev.agent(&["--booted-slot", "a", "update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(status(&dev)["update"], st["update"]);
 }

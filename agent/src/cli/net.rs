@@ -84,23 +84,52 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
     let from = super::install::installed_version(config);
     // An update installed and waiting for its reboot keeps its document
     // (a UI should go on saying so) until the device runs another release.
-    let pending = update_status::read(&config.state_dir)
-        .unwrap_or_else(|e| {
-            log::warn!("{e}; ignored");
-            None
-        })
-        .filter(|d| {
-            matches!(d.phase, Phase::Installed | Phase::Rebooting) && d.from_version == from
-        });
+    let current = update_status::read(&config.state_dir).unwrap_or_else(|e| {
+        log::warn!("{e}; ignored");
+        None
+    });
+    let pending = current.clone().filter(|d| {
+        matches!(d.phase, Phase::Installed | Phase::Rebooting) && d.from_version == from
+    });
     let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
     let mut progress = CliProgress::new(&config.state_dir, from, McuDisplay::new(mcu.as_mut()));
-    if pending.is_none() {
+    // Installed and activated, but the device runs the old release and no
+    // switch is pending any more: the bootloader fell back (or `mark-bad`).
+    // That release failed here; trying it again would only repeat the
+    // failed boots, so it is recorded and skipped until a newer one comes.
+    let mut rolled_back = false;
+    let pending = match pending {
+        Some(doc) if !switch_pending(globals, config) => {
+            rolled_back = true;
+            if let Some(v) = doc.version.as_deref().and_then(|v| v.parse().ok()) {
+                update::reject(&config.state_dir, &v)?;
+                progress.target(&v.to_string(), doc.slot, None);
+                progress.fail(&format!(
+                    "{v} was rolled back; not installed again (a newer release will be)"
+                ));
+                log::warn!("{v} was installed but the device went back to the old release; recorded, it will not be installed again");
+            }
+            None
+        }
+        p => p,
+    };
+    // Documents that stay until another release starts: an install waiting
+    // for its reboot, and the failure of a release that was rolled back.
+    let rejected = update::rejected(&config.state_dir);
+    let keep = pending.is_some()
+        || rolled_back
+        || current.is_some_and(|d| {
+            d.phase == Phase::Failed
+                && rejected.is_some()
+                && d.version.as_deref().and_then(|v| v.parse().ok()) == rejected
+        });
+    if !keep {
         progress.begin(Phase::Checking, None, None);
     }
     let d = match update::check(config, &client, &keys) {
         Ok(d) => d,
         Err(e) => {
-            if pending.is_none() {
+            if !keep {
                 progress.fail(&e.to_string());
             }
             return Err(e);
@@ -113,7 +142,7 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
         ..
     } = d
     else {
-        if pending.is_none() {
+        if !keep {
             progress.begin(Phase::Idle, None, None);
         }
         return Ok(false);
@@ -168,6 +197,19 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
         super::install::reboot_now(config, mcu.as_mut())?;
     }
     Ok(true)
+}
+
+/// Whether boot control still has a switch to the other slot pending (the
+/// state `install` leaves until the reboot). Unknown = pending: a release
+/// is only recorded as rolled back on evidence.
+fn switch_pending(globals: &Globals, config: &Config) -> bool {
+    match super::slots::open(globals, config, false) {
+        Ok(bc) => bc.active_slot() != bc.booted_slot(),
+        Err(e) => {
+            log::warn!("boot control unavailable: {e}");
+            true
+        }
+    }
 }
 
 /// Streams the release straight into the inactive slot: manifest and

@@ -50,7 +50,42 @@ pub fn check(c: &Config, client: &Client, keys: &TrustedKeys) -> Result<Decision
         now: bundle::time::now(),
     };
     let (_, d) = check::check(client, server, keys, &facts)?;
-    Ok(d)
+    Ok(match d {
+        Decision::Update { version, .. } if rejected(&c.state_dir).as_ref() == Some(&version) => {
+            Decision::RolledBack { version }
+        }
+        d => d,
+    })
+}
+
+/// `state_dir` file naming the release this device rolled back from
+/// (written by `update`/`daemon` when they find the switch undone).
+pub const REJECTED_FILE: &str = "rejected-release";
+
+/// The release recorded in [`REJECTED_FILE`]; `None` if there is none (a
+/// damaged file is logged and ignored: at worst the release is tried once
+/// more, and the bootloader falls back again).
+pub fn rejected(state_dir: &Path) -> Option<semver::Version> {
+    let path = state_dir.join(REJECTED_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log::warn!("{}: {e}; ignored", path.display());
+            return None;
+        }
+    };
+    semver::Version::parse(text.trim())
+        .inspect_err(|e| log::warn!("{}: {e}; ignored", path.display()))
+        .ok()
+}
+
+/// Records `version` as the release this device rolled back from.
+pub fn reject(state_dir: &Path, version: &semver::Version) -> Result<()> {
+    crate::state::write_atomic(
+        &state_dir.join(REJECTED_FILE),
+        format!("{version}\n").as_bytes(),
+    )
 }
 
 /// Downloads the release whose manifest is at `manifest_url` into `dir`
