@@ -62,6 +62,28 @@ fn openssl_verify(dir: &Path, public: &str, file: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Verified OK");
 }
 
+/// `ota-sign bundle --compress bzip2` of one image (release 1.0.0, key
+/// `release.key` in `dir`) into `out`, plus `extra` arguments.
+fn bzip2_bundle(dir: &Path, image: &str, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "bundle",
+        "--key",
+        "release.key",
+        "--product",
+        "rice-cooker",
+        "--version",
+        "1.0.0",
+        "--image",
+        image,
+        "--compress",
+        "bzip2",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    sign_tool(dir, &args)
+}
+
 /// Text-like images with shared structure; small, because Debian's bsdiff is
 /// very slow on long zero runs.
 fn images() -> (Vec<u8>, Vec<u8>) {
@@ -113,24 +135,7 @@ fn keygen_keys_and_signatures_are_openssl_compatible() {
         "already exists",
     );
 
-    ok(sign_tool(
-        &d,
-        &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "1.0.0",
-            "--image",
-            "rootfs=new.img",
-            "--compress",
-            "bzip2",
-            "--out",
-            "rel",
-        ],
-    ));
+    ok(bzip2_bundle(&d, "rootfs=new.img", "rel", &[]));
     openssl_verify(&d, "release.pub", "rel/manifest.json");
     // The device side accepts it too (same key as a trusted *.pem).
     ok(sign_tool(&d, &["verify", "--key", "release.pub", "rel"]));
@@ -453,25 +458,7 @@ fn every_command_has_help() {
 fn bzip2_payload_block_size_is_chosen_and_debian_bzip2_reads_it() {
     let (_t, d) = setup();
     ok(sign_tool(&d, &["keygen", "--out", "release"]));
-    let bundle = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "1.0.0",
-            "--image",
-            "rootfs=new.img",
-            "--compress",
-            "bzip2",
-            "--out",
-            out,
-        ];
-        args.extend_from_slice(extra);
-        sign_tool(&d, &args)
-    };
+    let bundle = |out: &str, extra: &[&str]| bzip2_bundle(&d, "rootfs=new.img", out, extra);
     // The stream header is "BZh" + the block size digit (bzip2 format).
     for (out, extra, digit) in [
         ("default", &[][..], b'2'),
@@ -508,24 +495,7 @@ fn bzip2_payload_has_one_stream_per_4_mib() {
         .collect();
     img[5 << 20] ^= 0xff;
     fs::write(d.join("big.img"), &img).unwrap();
-    ok(sign_tool(
-        &d,
-        &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "p",
-            "--version",
-            "1.0.0",
-            "--image",
-            "rootfs=big.img",
-            "--compress",
-            "bzip2",
-            "--out",
-            "rel",
-        ],
-    ));
+    ok(bzip2_bundle(&d, "rootfs=big.img", "rel", &[]));
     let payload = fs::read(d.join("rel/rootfs.img.bz2")).unwrap();
     // Decode stream by stream: each single-stream decoder stops at its end.
     let mut input = std::io::BufReader::new(&payload[..]);
