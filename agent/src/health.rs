@@ -3,10 +3,22 @@
 //! failure to start one) blocks the confirmation. Files whose name starts
 //! with `.` and non-executable files are skipped (with a warning for the
 //! latter, a common packaging mistake). A missing directory means no checks.
+//!
+//! Each check gets [`HOOK_TIMEOUT`]: a hook that hangs (a service that never
+//! answers, a stuck network probe) must not keep the trial slot unconfirmed
+//! until the bootloader rolls back for the wrong reason, nor block the daemon
+//! forever. A hook runs in its own process group; on timeout the whole group
+//! gets SIGKILL, so a shell script's children die with it, and the check
+//! counts as failed.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one health check may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
 use crate::{Error, Result};
 
@@ -42,31 +54,71 @@ pub fn hooks(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Runs every check; the first failure stops and is returned.
+/// Runs every check, each within [`HOOK_TIMEOUT`]; the first failure stops
+/// and is returned.
 pub fn run_all(dir: &Path) -> Result<usize> {
+    run_all_within(dir, HOOK_TIMEOUT)
+}
+
+/// [`run_all`] with a chosen per-hook time limit.
+pub fn run_all_within(dir: &Path, limit: Duration) -> Result<usize> {
     let hooks = hooks(dir)?;
     for hook in &hooks {
         log::info!("health: running {}", hook.display());
-        // Hook output goes to stderr: stdout stays the command's one-line result.
-        let status = Command::new(hook)
-            .stdout(std::io::stderr())
-            .status()
-            .map_err(|e| Error::Health {
-                hook: hook.clone(),
-                reason: format!("cannot run: {e}"),
-            })?;
-        if !status.success() {
-            let reason = match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "killed by a signal".into(),
-            };
-            return Err(Error::Health {
-                hook: hook.clone(),
-                reason,
-            });
-        }
+        run_one(hook, limit).map_err(|reason| Error::Health {
+            hook: hook.clone(),
+            reason,
+        })?;
     }
     Ok(hooks.len())
+}
+
+/// One hook: `Ok` when it exits 0 within `limit`, else why not.
+fn run_one(hook: &Path, limit: Duration) -> std::result::Result<(), String> {
+    // Hook output goes to stderr: stdout stays the command's one-line result.
+    let mut child = Command::new(hook)
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run: {e}"))?;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(child.id());
+                // Reap it; SIGKILL cannot be ignored, so this returns.
+                let _ = child.wait();
+                return Err(format!(
+                    "did not finish within {} s; killed",
+                    limit.as_secs_f32()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(format!("cannot wait for it: {e}"));
+            }
+        }
+    };
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("exited with status {code}")),
+        None => Err("killed by a signal".into()),
+    }
+}
+
+/// SIGKILL to the hook's process group (its pgid is its pid: `process_group(0)`).
+fn kill_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    if let Err(e) = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        log::warn!("health: cannot kill process group {pid}: {e}");
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +168,55 @@ mod tests {
         script(dir.path(), "ok", "exit 0", 0o755);
         assert_eq!(run_all(dir.path()).unwrap(), 1);
         assert_eq!(run_all(&dir.path().join("absent")).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_hanging_hook_is_killed_with_its_children_and_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("health.d");
+        std::fs::create_dir(&d).unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        // The hook starts a grandchild that would outlive a plain kill of the
+        // shell, then hangs.
+        script(
+            &d,
+            "10-hangs",
+            &format!("sleep 600 & echo $! > {}; wait", pidfile.display()),
+            0o755,
+        );
+        let e = run_all_within(&d, Duration::from_millis(500))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("10-hangs") && e.contains("did not finish"),
+            "{e}"
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild got SIGKILL with the group; it may linger as a zombie
+        // (re-parented to init) for a moment, so look at its state, not only
+        // at whether /proc/<pid> exists.
+        let gone = (0..100).any(|_| {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let dead = state.is_empty() || state.split_whitespace().nth(2) == Some("Z");
+            if !dead {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            dead
+        });
+        assert!(gone, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn a_hook_finishing_in_time_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        script(dir.path(), "quick", "sleep 0.1", 0o755);
+        assert_eq!(
+            run_all_within(dir.path(), Duration::from_secs(30)).unwrap(),
+            1
+        );
     }
 }

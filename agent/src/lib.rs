@@ -30,5 +30,6 @@ pub mod mcu;
 pub mod net;
 pub mod slots;
 pub mod state;
+pub mod update_status;
 
 pub use error::{Error, Result};

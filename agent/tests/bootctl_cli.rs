@@ -162,16 +162,20 @@ impl Device {
         fs::create_dir(&health).unwrap();
         let cmdline = root.join("cmdline");
         let config = root.join("ota-agent.toml");
+        // The installed release `status` reports (not the host's os-release).
+        let os_release = root.join("os-release");
+        fs::write(&os_release, "NAME=\"Rice OS\"\nVERSION_ID=1.0.0\n").unwrap();
         fs::write(
             &config,
             format!(
                 "product = \"rice-cooker\"\ndisk = \"{d}\"\nbootloader = \"{bootloader}\"\n\
                  fw_env_config = \"{}\"\nboot_tries = 3\nstate_dir = \"{}\"\n\
-                 health_dir = \"{}\"\ncmdline = \"{}\"\n",
+                 health_dir = \"{}\"\ncmdline = \"{}\"\nversion_file = \"{}\"\n",
                 fw_env.display(),
                 root.join("state").display(),
                 health.display(),
-                cmdline.display()
+                cmdline.display(),
+                os_release.display()
             ),
         )
         .unwrap();
@@ -561,8 +565,9 @@ fn reference_config_parses_with_its_documented_defaults() {
     assert_eq!(c.mcu.unwrap().baud, 9600);
 }
 
-/// Every field `status --json` prints is documented in docs/status-json.md,
-/// and every documented field is printed.
+/// Every field `status --json` prints is documented in docs/status-json.md
+/// (the embedded `update` document's fields in docs/update-status.md), and
+/// every documented field is printed.
 #[test]
 fn status_json_fields_match_the_documentation() {
     fn paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
@@ -591,25 +596,53 @@ fn status_json_fields_match_the_documentation() {
     env += "ota_rollback=b:bootlimit\n";
     d.mkenv(&env);
     assert_eq!(d.boot_uboot(), 'a');
+    // An update in progress, written by hand (not by the agent).
+    fs::create_dir_all(d.root.join("state")).unwrap();
+    fs::write(
+        d.root.join("state/update-status.json"),
+        r#"{"format": 1, "phase": "writing", "version": "1.1.0", "from_version": "1.0.0",
+            "slot": "b", "image": "rootfs", "phase_bytes_done": 5, "phase_bytes_total": 10,
+            "bytes_done": 5, "bytes_total": 10, "percent": 50, "rate_bps": null,
+            "eta_s": null, "error": null, "time": 1795564800}"#,
+    )
+    .unwrap();
     let out = Command::new(AGENT)
         .args(["--config", d.config.to_str().unwrap(), "status", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["update"]["phase"], "writing", "{v:#}");
     let mut printed = Vec::new();
     paths(&v, "", &mut printed);
+    let (mut update, mut printed): (Vec<String>, Vec<String>) =
+        printed.into_iter().partition(|p| p.starts_with("update."));
     printed.sort();
     printed.dedup();
-    let doc =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status-json.md"))
-            .unwrap();
-    let mut documented: Vec<String> = doc
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_string)
+    let mut update: Vec<String> = update
+        .drain(..)
+        .map(|p| p["update.".len()..].to_string())
         .collect();
-    documented.sort();
-    assert_eq!(printed, documented);
+    update.sort();
+    // The rows of a doc's field table (`## Fields` up to the next heading).
+    let documented = |name: &str| -> Vec<String> {
+        let doc = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs")
+                .join(name),
+        )
+        .unwrap();
+        let table = doc.split("\n## Fields\n").nth(1).unwrap();
+        let table = table.split("\n## ").next().unwrap();
+        let mut fields: Vec<String> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_string)
+            .collect();
+        fields.sort();
+        fields
+    };
+    assert_eq!(printed, documented("status-json.md"));
+    assert_eq!(update, documented("update-status.md"));
 }

@@ -294,6 +294,16 @@ fn refused(out: &Output, needle: &str) {
     assert!(errors[0].contains(needle), "{err:?} lacks {needle:?}");
 }
 
+/// `ota-agent status --json` as parsed JSON (exit 0 required), and stderr.
+fn status_json(dev: &Device, booted: &str) -> (serde_json::Value, String) {
+    let out = dev.agent(booted, &["status", "--json"]);
+    let text = ok(&out);
+    (
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn prefix_eq(slot: &[u8], image: &[u8]) -> bool {
     slot.len() >= image.len() && &slot[..image.len()] == image
 }
@@ -347,12 +357,28 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
     assert_eq!(env["upgrade_available"], "1");
     assert_eq!(dev.state("install-journal"), None, "journal left behind");
     assert_eq!(dev.state("writing-b"), None);
-    let status = dev.state("install-status.json").unwrap();
-    assert!(status.contains("\"phase\": \"installed\""), "{status}");
+    // Issue 7: `status --json` shows the update (the one status document)
+    // and the installed version; the byte counts are the image's length as
+    // the test made it, not a number the agent reports elsewhere.
+    let (st, _) = status_json(&dev, "a");
+    assert_eq!(st["installed_version"], "1.0.0", "{st:#}");
+    let u = &st["update"];
+    assert_eq!(u["phase"], "installed", "{st:#}");
+    assert_eq!(u["version"], "2.0.0", "{st:#}");
+    assert_eq!(u["from_version"], "1.0.0", "{st:#}");
+    assert_eq!(u["slot"], "b", "{st:#}");
+    assert_eq!(u["bytes_done"], v2.len() as u64, "{st:#}");
+    assert_eq!(u["bytes_total"], v2.len() as u64, "{st:#}");
+    assert_eq!(u["error"], serde_json::Value::Null, "{st:#}");
+    let text = ok(&dev.agent("a", &["status"]));
     assert!(
-        status.contains(&format!("\"bytes_done\": {}", v2.len())),
-        "{status}"
+        text.contains("update:         installed 2.0.0 in slot b\n"),
+        "{text}"
     );
+    // The file is the same document (what the MCU link or a UI reads).
+    let file: serde_json::Value =
+        serde_json::from_str(&dev.state("update-status.json").unwrap()).unwrap();
+    assert_eq!(&file, u);
     // Security floor only after the new slot is confirmed.
     assert_eq!(dev.state("min-security-version"), None);
 
@@ -409,8 +435,49 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
         fs::read_to_string(dev.file("reboots")).unwrap(),
         "rebooted\n"
     );
-    let status = dev.state("install-status.json").unwrap();
-    assert!(status.contains("\"phase\": \"rebooting\""), "{status}");
+    let (st, _) = status_json(&dev, "b");
+    let u = &st["update"];
+    assert_eq!(u["phase"], "rebooting", "{st:#}");
+    assert_eq!(u["version"], "3.0.0", "{st:#}");
+    assert_eq!(u["from_version"], "2.0.0", "{st:#}");
+    assert_eq!(u["slot"], "a", "{st:#}");
+    assert_eq!(u["bytes_done"], v3.len() as u64, "{st:#}");
+}
+
+/// A torn or foreign status file (a power cut cannot make one, but a
+/// hand edit or an old agent can) is ignored with a warning: `status`
+/// still reports the boot state, with no update.
+#[test]
+fn corrupt_update_status_shows_no_update_and_a_warning() {
+    let dev = Device::new();
+    let (st, err) = status_json(&dev, "a");
+    assert_eq!(st["update"], serde_json::Value::Null, "{st:#}");
+    assert!(!err.contains("update-status"), "{err}");
+    for bad in [
+        &b"{\"format\": 1, \"phase\": \"downl"[..],
+        b"\x00\x00\x00\x00",
+        b"{\"format\": 1, \"phase\": \"installing\"}",
+    ] {
+        fs::write(dev.root.join("state/update-status.json"), bad).unwrap();
+        let (st, err) = status_json(&dev, "a");
+        assert_eq!(st["update"], serde_json::Value::Null, "{st:#}");
+        assert_eq!(st["booted"], "a", "{st:#}");
+        assert!(
+            err.contains("update-status.json") && err.contains("corrupt"),
+            "no warning: {err}"
+        );
+        let text = ok(&dev.agent("a", &["status"]));
+        assert!(text.contains("update:         none\n"), "{text}");
+    }
+    // The files of earlier agents are not read.
+    fs::remove_file(dev.root.join("state/update-status.json")).unwrap();
+    fs::write(
+        dev.root.join("state/install-status.json"),
+        "{\"format\": 1, \"phase\": \"installed\"}",
+    )
+    .unwrap();
+    let (st, _) = status_json(&dev, "a");
+    assert_eq!(st["update"], serde_json::Value::Null, "{st:#}");
 }
 
 /// Refused before the first write: env and both slots byte-identical.
@@ -431,8 +498,14 @@ fn assert_not_activated(dev: &Device, a: &[u8]) {
         "{env:?}"
     );
     assert!(dev.slot(0) == a, "the booted slot changed");
-    let status = dev.state("install-status.json").unwrap();
-    assert!(status.contains("\"phase\": \"failed\""), "{status}");
+    let (st, _) = status_json(dev, "a");
+    assert_eq!(st["update"]["phase"], "failed", "{st:#}");
+    assert!(
+        st["update"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{st:#}"
+    );
     // And it cannot be activated by hand while its write is unfinished.
     let out = dev.agent("a", &["set-active", "b"]);
     refused(&out, "being written");

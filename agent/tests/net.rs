@@ -18,6 +18,11 @@ use std::thread;
 use std::time::Duration;
 
 use ota_agent::net::fetch::Stats;
+
+/// The simulated appliance MCU of the MCU tests (a pseudo-terminal).
+#[allow(dead_code)]
+#[path = "mcu/sim.rs"]
+mod sim;
 use ota_agent::net::{
     fetch_to_file, Backoff, Client, Download, NetErrorKind, NetSettings, TlsFiles,
 };
@@ -860,9 +865,14 @@ fn check_update_daemon_end_to_end() {
     assert!(fs::read(staged.join("rootfs.img")).unwrap() == image);
     assert!(staged.join("manifest.json.sig").exists());
     let status: serde_json::Value =
-        serde_json::from_slice(&fs::read(dev.dir.path().join("state/progress.json")).unwrap())
+        serde_json::from_slice(&fs::read(dev.dir.path().join("state/update-status.json")).unwrap())
             .unwrap();
-    assert_eq!(status["phase"], "done", "{status}");
+    assert_eq!(status["phase"], "downloaded", "{status:#}");
+    assert_eq!(status["version"], "1.4.0", "{status:#}");
+    assert_eq!(status["from_version"], "1.3.2", "{status:#}");
+    assert_eq!(status["bytes_done"], image.len() as u64, "{status:#}");
+    assert_eq!(status["bytes_total"], image.len() as u64, "{status:#}");
+    assert_eq!(status["slot"], serde_json::Value::Null, "{status:#}");
 
     // Runs never overlap: while another process holds the lock, `update`
     // refuses with one line and changes nothing.
@@ -1054,6 +1064,12 @@ fn update_streams_into_the_inactive_slot() {
     .unwrap();
     let pki = Pki::new(&d.join("pki"));
     let nginx = Nginx::start(None);
+    // Issue 7: a snapshot of the status file taken by the proxy right
+    // after it cut the payload connection (the agent waits for the next
+    // connection then; the file is replaced atomically, so it is whole).
+    let status_file: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    let snapshot: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let (sf, snap) = (status_file.clone(), snapshot.clone());
     let proxy = Proxy::start(
         nginx.port,
         |n, len| {
@@ -1063,12 +1079,19 @@ fn update_streams_into_the_inactive_slot() {
                 Fault::Pass
             }
         },
-        Box::new(|_| {}),
+        Box::new(move |_| {
+            let path = sf.lock().unwrap().clone().unwrap();
+            *snap.lock().unwrap() = Some(fs::read(path).unwrap());
+        }),
     );
+    // The appliance: idle, accepts the reboot notice; it records every frame.
+    let mcu = sim::SimMcu::start(sim::Script::states(&[0]));
     let extra = format!(
         "danger_allow_http = true\nfw_env_config = \"{0}/fw_env.config\"\n\
-         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n",
-        d.display()
+         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n\
+         [mcu]\nport = \"{1}\"\nreply_timeout_ms = 3000\n",
+        d.display(),
+        mcu.path().display()
     );
     let dev = Device::new(&format!("http://127.0.0.1:{}", proxy.port), &pki, &extra);
     // Device::new wrote disk = /dev/null; point it at the GPT image.
@@ -1078,6 +1101,7 @@ fn update_streams_into_the_inactive_slot() {
         &format!("disk = \"{}\"", disk.display()),
     );
     fs::write(&cfg, text_cfg).unwrap();
+    *status_file.lock().unwrap() = Some(dev.dir.path().join("state/update-status.json"));
     let image = publish(&nginx.www(), &dev.key, 100, false);
 
     let o = dev.agent(&["--booted-slot", "a", "update"]);
@@ -1099,10 +1123,111 @@ fn update_streams_into_the_inactive_slot() {
     };
     assert!(slot_b == image, "slot b does not hold the image");
     assert!(proxy.cuts() >= 1, "the payload connection was not cut");
+    // While the payload streamed in, the file said so: downloading into
+    // slot b, at most the bytes the proxy let through.
+    let snap: serde_json::Value =
+        serde_json::from_slice(snapshot.lock().unwrap().as_ref().unwrap()).unwrap();
+    assert_eq!(snap["phase"], "downloading", "{snap:#}");
+    assert_eq!(snap["version"], "1.4.0", "{snap:#}");
+    assert_eq!(snap["from_version"], "1.3.2", "{snap:#}");
+    assert_eq!(snap["slot"], "b", "{snap:#}");
+    assert_eq!(snap["image"], "rootfs", "{snap:#}");
+    assert_eq!(snap["phase_bytes_total"], image.len() as u64, "{snap:#}");
+    let done = snap["phase_bytes_done"].as_u64().unwrap();
+    assert!(done <= image.len() as u64 / 2, "{snap:#}");
+    // Afterwards `status --json` shows the release on its way to the reboot.
+    let status = |dev: &Device| -> serde_json::Value {
+        let o = dev.agent(&["--booted-slot", "a", "status", "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let st = status(&dev);
+    assert_eq!(st["installed_version"], "1.3.2", "{st:#}");
+    assert_eq!(st["update"]["phase"], "rebooting", "{st:#}");
+    assert_eq!(st["update"]["version"], "1.4.0", "{st:#}");
+    assert_eq!(st["update"]["bytes_done"], image.len() as u64, "{st:#}");
     // Installed, waiting for the reboot: the next run fetches nothing.
     let before = proxy.requests.lock().unwrap().len();
     let o = dev.agent(&["--booted-slot", "a", "update"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let after = proxy.requests.lock().unwrap().len();
     assert_eq!(after - before, 2, "only the channel file and its signature");
+    // …and the pending update keeps its document (no `checking`/`idle`).
+    assert_eq!(status(&dev)["update"], st["update"]);
+
+    // The appliance display followed the same phases, download included
+    // (0x02 payload: phase 0 downloading, 1 installing, 2 rebooting,
+    // 3 done; percent): installing (verifying), downloading up to 100 %,
+    // installing (read-back, activation), done; then the reboot gate.
+    let frames = mcu.finish();
+    let shown: Vec<(u8, u8)> = frames
+        .iter()
+        .filter(|(cmd, _)| *cmd == 0x02)
+        .map(|(_, p)| (p[0], p[1]))
+        .collect();
+    let mut phases: Vec<u8> = shown.iter().map(|s| s.0).collect();
+    phases.dedup();
+    assert_eq!(phases, [1, 0, 1, 3, 2], "{shown:?}");
+    let down: Vec<u8> = shown.iter().filter(|s| s.0 == 0).map(|s| s.1).collect();
+    assert!(
+        down.windows(2).all(|w| w[0] < w[1]) && down.last() == Some(&100),
+        "{shown:?}"
+    );
+    assert_eq!(shown.last(), Some(&(2, 0)), "{shown:?}");
+    assert!(
+        frames.iter().any(|(cmd, p)| *cmd == 0x03 && p == &[0, 10]),
+        "no reboot notice: {frames:?}"
+    );
+
+    // The new slot fails its trial boots and the bootloader falls back, as
+    // the factory `altbootcmd` does (written with the real fw_setenv). The
+    // device runs 1.3.2 again; 1.4.0 must not be installed again.
+    let cfg_text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, cfg_text.split("[mcu]").next().unwrap()).unwrap();
+    fs::write(
+        d.join("altboot.txt"),
+        "ota_slot=a\nupgrade_available=0\nbootcount=0\nota_rollback=b:bootlimit\n",
+    )
+    .unwrap();
+    run(Command::new("fw_setenv")
+        .arg("-c")
+        .arg(d.join("fw_env.config"))
+        .arg("-s")
+        .arg(d.join("altboot.txt")));
+    let before = proxy.requests.lock().unwrap().len();
+    let o = dev.agent(&["--booted-slot", "a", "update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("went back to the old release"),
+        "{}",
+        text(&o)
+    );
+    let after = proxy.requests.lock().unwrap().len();
+    assert_eq!(after - before, 2, "only the channel file and its signature");
+    assert_eq!(
+        fs::read_to_string(dev.dir.path().join("state/rejected-release")).unwrap(),
+        "1.4.0\n"
+    );
+    let st = status(&dev);
+    assert_eq!(st["update"]["phase"], "failed", "{st:#}");
+    assert_eq!(st["update"]["version"], "1.4.0", "{st:#}");
+    assert!(
+        st["update"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back"),
+        "{st:#}"
+    );
+    assert_eq!(st["last_rollback"]["reason"], "bootlimit", "{st:#}");
+    // `check` agrees, and later runs keep the failure on record.
+    let o = dev.agent(&["--booted-slot", "a", "check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1.4.0 was rolled back on this device"),
+        "{}",
+        text(&o)
+    );
+    let o = dev.agent(&["--booted-slot", "a", "update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(status(&dev)["update"], st["update"]);
 }

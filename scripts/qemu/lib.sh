@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the QEMU scripts (sourced, not run). Everything downloaded or
 # built lives outside the repo, in $OTA_QEMU_CACHE (default ~/.cache/ota-qemu):
 #   debs/        arm64 .debs fetched with `apt-get download` (kernel, busybox)
@@ -71,13 +72,20 @@ busybox_dir() { echo "$OTA_QEMU_CACHE/x/busybox"; }
 
 # Runs QEMU (TCG: KVM is unusable here) on DISK with U-Boot BIOS, serial to LOG.
 # reboot in the guest returns to U-Boot in the same process; poweroff ends it.
+# NET=user gives the guest a virtio NIC on QEMU's user-mode network (no root,
+# no host interface): the guest is 10.0.2.15/24 and 10.0.2.2 reaches the
+# host's 127.0.0.1. No hostfwd: nothing on the host can connect in. (Not
+# `restrict=on`: it would cut the guest off from 10.0.2.2 too.)
 # Returns QEMU's status (124 = timeout).
 run_qemu() {
-	local bios=$1 disk=$2 log=$3 limit=${4:-300}
+	local bios=$1 disk=$2 log=$3 limit=${4:-300} net=${5:-none}
+	local nic=(-nic none)
+	# shellcheck disable=SC2054  # the commas belong to QEMU's option syntax
+	[ "$net" = user ] && nic=(-netdev user,id=n0 -device virtio-net-device,netdev=n0)
 	# -smp 1: TCG runs one vCPU about twice as fast as two here.
 	# shellcheck disable=SC2054  # the commas belong to QEMU's option syntax
 	local cmd=(timeout -k 5 "$limit" qemu-system-aarch64
-		-M virt -cpu cortex-a53 -smp 1 -m 512 -nographic -nic none
+		-M virt -cpu cortex-a53 -smp 1 -m 512 -nographic "${nic[@]}"
 		-bios "$bios"
 		-drive if=none,file="$disk",format=raw,id=hd0 -device virtio-blk-device,drive=hd0)
 	if [ "${OTA_QEMU_SHOW:-0}" = 1 ]; then

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ota_agent::bundle::container::Header;
@@ -23,12 +23,15 @@ usage: ota-sign bundle --key K --product P --version V [--security-version N]
                        [--hardware H...] [--expires-in DAYS]
                        --image NAME=FILE... [--delta-from NAME=OLDFILE...]
                        [--patch NAME=PATCHFILE...] [--compress bzip2]
-                       --out DIR [--single-file OUT]
+                       [--bzip2-level 1-9] --out DIR [--single-file OUT]
 
 Builds a signed release (docs/manifest.md) in DIR: manifest.json,
 manifest.json.sig and one payload per --image (NAME = partition without slot
 suffix, FILE = its new image):
   full image      NAME.img, or NAME.img.bz2 with --compress bzip2
+                  (block size --bzip2-level x 100 kB, default 2: the device
+                  decoder needs ~4 bytes of RAM per block byte, so -9 costs
+                  3.6 MB on the device for ~3 % smaller payloads)
   delta           NAME.bsdiff when --delta-from NAME=OLDFILE is given: a
                   BSDIFF40 patch made here, or --patch NAME=PATCHFILE made
                   elsewhere (e.g. Debian's bsdiff); either is applied to
@@ -57,9 +60,25 @@ struct Args {
     bases: Vec<(String, PathBuf)>,
     patches: Vec<(String, PathBuf)>,
     compression: Compression,
+    bzip2_level: u32,
     out: PathBuf,
     single_file: Option<PathBuf>,
 }
+
+/// bzip2 block size (x 100 kB) for full-image payloads. The device's libbz2
+/// decoder holds ~4 bytes per block byte (plus tables): level 9 = ~3.6 MB,
+/// which alone breaks the agent's 4 MiB install budget (DESIGN.md); level 2
+/// = ~0.8 MB. Measured on a 408 MiB ext4 of /usr/bin + /usr/sbin (2026-11-25,
+/// `bzip2 -N`): level 9 127,469,870 B, 3 130,199,050 (+2.1 %), 2 131,544,118
+/// (+3.2 %), 1 134,730,635 (+5.7 %); level 2 also decoded 2.3x faster than 9.
+/// docs/benchmarks.md has the agent's peak RSS per level.
+pub const DEFAULT_BZIP2_LEVEL: u32 = 2;
+
+/// Image bytes per bzip2 stream. The agent checkpoints a compressed image
+/// only where a stream ends, so after a power cut it re-fetches at most one
+/// stream's compressed bytes (and its checkpoint interval, 8 MiB, of image).
+/// A stream costs ~50 bytes of headers and one partly filled block.
+pub const BZIP2_STREAM_BYTES: u64 = 4 << 20;
 
 fn parse(args: Vec<OsString>) -> Result<Option<Args>> {
     use lexopt::prelude::*;
@@ -76,6 +95,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Args>> {
         bases: Vec::new(),
         patches: Vec::new(),
         compression: Compression::None,
+        bzip2_level: DEFAULT_BZIP2_LEVEL,
         out: PathBuf::new(),
         single_file: None,
     };
@@ -112,6 +132,17 @@ fn parse(args: Vec<OsString>) -> Result<Option<Args>> {
                     _ => {
                         return Err(Error::Usage(format!(
                             "--compress {c:?}: expected bzip2 or none"
+                        )))
+                    }
+                };
+            }
+            Long("bzip2-level") => {
+                let v = string(p.value().map_err(usage)?)?;
+                a.bzip2_level = match v.parse() {
+                    Ok(n @ 1..=9) => n,
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "--bzip2-level {v:?}: expected 1 to 9"
                         )))
                     }
                 };
@@ -203,19 +234,26 @@ fn build_image(a: &Args, name: &str, file: &Path, progress: &Progress) -> Result
             let dest = a.out.join(&payload_name);
             progress.phase(&format!("{name}: bzip2"), result.size);
             let mut input = BufReader::new(File::open(file).map_err(|e| Error::io(file, e))?);
-            let out = BufWriter::new(File::create(&dest).map_err(|e| Error::io(&dest, e))?);
-            let mut enc = bzip2::write::BzEncoder::new(out, bzip2::Compression::best());
-            std::io::copy(
-                &mut input,
-                &mut Counting {
-                    inner: &mut enc,
-                    progress,
-                },
-            )
-            .map_err(|e| Error::io(&dest, e))?;
-            enc.finish()
-                .and_then(|mut w| w.flush())
-                .map_err(|e| Error::io(&dest, e))?;
+            let mut out = BufWriter::new(File::create(&dest).map_err(|e| Error::io(&dest, e))?);
+            // One bzip2 stream per BZIP2_STREAM_BYTES of image: the agent can
+            // only resume decoding at a stream start (docs/install.md).
+            // An empty image still gets its one (empty) stream.
+            let mut first = true;
+            while first || !input.fill_buf().map_err(|e| Error::io(file, e))?.is_empty() {
+                first = false;
+                let mut enc =
+                    bzip2::write::BzEncoder::new(&mut out, bzip2::Compression::new(a.bzip2_level));
+                std::io::copy(
+                    &mut (&mut input).take(BZIP2_STREAM_BYTES),
+                    &mut Counting {
+                        inner: &mut enc,
+                        progress,
+                    },
+                )
+                .map_err(|e| Error::io(file, e))?;
+                enc.finish().map_err(|e| Error::io(&dest, e))?;
+            }
+            out.flush().map_err(|e| Error::io(&dest, e))?;
             (payload_name, hash_file(&dest)?)
         }
     };

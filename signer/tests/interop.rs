@@ -62,6 +62,28 @@ fn openssl_verify(dir: &Path, public: &str, file: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Verified OK");
 }
 
+/// `ota-sign bundle --compress bzip2` of one image (release 1.0.0, key
+/// `release.key` in `dir`) into `out`, plus `extra` arguments.
+fn bzip2_bundle(dir: &Path, image: &str, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "bundle",
+        "--key",
+        "release.key",
+        "--product",
+        "rice-cooker",
+        "--version",
+        "1.0.0",
+        "--image",
+        image,
+        "--compress",
+        "bzip2",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    sign_tool(dir, &args)
+}
+
 /// Text-like images with shared structure; small, because Debian's bsdiff is
 /// very slow on long zero runs.
 fn images() -> (Vec<u8>, Vec<u8>) {
@@ -113,24 +135,7 @@ fn keygen_keys_and_signatures_are_openssl_compatible() {
         "already exists",
     );
 
-    ok(sign_tool(
-        &d,
-        &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "1.0.0",
-            "--image",
-            "rootfs=new.img",
-            "--compress",
-            "bzip2",
-            "--out",
-            "rel",
-        ],
-    ));
+    ok(bzip2_bundle(&d, "rootfs=new.img", "rel", &[]));
     openssl_verify(&d, "release.pub", "rel/manifest.json");
     // The device side accepts it too (same key as a trusted *.pem).
     ok(sign_tool(&d, &["verify", "--key", "release.pub", "rel"]));
@@ -444,4 +449,74 @@ fn every_command_has_help() {
     }
     let out = sign_tool(&d, &["bundle", "--product", "p"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--compress bzip2` writes small blocks by default (the device decoder's
+/// memory is ~4 bytes per block byte), `--bzip2-level` sets them, and Debian's
+/// `bzip2` reads the payload back to the image.
+#[test]
+fn bzip2_payload_block_size_is_chosen_and_debian_bzip2_reads_it() {
+    let (_t, d) = setup();
+    ok(sign_tool(&d, &["keygen", "--out", "release"]));
+    let bundle = |out: &str, extra: &[&str]| bzip2_bundle(&d, "rootfs=new.img", out, extra);
+    // The stream header is "BZh" + the block size digit (bzip2 format).
+    for (out, extra, digit) in [
+        ("default", &[][..], b'2'),
+        ("nine", &["--bzip2-level", "9"][..], b'9'),
+    ] {
+        ok(bundle(out, extra));
+        let payload = d.join(out).join("rootfs.img.bz2");
+        assert_eq!(
+            &fs::read(&payload).unwrap()[..4],
+            &[b'B', b'Z', b'h', digit]
+        );
+        let plain = tool(Command::new("bzip2").arg("-dc").arg(&payload)).stdout;
+        assert!(plain == fs::read(d.join("new.img")).unwrap(), "{out}");
+    }
+    for bad in ["0", "10", "x"] {
+        let out = bundle("bad", &["--bzip2-level", bad]);
+        assert_eq!(out.status.code(), Some(2), "level {bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--bzip2-level"));
+        assert!(!d.join("bad").exists(), "level {bad} wrote a bundle");
+    }
+}
+
+/// A bzip2 payload larger than one stream's worth of image is cut into
+/// streams of 4 MiB of image each (where the device can resume decoding),
+/// and is still one valid bzip2 file for Debian's `bzip2`.
+#[test]
+fn bzip2_payload_has_one_stream_per_4_mib() {
+    let (_t, d) = setup();
+    ok(sign_tool(&d, &["keygen", "--out", "release"]));
+    // 9 MiB + 1 byte of compressible but non-trivial text: three streams.
+    let mut img: Vec<u8> = (0u32..)
+        .flat_map(|i| format!("{:08x} {}\n", i.wrapping_mul(2_654_435_761), i % 97).into_bytes())
+        .take((9 << 20) + 1)
+        .collect();
+    img[5 << 20] ^= 0xff;
+    fs::write(d.join("big.img"), &img).unwrap();
+    ok(bzip2_bundle(&d, "rootfs=big.img", "rel", &[]));
+    let payload = fs::read(d.join("rel/rootfs.img.bz2")).unwrap();
+    // Decode stream by stream: each single-stream decoder stops at its end.
+    let mut input = std::io::BufReader::new(&payload[..]);
+    let mut sizes = Vec::new();
+    loop {
+        use std::io::{BufRead, Read};
+        if input.fill_buf().unwrap().is_empty() {
+            break;
+        }
+        let mut out = Vec::new();
+        bzip2::bufread::BzDecoder::new(&mut input)
+            .read_to_end(&mut out)
+            .unwrap();
+        sizes.push(out.len());
+    }
+    assert_eq!(sizes, [4 << 20, 4 << 20, (1 << 20) + 1]);
+    let plain = tool(
+        Command::new("bzip2")
+            .arg("-dc")
+            .arg(d.join("rel/rootfs.img.bz2")),
+    )
+    .stdout;
+    assert!(plain == img);
 }

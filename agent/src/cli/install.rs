@@ -4,23 +4,21 @@
 //!
 //! Run it again after a power cut or an error: a journal in `state_dir`
 //! lets it resume (see `install` module docs). Progress: a bar on a
-//! terminal, log lines otherwise, `state_dir/install-status.json` always,
-//! and the appliance display when `[mcu]` is configured.
+//! terminal, log lines otherwise, `state_dir/update-status.json` always
+//! (docs/update-status.md), and the appliance display when `[mcu]` is
+//! configured (`cli/progress.rs`).
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
+use super::progress::CliProgress;
 use super::{usage, Globals};
 use crate::bundle::{Bundle, DeviceFacts, TrustedKeys};
 use crate::config::Config;
-use crate::install::status::{self, StatusFile};
-use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads, Progress};
-use crate::mcu::display::percent;
-use crate::mcu::{
-    Decision, GatePolicy, McuDisplay, Phase, ProgressSink, RebootGate, SerialMcu, SystemClock,
-};
+use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
+use crate::mcu::{Decision, GatePolicy, McuDisplay, RebootGate, SerialMcu, SystemClock};
 use crate::slots::Layout;
+use crate::update_status::{Phase, Progress, StatusWriter};
 use crate::{Error, Result};
 
 const USAGE: &str = "\
@@ -61,7 +59,15 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     }
     let mut payloads = BundlePayloads::new(&b)?;
     let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
-    let outcome = install_into_inactive(globals, &config, &approved, &mut payloads, &mut mcu)?;
+    let mut progress = CliProgress::new(
+        &config.state_dir,
+        installed_version(&config),
+        McuDisplay::new(mcu.as_mut()),
+    );
+    let outcome = install_into_inactive(globals, &config, &approved, &mut payloads, &mut progress);
+    progress.end();
+    drop(progress);
+    let outcome = outcome?;
     if let Some((image, offset)) = outcome.resumed {
         log::info!("resumed an interrupted install at image {image}, byte {offset}");
     }
@@ -71,31 +77,41 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     Ok(0)
 }
 
+/// The installed release (`VERSION_ID` of `version_file`) as text, `None`
+/// when it cannot be read (a status field, never a reason to stop).
+pub(super) fn installed_version(config: &Config) -> Option<String> {
+    crate::bundle::installed_version(&config.version_file)
+        .map(|v| v.to_string())
+        .ok()
+}
+
 /// Writes `approved` into the inactive slot from `payloads` (resuming from the
-/// journal), verifies and activates it, with progress on the terminal, in
-/// `state_dir` and on the appliance display; prints the one-line result.
+/// journal), verifies and activates it, reporting to `progress` (status
+/// file, terminal, appliance display); prints the one-line result.
 /// Shared by `install` (local bundle) and `update` (streamed over HTTP).
 pub(super) fn install_into_inactive(
     globals: &Globals,
     config: &Config,
     approved: &Approved,
     payloads: &mut dyn Payloads,
-    mcu: &mut Option<SerialMcu>,
+    progress: &mut dyn Progress,
 ) -> Result<Outcome> {
-    let mut bc = super::slots::open(globals, config, false)?;
-    let layout = Layout::discover(&config.disk)?;
-    let disk = FileDisk::open(&config.disk)?;
-    let mut progress = CliProgress::new(McuDisplay::new(mcu.as_mut()));
-    let outcome = Installer::new(
-        &disk,
-        &layout,
-        bc.as_mut(),
-        &config.state_dir,
-        &mut progress,
-    )
-    .install(approved, payloads);
-    progress.end();
-    let outcome = outcome?;
+    let prepared = super::slots::open(globals, config, false).and_then(|bc| {
+        Ok((
+            bc,
+            Layout::discover(&config.disk)?,
+            FileDisk::open(&config.disk)?,
+        ))
+    });
+    let (mut bc, layout, disk) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            progress.fail(&e.to_string());
+            return Err(e);
+        }
+    };
+    let outcome = Installer::new(&disk, &layout, bc.as_mut(), &config.state_dir, progress)
+        .install(approved, payloads)?;
     println!(
         "installed {} {} into slot {}; the next boot tries it (confirm with mark-good)",
         approved.manifest().product,
@@ -115,13 +131,12 @@ pub(super) fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result
         .unwrap_or_default();
     match RebootGate::new(mcu, policy, SystemClock::new()).decide() {
         Decision::Reboot => {
-            let status = StatusFile::new(&config.state_dir);
-            if let Ok(Some(mut s)) = status.read() {
-                s.phase = status::Phase::Rebooting;
-                if let Err(e) = status.write(&s) {
-                    log::warn!("install status: {e}");
-                }
-            }
+            // The gate has shown the reboot on the display; the file too.
+            StatusWriter::resume(&config.state_dir, installed_version(config)).begin(
+                Phase::Rebooting,
+                None,
+                None,
+            );
             let (program, args) = config
                 .reboot_command
                 .split_first()
@@ -142,70 +157,6 @@ pub(super) fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result
         Decision::Deferred(d) => {
             println!("reboot deferred: {d}");
             Ok(0)
-        }
-    }
-}
-
-/// Terminal bar or log lines, plus the appliance display.
-struct CliProgress<S> {
-    display: S,
-    tty: bool,
-    last: Option<(status::Phase, u8)>,
-}
-
-impl<S: ProgressSink> CliProgress<S> {
-    fn new(display: S) -> Self {
-        CliProgress {
-            display,
-            tty: std::io::stderr().is_terminal(),
-            last: None,
-        }
-    }
-
-    fn end(&mut self) {
-        if self.tty && self.last.is_some() {
-            eprintln!();
-        }
-    }
-}
-
-impl<S: ProgressSink> Progress for CliProgress<S> {
-    fn report(&mut self, phase: status::Phase, image: &str, done: u64, total: u64) {
-        let pct = percent(done, total);
-        let mcu_phase = match phase {
-            status::Phase::Downloading => Phase::Downloading,
-            status::Phase::Installed => Phase::Done,
-            status::Phase::Failed => Phase::Failed,
-            status::Phase::Rebooting => Phase::Rebooting,
-            _ => Phase::Installing,
-        };
-        self.display.show(mcu_phase, pct);
-        if self.last == Some((phase, pct)) {
-            return;
-        }
-        let changed_phase = self.last.map(|l| l.0) != Some(phase);
-        self.last = Some((phase, pct));
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        let name = serde_json::to_value(phase)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        if self.tty {
-            let filled = usize::from(pct) * 30 / 100;
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r{name:<11} [{:<30}] {pct:>3}% {:.1}/{:.1} MiB {image:<12}",
-                "#".repeat(filled),
-                mib(done),
-                mib(total)
-            );
-            let _ = err.flush();
-        } else if changed_phase || pct.is_multiple_of(10) {
-            log::info!(
-                "{name} {image}: {pct}% ({done} of {total} bytes)",
-                image = if image.is_empty() { "-" } else { image }
-            );
         }
     }
 }

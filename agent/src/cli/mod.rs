@@ -15,6 +15,7 @@ mod env;
 mod install;
 mod mcu;
 mod net;
+mod progress;
 mod slots;
 mod verify;
 

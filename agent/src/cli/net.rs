@@ -19,16 +19,16 @@ use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::progress::CliProgress;
 use super::{usage, Globals, EXIT_NO_UPDATE};
 use crate::bundle::{self, DeviceFacts, TrustedKeys};
 use crate::config::Config;
-use crate::install::status::{self, StatusFile};
 use crate::install::Approved;
-use crate::mcu::SerialMcu;
+use crate::mcu::{McuDisplay, SerialMcu};
 use crate::net::check::Decision;
 use crate::net::payloads::HttpPayloads;
-use crate::net::progress::Reporter;
 use crate::net::{backoff, update, Client};
+use crate::update_status::{self, Phase, Progress};
 use crate::{Error, Result};
 
 /// The lock file in `state_dir` that serialises update runs.
@@ -76,16 +76,62 @@ fn lock(config: &Config) -> Result<Flock<File>> {
 }
 
 /// One update run (lock held by the caller). Returns whether an update was
-/// installed (or, with `download_only`, staged).
+/// installed (or, with `download_only`, staged). Every phase goes to
+/// `state_dir/update-status.json` and the appliance display.
 fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<bool> {
     let client = Client::from_config(config)?;
     let keys = TrustedKeys::load_dir(&config.keys_dir)?;
-    let mut rep = Reporter::new("check", None, Some(config.state_dir.clone()));
-    rep.phase("checking");
+    let from = super::install::installed_version(config);
+    // An update installed and waiting for its reboot keeps its document
+    // (a UI should go on saying so) until the device runs another release.
+    let current = update_status::read(&config.state_dir).unwrap_or_else(|e| {
+        log::warn!("{e}; ignored");
+        None
+    });
+    let pending = current.clone().filter(|d| {
+        matches!(d.phase, Phase::Installed | Phase::Rebooting) && d.from_version == from
+    });
+    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+    let mut progress = CliProgress::new(&config.state_dir, from, McuDisplay::new(mcu.as_mut()));
+    // Installed and activated, but the device runs the old release and no
+    // switch is pending any more: the bootloader fell back (or `mark-bad`).
+    // That release failed here; trying it again would only repeat the
+    // failed boots, so it is recorded and skipped until a newer one comes.
+    let mut rolled_back = false;
+    let pending = match pending {
+        Some(doc) if !switch_pending(globals, config) => {
+            rolled_back = true;
+            if let Some(v) = doc.version.as_deref().and_then(|v| v.parse().ok()) {
+                update::reject(&config.state_dir, &v)?;
+                progress.target(&v.to_string(), doc.slot, None);
+                progress.fail(&format!(
+                    "{v} was rolled back; not installed again (a newer release will be)"
+                ));
+                log::warn!("{v} was installed but the device went back to the old release; recorded, it will not be installed again");
+            }
+            None
+        }
+        p => p,
+    };
+    // Documents that stay until another release starts: an install waiting
+    // for its reboot, and the failure of a release that was rolled back.
+    let rejected = update::rejected(&config.state_dir);
+    let keep = pending.is_some()
+        || rolled_back
+        || current.is_some_and(|d| {
+            d.phase == Phase::Failed
+                && rejected.is_some()
+                && d.version.as_deref().and_then(|v| v.parse().ok()) == rejected
+        });
+    if !keep {
+        progress.begin(Phase::Checking, None, None);
+    }
     let d = match update::check(config, &client, &keys) {
         Ok(d) => d,
         Err(e) => {
-            rep.phase("failed");
+            if !keep {
+                progress.fail(&e.to_string());
+            }
             return Err(e);
         }
     };
@@ -96,25 +142,41 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
         ..
     } = d
     else {
-        rep.phase("idle");
+        if !keep {
+            progress.begin(Phase::Idle, None, None);
+        }
         return Ok(false);
     };
     // Installed and activated, waiting for the reboot: nothing to fetch.
-    if let Ok(Some(st)) = StatusFile::new(&config.state_dir).read() {
-        if st.version == version.to_string()
-            && matches!(
-                st.phase,
-                status::Phase::Installed | status::Phase::Rebooting
-            )
-        {
+    if let Some(p) = &pending {
+        if p.version.as_deref() == Some(version.to_string().as_str()) {
             log::info!("{version} is installed and waits for a reboot");
-            rep.phase("idle");
             return Ok(false);
         }
+        progress.begin(Phase::Checking, None, None);
     }
-    let facts = DeviceFacts::from_config(config, false)?;
-    if !download_only {
-        let r = install_streaming(
+    let r = DeviceFacts::from_config(config, false).and_then(|facts| {
+        if download_only {
+            let dir = config.state_dir.join(update::DOWNLOAD_DIR);
+            let dir = update::download_release(
+                &client,
+                &manifest_url,
+                &keys,
+                &facts,
+                Some(&version),
+                &dir,
+                &mut progress,
+            )?;
+            progress.begin(Phase::Downloaded, None, None);
+            progress.end();
+            println!(
+                "{version}: downloaded and verified into {}; install with `ota-agent install {}`",
+                dir.display(),
+                dir.display()
+            );
+            return Ok(());
+        }
+        install_streaming(
             globals,
             config,
             &client,
@@ -122,41 +184,38 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
             &facts,
             &manifest_url,
             &version,
-        );
-        rep.phase(if r.is_ok() { "done" } else { "failed" });
-        return r.map(|()| true);
+            &mut progress,
+        )
+    });
+    if let Err(e) = &r {
+        progress.fail(&e.to_string());
     }
-    let dir = config.state_dir.join(update::DOWNLOAD_DIR);
-    let staged = update::download_release(
-        &client,
-        &manifest_url,
-        &keys,
-        &facts,
-        Some(&version),
-        &dir,
-        Some(&config.state_dir),
-    );
-    match staged {
-        Ok(dir) => {
-            println!(
-                "{version}: downloaded and verified into {}; install with `ota-agent install {}`",
-                dir.display(),
-                dir.display()
-            );
-            rep.phase("done");
-            Ok(true)
-        }
+    progress.end();
+    drop(progress);
+    r?;
+    if !download_only {
+        super::install::reboot_now(config, mcu.as_mut())?;
+    }
+    Ok(true)
+}
+
+/// Whether boot control still has a switch to the other slot pending (the
+/// state `install` leaves until the reboot). Unknown = pending: a release
+/// is only recorded as rolled back on evidence.
+fn switch_pending(globals: &Globals, config: &Config) -> bool {
+    match super::slots::open(globals, config, false) {
+        Ok(bc) => bc.active_slot() != bc.booted_slot(),
         Err(e) => {
-            rep.phase("failed");
-            Err(e)
+            log::warn!("boot control unavailable: {e}");
+            true
         }
     }
 }
 
 /// Streams the release straight into the inactive slot: manifest and
 /// signature verified and judged first, then each payload from the
-/// server (resuming at the install journal's offset), then activation and
-/// a reboot when the appliance allows.
+/// server (resuming at the install journal's offset) and activation.
+#[allow(clippy::too_many_arguments)]
 fn install_streaming(
     globals: &Globals,
     config: &Config,
@@ -165,6 +224,7 @@ fn install_streaming(
     facts: &DeviceFacts,
     manifest_url: &str,
     version: &semver::Version,
+    progress: &mut dyn Progress,
 ) -> Result<()> {
     let mbytes = client.get_small(manifest_url, bundle::manifest::MAX_LEN)?;
     let sig = client.get_small(
@@ -188,9 +248,8 @@ fn install_streaming(
         approved.manifest(),
         Some(&config.state_dir),
     );
-    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
-    super::install::install_into_inactive(globals, config, &approved, &mut payloads, &mut mcu)?;
-    super::install::reboot_now(config, mcu.as_mut()).map(drop)
+    super::install::install_into_inactive(globals, config, &approved, &mut payloads, progress)
+        .map(drop)
 }
 
 /// `ota-agent update [--download-only]`

@@ -2,7 +2,8 @@
 //!
 //! Every command first records a rollback the bootloader reported (so the
 //! report survives even if nobody runs `status`), then does its one change.
-//! The JSON of `status --json` is documented in `docs/status-json.md`.
+//! The JSON of `status --json` is documented in `docs/status-json.md`; it
+//! embeds the update status document (`docs/update-status.md`).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::health;
 use crate::slots::Slot;
 use crate::state::{format_utc, Rollback, StateDir};
+use crate::update_status::{self, UpdateStatus};
 use crate::{Error, Result};
 
 /// Version of the `status --json` document; bumped only on incompatible change.
@@ -70,10 +72,20 @@ pub fn status(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let bc = open(globals, &config, false)?;
     let last = StateDir::new(&config.state_dir).last_rollback()?;
     let status = bc.status();
+    let installed = super::install::installed_version(&config);
+    // A torn or foreign file must not hide the boot state: warn, show none.
+    let update = update_status::read(&config.state_dir).unwrap_or_else(|e| {
+        log::warn!("{e}; shown as no update");
+        None
+    });
+    let extra = Extra {
+        installed_version: installed.as_deref(),
+        update: update.as_ref(),
+    };
     if json {
-        println!("{}", render_json(&status, last.as_ref())?);
+        println!("{}", render_json(&status, last.as_ref(), extra)?);
     } else {
-        print!("{}", render_text(&status, last.as_ref()));
+        print!("{}", render_text(&status, last.as_ref(), extra));
     }
     Ok(0)
 }
@@ -151,8 +163,17 @@ fn yes(b: bool, y: &'static str, n: &'static str) -> &'static str {
     }
 }
 
+/// What `status` shows besides boot control.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    /// `VERSION_ID` of `version_file`, if readable.
+    pub installed_version: Option<&'a str>,
+    /// The update status document, if there is a valid one.
+    pub update: Option<&'a UpdateStatus>,
+}
+
 /// The human-readable `status` (golden-tested; scripts should use `--json`).
-pub fn render_text(st: &BootStatus, last: Option<&Rollback>) -> String {
+pub fn render_text(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "backend:        {}", st.backend);
     let _ = writeln!(out, "booted slot:    {}", st.booted);
@@ -220,6 +241,18 @@ pub fn render_text(st: &BootStatus, last: Option<&Rollback>) -> String {
     if let Some(raw) = &st.unrecorded_rollback {
         let _ = writeln!(out, "unrecorded:     bootloader reports rollback `{raw}`");
     }
+    let _ = writeln!(
+        out,
+        "installed:      {}",
+        extra.installed_version.unwrap_or("unknown")
+    );
+    let _ = writeln!(
+        out,
+        "update:         {}",
+        extra
+            .update
+            .map_or_else(|| "none".to_owned(), UpdateStatus::summary)
+    );
     out
 }
 
@@ -255,10 +288,12 @@ struct JsonStatus<'a> {
     slots: Vec<JsonSlot>,
     last_rollback: Option<JsonRollback<'a>>,
     unrecorded_rollback: Option<&'a str>,
+    installed_version: Option<&'a str>,
+    update: Option<&'a UpdateStatus>,
 }
 
 /// `status --json` (schema: docs/status-json.md).
-pub fn render_json(st: &BootStatus, last: Option<&Rollback>) -> Result<String> {
+pub fn render_json(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -> Result<String> {
     let doc = JsonStatus {
         format: STATUS_JSON_FORMAT,
         backend: st.backend,
@@ -288,6 +323,8 @@ pub fn render_json(st: &BootStatus, last: Option<&Rollback>) -> Result<String> {
             reason: &r.reason,
         }),
         unrecorded_rollback: st.unrecorded_rollback.as_deref(),
+        installed_version: extra.installed_version,
+        update: extra.update,
     };
     serde_json::to_string_pretty(&doc)
         .map_err(|e| Error::io("status json", std::io::Error::other(e)))

@@ -5,15 +5,21 @@
 //! ```text
 //!  offset  size  field (integers little-endian)
 //!       0     8  magic "OTAJRNL\n"
-//!       8     4  version = 1
+//!       8     4  version = 2
 //!      12    32  SHA-256 of the exact signed manifest bytes
 //!      44     1  target slot: 0 = a, 1 = b
 //!      45     1  phase: 1 = writing, 2 = written (every image verified on flash)
 //!      46     2  image index (manifest order) being written
 //!      48     8  bytes of that image synced to flash and covered by the prefix hash
-//!      56    32  SHA-256 of those bytes as they were written
-//!      88     4  CRC-32 (ISO-HDLC) of bytes 0..88
+//!      56     8  payload offset the write continues from: equal to the image
+//!                offset for an uncompressed payload; for bzip2 the byte where
+//!                the next bzip2 stream starts (checkpoints fall on stream ends)
+//!      64    32  SHA-256 of those bytes as they were written
+//!      96     4  CRC-32 (ISO-HDLC) of bytes 0..96
 //! ```
+//!
+//! Version 1 (no payload offset) records are ignored like damaged ones: the
+//! image is then written from its first byte, which costs time, never safety.
 //!
 //! Written atomically (temp file, fsync, rename, fsync of the directory).
 //! A record with a bad magic, version, CRC or slot is reported in the log and
@@ -32,10 +38,10 @@ pub const FILE: &str = "install-journal";
 /// Record magic.
 pub const MAGIC: &[u8; 8] = b"OTAJRNL\n";
 /// Record version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Record length.
-pub const LEN: usize = 92;
-const _: () = assert!(LEN == 8 + 4 + 32 + 1 + 1 + 2 + 8 + 32 + 4);
+pub const LEN: usize = 100;
+const _: () = assert!(LEN == 8 + 4 + 32 + 1 + 1 + 2 + 8 + 8 + 32 + 4);
 
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -62,6 +68,8 @@ pub struct Record {
     pub image: u16,
     /// Durable bytes of that image.
     pub offset: u64,
+    /// Where in the image's payload writing continues (see the format).
+    pub payload_offset: u64,
     /// SHA-256 of those bytes.
     pub prefix: Digest,
 }
@@ -80,9 +88,10 @@ impl Record {
         };
         b[46..48].copy_from_slice(&self.image.to_le_bytes());
         b[48..56].copy_from_slice(&self.offset.to_le_bytes());
-        b[56..88].copy_from_slice(&self.prefix.0);
-        let crc = CRC32.checksum(&b[..88]);
-        b[88..92].copy_from_slice(&crc.to_le_bytes());
+        b[56..64].copy_from_slice(&self.payload_offset.to_le_bytes());
+        b[64..96].copy_from_slice(&self.prefix.0);
+        let crc = CRC32.checksum(&b[..96]);
+        b[96..100].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -95,9 +104,9 @@ impl Record {
             return Err("bad magic".into());
         }
         let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        let crc = CRC32.checksum(&b[..88]);
-        if u32_at(88) != crc {
-            return Err(format!("CRC {:#010x} should be {crc:#010x}", u32_at(88)));
+        let crc = CRC32.checksum(&b[..96]);
+        if u32_at(96) != crc {
+            return Err(format!("CRC {:#010x} should be {crc:#010x}", u32_at(96)));
         }
         if u32_at(8) != VERSION {
             return Err(format!(
@@ -120,15 +129,19 @@ impl Record {
             d.copy_from_slice(&b[at..at + 32]);
             Digest(d)
         };
-        let mut off = [0u8; 8];
-        off.copy_from_slice(&b[48..56]);
+        let u64_at = |at: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(v)
+        };
         Ok(Record {
             manifest: digest(12),
             slot,
             phase,
             image: u16::from_le_bytes([b[46], b[47]]),
-            offset: u64::from_le_bytes(off),
-            prefix: digest(56),
+            offset: u64_at(48),
+            payload_offset: u64_at(56),
+            prefix: digest(64),
         })
     }
 }
@@ -196,13 +209,15 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(m in any::<[u8; 32]>(), p in any::<[u8; 32]>(), b in any::<bool>(),
-                      w in any::<bool>(), image in any::<u16>(), offset in any::<u64>()) {
+                      w in any::<bool>(), image in any::<u16>(), offset in any::<u64>(),
+                      payload_offset in any::<u64>()) {
             let r = Record {
                 manifest: Digest(m),
                 slot: if b { Slot::B } else { Slot::A },
                 phase: if w { Phase::Written } else { Phase::Writing },
                 image,
                 offset,
+                payload_offset,
                 prefix: Digest(p),
             };
             prop_assert_eq!(Record::parse(&r.encode()).unwrap(), r);
@@ -216,6 +231,7 @@ mod tests {
                 phase: Phase::Writing,
                 image: 1,
                 offset: 4096,
+                payload_offset: 1234,
                 prefix: Digest([9; 32]),
             };
             let mut b = r.encode();
@@ -235,6 +251,7 @@ mod tests {
             phase: Phase::Written,
             image: 0,
             offset: 0,
+            payload_offset: 0,
             prefix: Digest([0; 32]),
         };
         j.store(&r).unwrap();
@@ -246,5 +263,24 @@ mod tests {
             .contains("50 bytes"));
         j.clear().unwrap();
         j.clear().unwrap();
+    }
+
+    /// A version-1 record (92 bytes, no payload offset; what agents before
+    /// this format wrote) is not misread as a version-2 one.
+    #[test]
+    fn version_1_record_is_ignored() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&[7; 32]);
+        v1.extend_from_slice(&[1, 1, 0, 0]);
+        v1.extend_from_slice(&(8u64 << 20).to_le_bytes());
+        v1.extend_from_slice(&[5; 32]);
+        let crc = CRC32.checksum(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(v1.len(), 92);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), &v1).unwrap();
+        assert_eq!(Journal::new(dir.path()).load(), None);
     }
 }

@@ -38,11 +38,12 @@
 //!
 //! [`Payloads::open_at`] is asked for `(image index, payload byte offset)`;
 //! the installer picks the offset from its journal (uncompressed full
-//! images resume at the first unverified byte; bzip2 payloads restart at 0
-//! and skip writing the verified prefix; delta patches are downloaded to
+//! images resume at the first unverified byte; bzip2 payloads at the start
+//! of the bzip2 stream that follows the last checkpoint, so a resumed
+//! download never fetches what is already on flash; delta patches are downloaded to
 //! `state_dir` once, resumed by file length, then applied from the start).
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -59,11 +60,13 @@ use crate::state::{write_atomic, StateDir};
 use crate::{Error, Result};
 
 pub mod journal;
-pub mod status;
 pub mod storage;
 
+use crate::update_status::Phase;
+/// Progress goes to `update_status` (the one status document); re-exported
+/// for callers of the installer.
+pub use crate::update_status::{NoProgress, Progress};
 use journal::{Journal, Record};
-use status::{Phase, Status, StatusFile};
 pub use storage::{Disk, FileDisk, SlotReader, SlotWriter};
 
 /// The file in `state_dir` holding the security version to store once the
@@ -189,20 +192,6 @@ impl Approved {
     }
 }
 
-/// Progress of an install: `done` of `total` bytes over all images.
-pub trait Progress {
-    /// Called at phase changes and after every written chunk.
-    fn report(&mut self, phase: Phase, image: &str, done: u64, total: u64);
-}
-
-/// Discards progress.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn report(&mut self, _: Phase, _: &str, _: u64, _: u64) {}
-}
-
 /// Tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -304,24 +293,19 @@ pub struct Installer<'a, D: Disk + ?Sized> {
     options: Options,
 }
 
-/// Progress, status-file and journal bookkeeping of one run.
+/// Progress and journal bookkeeping of one run.
 struct Run<'p> {
     progress: &'p mut dyn Progress,
-    status: StatusFile,
-    doc: Status,
     journal: Journal,
 }
 
 impl Run<'_> {
-    fn phase(&mut self, phase: Phase, image: &str, done: u64) {
-        self.doc.phase = phase;
-        self.doc.image = (!image.is_empty()).then(|| image.to_owned());
-        self.doc.bytes_done = done;
-        self.progress
-            .report(phase, image, done, self.doc.bytes_total);
-        if let Err(e) = self.status.write(&self.doc) {
-            log::warn!("install status: {e}");
-        }
+    /// A phase begins on `image` (empty: none) with `total` bytes (if
+    /// any); the whole update stands at `overall` bytes.
+    fn phase(&mut self, phase: Phase, image: &str, total: Option<u64>, overall: u64) {
+        let image = (!image.is_empty()).then_some(image);
+        self.progress.begin(phase, image, total);
+        self.progress.advance(0, overall);
     }
 }
 
@@ -364,27 +348,11 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             .iter()
             .try_fold(0u64, |t, i| t.checked_add(i.result.size))
             .ok_or_else(|| Error::Usage("image sizes overflow".into()))?;
-        let status = StatusFile::new(&self.state_dir);
         let journal = Journal::new(&self.state_dir);
-        let doc = Status {
-            format: status::FORMAT,
-            phase: Phase::Verifying,
-            version: m.version.to_string(),
-            slot: booted.other(),
-            image: None,
-            bytes_done: 0,
-            bytes_total: total,
-            time: 0,
-            error: None,
-        };
         // Split borrows: the run bookkeeping holds the progress sink.
         let progress: &mut dyn Progress = &mut *self.progress;
-        let mut run = Run {
-            progress,
-            status,
-            doc,
-            journal,
-        };
+        progress.target(&m.version.to_string(), Some(booted.other()), Some(total));
+        let mut run = Run { progress, journal };
         let result = Self::run(
             self.disk,
             self.layout,
@@ -402,9 +370,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
                     log::warn!("{j}");
                 }
             }
-            run.doc.error = Some(e.to_string());
-            let done = run.doc.bytes_done;
-            run.phase(Phase::Failed, "", done);
+            run.progress.fail(&e.to_string());
         }
         result
     }
@@ -423,7 +389,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
         let m = approved.manifest();
         let booted = bootctl.booted_slot();
         let target = booted.other();
-        run.phase(Phase::Verifying, "", 0);
+        run.phase(Phase::Verifying, "", None, 0);
 
         // 1. The layout: every target partition exists and is large enough.
         for img in &m.images {
@@ -491,7 +457,10 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
         remove_stale_patches(state_dir, &tag[..16]);
         let (first, mut start) = match &resume {
             Some(r) if r.phase == journal::Phase::Written => (m.images.len(), None),
-            Some(r) => (usize::from(r.image), Some((r.offset, r.prefix))),
+            Some(r) => (
+                usize::from(r.image),
+                Some((r.offset, r.payload_offset, r.prefix)),
+            ),
             None => (0, None),
         };
 
@@ -509,10 +478,15 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             }
             let mut reader = SlotReader::open(disk, layout, booted, &img.name)?;
             bundle::check_base(&img.name, base, &mut reader)?;
-            if payloads.local(i).is_none() {
-                run.phase(Phase::Downloading, &img.name, 0);
-            }
-            patches.push(Some(fetch_patch(state_dir, &tag[..16], i, img, payloads)?));
+            patches.push(Some(fetch_patch(
+                state_dir,
+                &tag[..16],
+                i,
+                img,
+                payloads,
+                run,
+                m.images[..first].iter().map(|i| i.result.size).sum(),
+            )?));
         }
 
         // 4. From here on the inactive slot changes: mark it unbootable
@@ -535,6 +509,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
                 phase: journal::Phase::Writing,
                 image: i as u16,
                 offset,
+                payload_offset: offset,
                 prefix,
             };
             // A journal at this image's start, so a cut resumes here.
@@ -597,12 +572,13 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             phase: journal::Phase::Written,
             image: m.images.len() as u16,
             offset: 0,
+            payload_offset: 0,
             prefix: Digest::of(b""),
         })?;
 
         // 5. Activate: the marker goes first (set_active refuses a slot that
         //    is being written), the security version waits for mark-good.
-        run.phase(Phase::Activating, "", done);
+        run.phase(Phase::Activating, "", None, done);
         state.end_write(target)?;
         let p = PendingSecurity {
             version: 1,
@@ -618,7 +594,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
         bootctl.set_active(target)?;
         run.journal.clear()?;
         remove_stale_patches(state_dir, "");
-        run.phase(Phase::Installed, "", done);
+        run.phase(Phase::Installed, "", None, done);
         Ok(Outcome {
             slot: target,
             version: m.version.clone(),
@@ -666,6 +642,8 @@ fn fetch_patch(
     index: usize,
     img: &Image,
     payloads: &mut dyn Payloads,
+    run: &mut Run<'_>,
+    overall: u64,
 ) -> Result<PatchAt> {
     let check = |src: &dyn ReadAt| -> Result<()> {
         let got = bundle::hash_reader(AtReader::new(src, 0))
@@ -701,11 +679,20 @@ fn fetch_patch(
     }
     if have < img.payload.size {
         let want = img.payload.size - have;
+        run.phase(
+            Phase::Downloading,
+            &img.name,
+            Some(img.payload.size),
+            overall,
+        );
+        run.progress.advance(have, overall);
         let src = payloads
             .open_at(index, have)
             .map_err(|e| refuse(img, format!("opening the patch at {have}: {e}")))?;
-        let got = io::copy(&mut src.take(want), &mut file)
-            .map_err(|e| refuse_io(img, "downloading the patch", e))?;
+        let got = copy_counted(src.take(want), &mut file, &mut |n| {
+            run.progress.advance(have + n, overall)
+        })
+        .map_err(|e| refuse_io(img, "downloading the patch", e))?;
         file.sync_data().map_err(|e| Error::io(&path, e))?;
         if got < want {
             return Err(Error::io(
@@ -727,6 +714,27 @@ fn fetch_patch(
         return Err(e);
     }
     Ok(PatchAt::File(path))
+}
+
+/// `io::copy` that reports the bytes copied so far after every chunk.
+fn copy_counted(
+    mut src: impl Read,
+    dst: &mut impl Write,
+    report: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut n = 0u64;
+    loop {
+        let got = match src.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dst.write_all(&buf[..got])?;
+        n += got as u64;
+        report(n);
+    }
 }
 
 fn refuse_io(img: &Image, what: &str, e: io::Error) -> Error {
@@ -782,6 +790,17 @@ impl<R: Read> Read for Tally<R> {
     }
 }
 
+/// Where a [`Sink`] may put durable restart points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoints {
+    /// None: progress reports only (deltas restart from byte 0).
+    Progress,
+    /// At any output offset (uncompressed payload: payload offset = image offset).
+    Anywhere,
+    /// Only where a bzip2 stream ends ([`Sink::stream_end`]).
+    StreamEnds,
+}
+
 /// Sequential, buffered, bounded writes into the slot with an inline hash
 /// and periodic checkpoints (fsync + journal).
 struct Sink<'w, 'd, 'r, 'p, D: Disk + ?Sized> {
@@ -792,7 +811,7 @@ struct Sink<'w, 'd, 'r, 'p, D: Disk + ?Sized> {
     hasher: sha2::Sha256,
     limit: u64,
     next_checkpoint: u64,
-    checkpoints: bool,
+    checkpoints: Checkpoints,
     /// Writing or syncing the flash failed (I/O, resumable).
     flash_failed: bool,
     ctx: &'w ImageCtx<'w>,
@@ -810,24 +829,39 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
         self.hasher.update(&self.buf);
         self.pos += self.buf.len() as u64;
         self.buf.clear();
-        self.run.progress.report(
-            Phase::Writing,
-            &self.ctx.img.name,
-            self.ctx.done_before + self.pos,
-            self.run.doc.bytes_total,
-        );
+        self.run
+            .progress
+            .advance(self.pos, self.ctx.done_before + self.pos);
         if self.pos >= self.next_checkpoint {
-            self.checkpoint()?;
+            match self.checkpoints {
+                Checkpoints::Progress => self.checkpoint(None)?,
+                Checkpoints::Anywhere => self.checkpoint(Some(self.pos))?,
+                // Mid-stream, a bzip2 decoder cannot be restarted: wait for
+                // `stream_end`.
+                Checkpoints::StreamEnds => {}
+            }
         }
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> io::Result<()> {
+    /// A bzip2 stream ended with the payload read up to `payload_pos`: a
+    /// place where a later run can start decoding again.
+    fn stream_end(&mut self, payload_pos: u64) -> io::Result<()> {
+        self.flush_buf()?;
+        if self.pos >= self.next_checkpoint {
+            self.checkpoint(Some(payload_pos))?;
+        }
+        Ok(())
+    }
+
+    /// Progress, and with `payload_pos` a durable restart point: fsync +
+    /// journal (image offset `pos`, payload offset `payload_pos`).
+    fn checkpoint(&mut self, payload_pos: Option<u64>) -> io::Result<()> {
         self.next_checkpoint = self.pos + self.ctx.options.checkpoint;
         // A delta restarts from its first byte, so its checkpoints need no
         // fsync: the kernel writes back in the background while the patch
         // is applied, and `finish` syncs once (measured: docs/benchmarks.md).
-        if self.checkpoints {
+        if let Some(payload_offset) = payload_pos {
             self.writer
                 .sync()
                 .inspect_err(|_| self.flash_failed = true)?;
@@ -840,12 +874,11 @@ impl<D: Disk + ?Sized> Sink<'_, '_, '_, '_, D> {
                     phase: journal::Phase::Writing,
                     image: self.ctx.index as u16,
                     offset: self.pos,
+                    payload_offset,
                     prefix,
                 })
                 .map_err(io::Error::other)?;
         }
-        let done = self.ctx.done_before + self.pos;
-        self.run.phase(Phase::Writing, &self.ctx.img.name, done);
         Ok(())
     }
 
@@ -888,6 +921,7 @@ impl<D: Disk + ?Sized> Write for Sink<'_, '_, '_, '_, D> {
 fn hash_prefix<D: Disk + ?Sized>(
     writer: &SlotWriter<'_, D>,
     len: u64,
+    report: &mut dyn FnMut(u64),
 ) -> io::Result<(sha2::Sha256, u64)> {
     let mut hasher = sha2::Sha256::new();
     let mut r = writer.read_back(len).take(len);
@@ -900,6 +934,7 @@ fn hash_prefix<D: Disk + ?Sized>(
         }
         hasher.update(&buf[..got]);
         n += got as u64;
+        report(n);
     }
     Ok((hasher, n))
 }
@@ -907,25 +942,38 @@ fn hash_prefix<D: Disk + ?Sized>(
 fn write_full<D: Disk + ?Sized>(
     ctx: &ImageCtx<'_>,
     writer: &SlotWriter<'_, D>,
-    from: Option<(u64, Digest)>,
+    from: Option<(u64, u64, Digest)>,
     payloads: &mut dyn Payloads,
     run: &mut Run<'_>,
 ) -> Result<()> {
     let img = ctx.img;
-    // Resume: the prefix on flash must still hash to what was written.
+    let bzip2 = img.compression == Compression::Bzip2;
+    // Resume: the prefix on flash must still hash to what was written, and
+    // the payload must be re-entered where that prefix ends (for bzip2 a
+    // stream start; a journal without one restarts the image).
     let mut hasher = sha2::Sha256::new();
-    let mut offset = 0u64;
-    if let Some((off, prefix)) = from.filter(|(o, _)| *o > 0 && *o <= img.result.size) {
-        let (h, n) =
-            hash_prefix(writer, off).map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+    let (mut offset, mut payload_start) = (0u64, 0u64);
+    let usable = |&(o, p, _): &(u64, u64, Digest)| {
+        o > 0
+            && o <= img.result.size
+            && if bzip2 {
+                p > 0 && p <= img.payload.size
+            } else {
+                p == o
+            }
+    };
+    if let Some((off, poff, prefix)) = from.filter(usable) {
+        let (h, n) = hash_prefix(writer, off, &mut |_| {})
+            .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
         if n == off && Digest(h.clone().finalize().into()) == prefix {
             log::info!(
-                "resuming image {} at byte {off} of {} (prefix verified on flash)",
+                "resuming image {} at byte {off} of {} from payload byte {poff} (prefix verified on flash)",
                 img.name,
                 img.result.size
             );
             hasher = h;
             offset = off;
+            payload_start = poff;
         } else {
             log::warn!(
                 "image {}: the journal's first {off} bytes do not match flash; writing from the start",
@@ -933,6 +981,20 @@ fn write_full<D: Disk + ?Sized>(
             );
         }
     }
+    // Streamed from the server, the download is what the user waits for;
+    // from a local bundle, the flash.
+    let phase = if payloads.local(ctx.index).is_some() {
+        Phase::Writing
+    } else {
+        Phase::Downloading
+    };
+    run.phase(
+        phase,
+        &img.name,
+        Some(img.result.size),
+        ctx.done_before + offset,
+    );
+    run.progress.advance(offset, ctx.done_before + offset);
     let mut sink = Sink {
         writer,
         buf: Vec::with_capacity(ctx.options.chunk.max(4096)),
@@ -940,7 +1002,11 @@ fn write_full<D: Disk + ?Sized>(
         hasher,
         limit: img.result.size,
         next_checkpoint: offset + ctx.options.checkpoint,
-        checkpoints: true,
+        checkpoints: if bzip2 {
+            Checkpoints::StreamEnds
+        } else {
+            Checkpoints::Anywhere
+        },
         flash_failed: false,
         ctx,
         run,
@@ -957,15 +1023,14 @@ fn write_full<D: Disk + ?Sized>(
         }
         Compression::Bzip2 => {
             let src = payloads
-                .open_at(ctx.index, 0)
+                .open_at(ctx.index, payload_start)
                 .map_err(|e| refuse_io(img, "opening the payload", e))?;
             let tally = Tally {
-                inner: src.take(payload_left + 1),
+                inner: src.take(payload_left - payload_start + 1),
                 hasher: sha2::Sha256::new(),
-                count: 0,
+                count: payload_start,
                 source_failed: false,
             };
-            let mut dec = bzip2::read::MultiBzDecoder::new(tally);
             // Data errors are content errors whatever kind the decoder uses.
             let bz_err = |failed: bool, e: io::Error| {
                 if failed {
@@ -974,38 +1039,59 @@ fn write_full<D: Disk + ?Sized>(
                     refuse(img, format!("bzip2: {e}"))
                 }
             };
-            // The verified prefix is already on flash: decode past it.
-            let skipped = io::copy(&mut (&mut dec).take(offset), &mut io::sink());
-            let skipped = skipped.map_err(|e| bz_err(dec.get_ref().source_failed, e))?;
-            if skipped != offset {
-                return Err(refuse(
-                    img,
-                    "bzip2 data ends before the resume point".into(),
-                ));
-            }
-            if let Err(e) = io::copy(&mut dec, &mut sink) {
-                // Sink errors (too much data, flash I/O) keep their kind.
-                let from_sink = sink.flash_failed
-                    || (e.kind() == io::ErrorKind::InvalidData
-                        && e.to_string().contains("result_size"));
-                if from_sink {
-                    return Err(refuse_io(img, "writing", e));
+            // One bzip2 stream at a time (a payload may hold many, as
+            // `ota-sign` and pbzip2 write them): a stream end is a byte
+            // offset in the payload where decoding can start again, so a
+            // checkpoint there lets a later run continue without fetching
+            // the payload's beginning again.
+            let mut input = io::BufReader::with_capacity(64 << 10, tally);
+            loop {
+                let at_end = match input.fill_buf() {
+                    Ok(more) => more.is_empty(),
+                    Err(e) => return Err(refuse_io(img, "reading the payload", e)),
+                };
+                if at_end {
+                    break;
                 }
-                return Err(bz_err(dec.get_ref().source_failed, e));
+                let mut dec = bzip2::bufread::BzDecoder::new(&mut input);
+                if let Err(e) = io::copy(&mut dec, &mut sink) {
+                    // Sink errors (too much data, flash I/O) keep their kind.
+                    let from_sink = sink.flash_failed
+                        || (e.kind() == io::ErrorKind::InvalidData
+                            && e.to_string().contains("result_size"));
+                    if from_sink {
+                        return Err(refuse_io(img, "writing", e));
+                    }
+                    return Err(bz_err(input.get_ref().source_failed, e));
+                }
+                let at = input.get_ref().count - input.buffer().len() as u64;
+                sink.stream_end(at)
+                    .map_err(|e| refuse_io(img, "writing", e))?;
             }
             let blob = sink.finish().map_err(|e| refuse_io(img, "writing", e))?;
-            let mut tally = dec.into_inner();
-            io::copy(&mut tally, &mut io::sink())
-                .map_err(|e| refuse_io(img, "reading the payload", e))?;
-            check_blob(
-                img,
-                "payload",
-                Blob {
-                    size: tally.count,
-                    sha256: Digest(tally.hasher.finalize().into()),
-                },
-                img.payload,
-            )?;
+            let tally = input.into_inner();
+            if payload_start == 0 {
+                check_blob(
+                    img,
+                    "payload",
+                    Blob {
+                        size: tally.count,
+                        sha256: Digest(tally.hasher.finalize().into()),
+                    },
+                    img.payload,
+                )?;
+            } else if tally.count != img.payload.size {
+                return Err(refuse(
+                    img,
+                    format!(
+                        "payload is {} bytes, the manifest says {}",
+                        tally.count, img.payload.size
+                    ),
+                ));
+            }
+            // A resumed payload's SHA-256 cannot be completed without its
+            // first bytes; what counts is checked anyway: the decoded image
+            // against the signed `result` hash, here and read back from flash.
             blob
         }
     };
@@ -1023,6 +1109,12 @@ fn write_delta<D: Disk + ?Sized>(
     let Kind::Bsdiff { base: want } = img.kind else {
         return Err(refuse(img, "not a delta".into()));
     };
+    run.phase(
+        Phase::Writing,
+        &img.name,
+        Some(img.result.size),
+        ctx.done_before,
+    );
     let mut sink = Sink {
         writer,
         buf: Vec::with_capacity(ctx.options.chunk.max(4096)),
@@ -1031,7 +1123,7 @@ fn write_delta<D: Disk + ?Sized>(
         limit: img.result.size,
         next_checkpoint: ctx.options.checkpoint,
         // A delta restarts from its first byte: no offsets in the journal.
-        checkpoints: false,
+        checkpoints: Checkpoints::Progress,
         flash_failed: false,
         ctx,
         run,
@@ -1052,13 +1144,17 @@ fn check_on_flash<D: Disk + ?Sized>(
     writer
         .sync()
         .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+    let overall = ctx.done_before + img.result.size;
     run.phase(
-        Phase::Checking,
+        Phase::ReadingBack,
         &img.name,
-        ctx.done_before + img.result.size,
+        Some(img.result.size),
+        overall,
     );
-    let (h, n) = hash_prefix(writer, img.result.size)
-        .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+    let (h, n) = hash_prefix(writer, img.result.size, &mut |n| {
+        run.progress.advance(n, overall)
+    })
+    .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
     check_blob(
         img,
         &format!("image read back from `{}`", writer.partition().name),

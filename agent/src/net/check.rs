@@ -40,6 +40,13 @@ pub enum Decision {
         /// The offered release.
         version: semver::Version,
     },
+    /// The offered release was installed here before and the device went
+    /// back from it (bootloader fallback or `mark-bad`): not installed again
+    /// automatically; a newer release will be.
+    RolledBack {
+        /// The offered release.
+        version: semver::Version,
+    },
     /// The device is outside the rollout's share.
     NotInRollout {
         /// The offered release.
@@ -74,6 +81,10 @@ impl fmt::Display for Decision {
             Decision::Paused { version } => {
                 write!(f, "no update: the rollout of {version} is paused")
             }
+            Decision::RolledBack { version } => write!(
+                f,
+                "no update: {version} was rolled back on this device; waiting for a newer release"
+            ),
             Decision::NotInRollout {
                 version,
                 bucket,

@@ -30,7 +30,6 @@ pub mod backoff;
 pub mod check;
 pub mod fetch;
 pub mod payloads;
-pub mod progress;
 pub mod tls;
 pub mod update;
 

@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use super::check::{self, Decision, Facts};
-use super::progress::Reporter;
 use super::{dir_url, fetch_to_file, join_url, Client};
 use crate::bundle::{self, manifest, signature, BundleError, DeviceFacts, TrustedKeys};
 use crate::config::Config;
+use crate::update_status::{Phase, Progress};
 use crate::{Error, Result};
 
 /// Subdirectory of `state_dir` where releases are staged.
@@ -50,13 +50,50 @@ pub fn check(c: &Config, client: &Client, keys: &TrustedKeys) -> Result<Decision
         now: bundle::time::now(),
     };
     let (_, d) = check::check(client, server, keys, &facts)?;
-    Ok(d)
+    Ok(match d {
+        Decision::Update { version, .. } if rejected(&c.state_dir).as_ref() == Some(&version) => {
+            Decision::RolledBack { version }
+        }
+        d => d,
+    })
+}
+
+/// `state_dir` file naming the release this device rolled back from
+/// (written by `update`/`daemon` when they find the switch undone).
+pub const REJECTED_FILE: &str = "rejected-release";
+
+/// The release recorded in [`REJECTED_FILE`]; `None` if there is none (a
+/// damaged file is logged and ignored: at worst the release is tried once
+/// more, and the bootloader falls back again).
+pub fn rejected(state_dir: &Path) -> Option<semver::Version> {
+    let path = state_dir.join(REJECTED_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log::warn!("{}: {e}; ignored", path.display());
+            return None;
+        }
+    };
+    semver::Version::parse(text.trim())
+        .inspect_err(|e| log::warn!("{}: {e}; ignored", path.display()))
+        .ok()
+}
+
+/// Records `version` as the release this device rolled back from.
+pub fn reject(state_dir: &Path, version: &semver::Version) -> Result<()> {
+    crate::state::write_atomic(
+        &state_dir.join(REJECTED_FILE),
+        format!("{version}\n").as_bytes(),
+    )
 }
 
 /// Downloads the release whose manifest is at `manifest_url` into `dir`
 /// (created): manifest and signature first, verified and judged against the
 /// device before a single payload byte is fetched; then each payload,
-/// checked against the signed size and SHA-256. Returns `dir`.
+/// checked against the signed size and SHA-256. Returns `dir`. Each payload
+/// is a `downloading` phase of `progress` (bytes over all payloads as the
+/// whole); the caller records the end (`downloaded` or `failed`).
 pub fn download_release(
     client: &Client,
     manifest_url: &str,
@@ -64,7 +101,7 @@ pub fn download_release(
     facts: &DeviceFacts,
     expect_version: Option<&semver::Version>,
     dir: &Path,
-    state_dir: Option<&Path>,
+    progress: &mut dyn Progress,
 ) -> Result<PathBuf> {
     let mbytes = client.get_small(manifest_url, manifest::MAX_LEN)?;
     let sig = client.get_small(&format!("{manifest_url}.sig"), signature::MAX_SIGNATURE_LEN)?;
@@ -96,23 +133,27 @@ pub fn download_release(
         crate::state::write_atomic(&staged, &mbytes)?;
     }
     let base = dir_url(manifest_url);
+    let total = m
+        .images
+        .iter()
+        .try_fold(0u64, |t, i| t.checked_add(i.payload.size));
+    progress.target(&m.version.to_string(), None, total);
+    let mut before = 0u64;
     for img in &m.images {
         let dest = dir.join(&img.file);
         if std::fs::metadata(&dest).is_ok_and(|md| md.len() == img.payload.size) {
+            before = before.saturating_add(img.payload.size);
             continue; // verified when it was renamed into place
         }
-        let mut rep = Reporter::new(
-            &img.file,
-            Some(m.version.to_string()),
-            state_dir.map(Into::into),
-        );
+        progress.begin(Phase::Downloading, Some(&img.file), Some(img.payload.size));
         fetch_to_file(
             client,
             &join_url(base, &img.file),
             &dest,
             Some(&img.payload),
-            &mut |done, total| rep.update(done, total),
+            &mut |done, _| progress.advance(done, before.saturating_add(done)),
         )?;
+        before = before.saturating_add(img.payload.size);
     }
     Ok(dir.to_owned())
 }
