@@ -69,11 +69,16 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: the listeners are held until all are picked
+/// (one after the other, the kernel may hand out the same port twice).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// nginx in the foreground from a temporary prefix: `www/` is its root; an
@@ -156,12 +161,27 @@ impl Pki {
 }
 
 impl Nginx {
+    /// Starts nginx; a port taken between picking and binding (another test
+    /// or process got it first) means new ports and another try.
     fn start(pki: Option<&Pki>) -> Nginx {
+        for attempt in 1.. {
+            match Nginx::try_start(pki) {
+                Ok(n) => return n,
+                Err(e) if attempt < 5 && e.contains("Address already in use") => {
+                    eprintln!("nginx: {e}; new ports");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start(pki: Option<&Pki>) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         fs::create_dir(d.join("www")).unwrap();
         fs::create_dir(d.join("tmp")).unwrap();
-        let (port, tls_port, mtls_port) = (free_port(), free_port(), free_port());
+        let [port, tls_port, mtls_port] = free_ports::<3>();
         let mut servers = format!(
             "server {{ listen 127.0.0.1:{port}; root {0}/www; }}\n",
             d.display()
@@ -218,18 +238,18 @@ impl Nginx {
         };
         for _ in 0..200 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return n;
+                return Ok(n);
             }
             if let Ok(Some(st)) = n.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "nginx exited {st}: {}",
                     fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default()
-                );
+                ));
             }
             thread::sleep(Duration::from_millis(25));
         }
         let _ = n.child.kill();
-        panic!("nginx did not listen on 127.0.0.1:{port}");
+        Err(format!("nginx did not listen on 127.0.0.1:{port}"))
     }
     fn www(&self) -> PathBuf {
         self.dir.path().join("www")
