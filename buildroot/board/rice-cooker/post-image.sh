@@ -30,6 +30,12 @@ if cmp -s "$OTA_SIGNING_KEY" "$DEV_KEY"; then
     echo "************************************************************************" >&2
 fi
 
+# boot.scr: the layer's boot script template with this board's values (boot.vars).
+UBOOT_FILES=$BR2_EXTERNAL_OTA_PATH/../meta-ota/recipes-bsp/u-boot/files
+sh "$UBOOT_FILES/render-bootscript" "$BOARD_DIR/boot.vars" "$UBOOT_FILES/boot.cmd.in" "$BINARIES_DIR/boot.cmd"
+"$HOST_DIR/bin/mkimage" -A arm64 -O linux -T script -C none -n "ota boot" \
+    -d "$BINARIES_DIR/boot.cmd" "$BINARIES_DIR/boot.scr" >/dev/null
+
 # The empty data partition (genimage's vfat would copy the root path).
 rm -f "$BINARIES_DIR/data.vfat"
 "$HOST_DIR/sbin/mkfs.vfat" -n DATA -C "$BINARIES_DIR/data.vfat" $((128 * 1024)) >/dev/null
