@@ -30,7 +30,8 @@ impl Log for Stderr {
 }
 
 /// Installs the logger. `verbosity` 0 shows warnings and errors, 1 adds info,
-/// 2 debug, 3+ trace; negative values show errors only.
+/// 2 debug, 3+ trace (debug builds only: release builds compile trace
+/// records out, see the root Cargo.toml); negative values show errors only.
 pub fn init(verbosity: i32) {
     let filter = match verbosity {
         i32::MIN..=-1 => LevelFilter::Error,
