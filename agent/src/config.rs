@@ -54,6 +54,8 @@ pub struct Config {
     pub version_file: PathBuf,
     /// Executables run before `mark-good`; any failure blocks it.
     pub health_dir: PathBuf,
+    /// Seconds each health check may run before it is killed (and fails).
+    pub health_timeout_s: u64,
     /// Kernel command line to read the booted slot from.
     pub cmdline: PathBuf,
     /// Base URL of the release server.
@@ -129,6 +131,7 @@ impl Default for Config {
             state_dir: "/var/lib/ota".into(),
             version_file: "/etc/os-release".into(),
             health_dir: "/etc/ota/health.d".into(),
+            health_timeout_s: crate::health::HOOK_TIMEOUT.as_secs(),
             cmdline: "/proc/cmdline".into(),
             server: None,
             channel: "stable".into(),
@@ -176,6 +179,9 @@ impl Config {
         }
         if config.read_timeout_s == 0 {
             return Err(bad("key `read_timeout_s`: must not be 0".into()));
+        }
+        if config.health_timeout_s == 0 {
+            return Err(bad("key `health_timeout_s`: must not be 0".into()));
         }
         if config.client_cert.is_some() != config.client_key.is_some() {
             return Err(bad(
@@ -231,6 +237,7 @@ impl Config {
                 "state_dir" => c.state_dir = f.path()?,
                 "version_file" => c.version_file = f.path()?,
                 "health_dir" => c.health_dir = f.path()?,
+                "health_timeout_s" => c.health_timeout_s = f.int()?,
                 "cmdline" => c.cmdline = f.path()?,
                 "server" => c.server = Some(f.string()?),
                 "channel" => c.channel = f.string()?,
@@ -283,6 +290,7 @@ const TOP_KEYS: &[&str] = &[
     "state_dir",
     "version_file",
     "health_dir",
+    "health_timeout_s",
     "cmdline",
     "server",
     "channel",
@@ -440,6 +448,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("boot_tries"), "{e}");
+        let e = parse("product = \"p\"\ndisk = \"d\"\nhealth_timeout_s = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("health_timeout_s"), "{e}");
+        let c = parse("product = \"p\"\ndisk = \"d\"\nhealth_timeout_s = 900\n").unwrap();
+        assert_eq!(c.health_timeout_s, 900);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! with `.` and non-executable files are skipped (with a warning for the
 //! latter, a common packaging mistake). A missing directory means no checks.
 //!
-//! Each check gets [`HOOK_TIMEOUT`]: a hook that hangs (a service that never
-//! answers, a stuck network probe) must not keep the trial slot unconfirmed
+//! Each check gets `health_timeout_s` seconds (config; default
+//! [`HOOK_TIMEOUT`]): a hook that hangs (a service that never answers, a
+//! stuck network probe) must not keep the trial slot unconfirmed
 //! until the bootloader rolls back for the wrong reason, nor block the daemon
 //! forever. A hook runs in its own process group; on timeout the whole group
 //! gets SIGKILL, so a shell script's children die with it, and the check

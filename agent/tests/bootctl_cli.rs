@@ -427,6 +427,31 @@ fn uboot_update_confirm_rollback_transcript() {
     check_golden("uboot-transcript.txt", &scrub_times(&d.log));
 }
 
+/// A health check that hangs is killed after `health_timeout_s` and counts
+/// as failed: `mark-good` refuses, the trial stays unconfirmed.
+#[test]
+fn uboot_hanging_health_check_times_out_and_blocks_mark_good() {
+    let mut d = Device::new("uboot");
+    d.mkenv(FACTORY_ENV);
+    assert_eq!(d.boot_uboot(), 'a');
+    assert_eq!(d.agent(&["set-active", "b"]), 0);
+    assert_eq!(d.boot_uboot(), 'b');
+    let mut cfg = fs::read_to_string(&d.config).unwrap();
+    cfg.push_str("health_timeout_s = 1\n");
+    fs::write(&d.config, cfg).unwrap();
+    let hook = d.root.join("health.d/10-hangs");
+    fs::write(&hook, "#!/bin/sh\nsleep 600\n").unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(d.agent(&["mark-good"]), 1, "{}", d.log);
+    assert!(
+        d.log.contains("10-hangs") && d.log.contains("did not finish within 1 s"),
+        "{}",
+        d.log
+    );
+    let env = d.printenv();
+    assert!(env.contains("upgrade_available=1"), "{env}");
+}
+
 #[test]
 fn uboot_mark_bad_falls_back_and_is_recorded() {
     let mut d = Device::new("uboot");

@@ -96,7 +96,10 @@ pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let config = globals.config()?;
     let mut bc = open(globals, &config, false)?;
     let booted = bc.booted_slot();
-    let n = health::run_all(&config.health_dir)?;
+    let n = health::run_all_within(
+        &config.health_dir,
+        std::time::Duration::from_secs(config.health_timeout_s),
+    )?;
     bc.mark_successful()?;
     log::info!("{n} health checks passed");
     // The installed release's anti-rollback floor applies once it is confirmed.
