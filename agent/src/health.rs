@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long one health check may run.
+/// How long one health check may run unless `health_timeout_s` says otherwise.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
 use crate::{Error, Result};
@@ -55,13 +55,8 @@ pub fn hooks(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Runs every check, each within [`HOOK_TIMEOUT`]; the first failure stops
-/// and is returned.
-pub fn run_all(dir: &Path) -> Result<usize> {
-    run_all_within(dir, HOOK_TIMEOUT)
-}
-
-/// [`run_all`] with a chosen per-hook time limit.
+/// Runs every check, each within `limit` (config `health_timeout_s`); the
+/// first failure stops and is returned.
 pub fn run_all_within(dir: &Path, limit: Duration) -> Result<usize> {
     let hooks = hooks(dir)?;
     for hook in &hooks {
@@ -158,7 +153,7 @@ mod tests {
         );
         script(&d, "05-not-exec", "exit 1", 0o644);
         script(&d, ".hidden", "exit 1", 0o755);
-        let e = run_all(&d).unwrap_err().to_string();
+        let e = run_all_within(&d, HOOK_TIMEOUT).unwrap_err().to_string();
         assert!(e.contains("20-fails") && e.contains("status 4"), "{e}");
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "10\n20\n");
     }
@@ -167,8 +162,11 @@ mod tests {
     fn all_passing_and_missing_dir() {
         let dir = tempfile::tempdir().unwrap();
         script(dir.path(), "ok", "exit 0", 0o755);
-        assert_eq!(run_all(dir.path()).unwrap(), 1);
-        assert_eq!(run_all(&dir.path().join("absent")).unwrap(), 0);
+        assert_eq!(run_all_within(dir.path(), HOOK_TIMEOUT).unwrap(), 1);
+        assert_eq!(
+            run_all_within(&dir.path().join("absent"), HOOK_TIMEOUT).unwrap(),
+            0
+        );
     }
 
     #[test]

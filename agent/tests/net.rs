@@ -859,6 +859,26 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The command exited with `code` and its stdout contains `needle`.
+fn prints(o: &Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(needle),
+        "{}",
+        text(o)
+    );
+}
+
+/// The command exited with `code` and its stderr contains `needle`.
+fn complains(o: &Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(needle),
+        "{}",
+        text(o)
+    );
+}
+
 /// `check` prints the decision (exit 0 / 3), `update` downloads and verifies
 /// the release over HTTPS, a tampered channel file is refused, and `daemon`
 /// survives a dead server for a bounded number of cycles.
@@ -872,12 +892,7 @@ fn check_update_daemon_end_to_end() {
     let image = publish(&nginx.www(), &dev.key, 100, false);
 
     let o = dev.agent(&["check"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("update available: 1.4.0"),
-        "{}",
-        text(&o)
-    );
+    prints(&o, 0, "update available: 1.4.0");
 
     let o = dev.agent(&["update", "--download-only"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -902,30 +917,15 @@ fn check_update_daemon_end_to_end() {
             .map_err(|(_, e)| e)
             .unwrap();
         let o = dev.agent(&["update"]);
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("another update run holds the lock"),
-            "{}",
-            text(&o)
-        );
+        complains(&o, 1, "another update run holds the lock");
     }
 
     publish(&nginx.www(), &dev.key, 0, false);
     let o = dev.agent(&["check"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("rolled out to 0%"),
-        "{}",
-        text(&o)
-    );
+    prints(&o, 3, "rolled out to 0%");
     publish(&nginx.www(), &dev.key, 100, true);
     let o = dev.agent(&["check"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("paused"),
-        "{}",
-        text(&o)
-    );
+    prints(&o, 3, "paused");
 
     // A channel file changed after signing: refused, one line.
     let chan = nginx.www().join("rice-cooker/stable.json");
@@ -1125,12 +1125,7 @@ fn update_streams_into_the_inactive_slot() {
     let image = publish(&nginx.www(), &dev.key, 100, false);
 
     let o = dev.agent(&["--booted-slot", "a", "update"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("into slot b"),
-        "{}",
-        text(&o)
-    );
+    prints(&o, 0, "into slot b");
     assert_eq!(fs::read_to_string(d.join("reboots")).unwrap(), "rebooted\n");
     // The image is in rootfs_b (the third partition, after boot and rootfs_a).
     let slot_b = {
@@ -1216,12 +1211,7 @@ fn update_streams_into_the_inactive_slot() {
         .arg(d.join("altboot.txt")));
     let before = proxy.requests.lock().unwrap().len();
     let o = dev.agent(&["--booted-slot", "a", "update"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("went back to the old release"),
-        "{}",
-        text(&o)
-    );
+    complains(&o, 3, "went back to the old release");
     let after = proxy.requests.lock().unwrap().len();
     assert_eq!(after - before, 2, "only the channel file and its signature");
     assert_eq!(
@@ -1241,12 +1231,7 @@ fn update_streams_into_the_inactive_slot() {
     assert_eq!(st["last_rollback"]["reason"], "bootlimit", "{st:#}");
     // `check` agrees, and later runs keep the failure on record.
     let o = dev.agent(&["--booted-slot", "a", "check"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("1.4.0 was rolled back on this device"),
-        "{}",
-        text(&o)
-    );
+    prints(&o, 3, "1.4.0 was rolled back on this device");
     let o = dev.agent(&["--booted-slot", "a", "update"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(status(&dev)["update"], st["update"]);
