@@ -28,6 +28,9 @@ pub enum Bootloader {
 /// The whole configuration, defaults filled in.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file this configuration was read from (messages name it; empty
+    /// for a configuration built in code).
+    pub source: PathBuf,
     /// Product id; must equal the manifest's `product`.
     pub product: String,
     /// Hardware revision; must be in the manifest's compatible list when it has one.
@@ -117,6 +120,7 @@ impl Default for McuConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            source: PathBuf::new(),
             product: String::new(),
             hardware: None,
             device_id: None,
@@ -164,7 +168,8 @@ impl Config {
         for unknown in unknown_keys(&doc) {
             log::warn!("config {}: unknown key `{unknown}` ignored", path.display());
         }
-        let config = Config::from_document(&doc).map_err(bad)?;
+        let mut config = Config::from_document(&doc).map_err(bad)?;
+        config.source = path.to_owned();
         if config.product.is_empty() {
             return Err(bad("key `product` is required".into()));
         }

@@ -21,6 +21,7 @@ pub mod bootctl;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod gpt;
 pub mod health;
@@ -30,6 +31,7 @@ pub mod mcu;
 pub mod net;
 pub mod slots;
 pub mod state;
+pub mod update;
 pub mod update_status;
 
 pub use error::{Error, Result};

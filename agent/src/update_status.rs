@@ -6,12 +6,12 @@
 //!
 //! The downloader (`net`) and the installer (`install`) report through the
 //! [`Progress`] trait; [`StatusWriter`] is its one implementation that
-//! writes the file: atomically (`state::write_atomic`, so a reader sees an
+//! writes the file: atomically (`durable::replace`, so a reader sees an
 //! old or a new document, never a torn one), at every phase change and at
 //! most once a second in between. The document is parsed from bytes
 //! ([`parse`]); only [`read`] and the writer touch the file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,11 +19,9 @@ use serde::{Deserialize, Serialize};
 /// `done` of `total` as a percentage 0..=100 (the display's helper).
 pub use crate::mcu::display::percent;
 use crate::slots::Slot;
-use crate::state::write_atomic;
+use crate::state::StateDir;
 use crate::{Error, Result};
 
-/// File name in `state_dir`.
-pub const FILE: &str = "update-status.json";
 /// Version of the document; raised only on an incompatible change (readers
 /// ignore fields they do not know, new fields may appear in format 1).
 pub const FORMAT: u32 = 1;
@@ -247,8 +245,8 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<UpdateStatus, String> {
 /// Reads `state_dir`'s status file: `None` when there is none, an error
 /// naming the file when it is unreadable or not a valid document (callers
 /// such as `status` warn and show no update; nothing trusts it).
-pub fn read(state_dir: &Path) -> Result<Option<UpdateStatus>> {
-    let path = state_dir.join(FILE);
+pub fn read(state: &StateDir) -> Result<Option<UpdateStatus>> {
+    let path = state.update_status_path();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -306,9 +304,9 @@ pub struct StatusWriter {
 impl StatusWriter {
     /// A writer of `state_dir/update-status.json` (the directory is created
     /// at the first write), starting `idle` with nothing written yet.
-    pub fn new(state_dir: &Path, from_version: Option<String>) -> StatusWriter {
+    pub fn new(state: &StateDir, from_version: Option<String>) -> StatusWriter {
         StatusWriter {
-            path: Some(state_dir.join(FILE)),
+            path: Some(state.update_status_path()),
             doc: UpdateStatus::idle(from_version),
             last_write: None,
             phase_first: None,
@@ -319,9 +317,9 @@ impl StatusWriter {
     /// A writer that continues the document already in `state_dir` (e.g.
     /// to record `rebooting` after an install); a fresh one when there is
     /// no valid document.
-    pub fn resume(state_dir: &Path, from_version: Option<String>) -> StatusWriter {
-        let mut w = StatusWriter::new(state_dir, from_version);
-        match read(state_dir) {
+    pub fn resume(state: &StateDir, from_version: Option<String>) -> StatusWriter {
+        let mut w = StatusWriter::new(state, from_version);
+        match read(state) {
             Ok(Some(doc)) => w.doc = doc,
             Ok(None) => {}
             Err(e) => log::warn!("{e}; starting a new one"),
@@ -348,7 +346,7 @@ impl StatusWriter {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
-                write_atomic(path, &text)
+                crate::durable::replace(path, &text)
             });
         // Bookkeeping for observers: it must not fail an update.
         match r {
@@ -551,9 +549,10 @@ mod tests {
     #[test]
     fn read_reports_a_corrupt_file_and_none_when_absent() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(dir.path()).unwrap(), None);
-        std::fs::write(dir.path().join(FILE), b"{\"format\":1,\"pha").unwrap();
-        let e = read(dir.path()).unwrap_err().to_string();
+        let sd = StateDir::new(dir.path());
+        assert_eq!(read(&sd).unwrap(), None);
+        std::fs::write(sd.update_status_path(), b"{\"format\":1,\"pha").unwrap();
+        let e = read(&sd).unwrap_err().to_string();
         assert!(
             e.contains("update-status.json") && e.contains("corrupt"),
             "{e}"
@@ -563,7 +562,7 @@ mod tests {
     #[test]
     fn writer_records_phases_at_once_and_bytes_at_most_once_a_second() {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
+        let state = StateDir::new(dir.path().join("state"));
         let mut w = StatusWriter::new(&state, Some("1.3.0".into()));
         let t0 = Instant::now();
         w.begin_at(t0, Phase::Checking, None, None);

@@ -960,7 +960,8 @@ fn check_update_daemon_end_to_end() {
 #[test]
 fn http_payloads_resume_at_the_installer_offset() {
     use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
-    use ota_agent::net::payloads::{HttpPayloads, VALIDATORS_FILE};
+    use ota_agent::net::payloads::HttpPayloads;
+    use ota_agent::state::StateDir;
     let nginx = Nginx::start(None);
     let data = pseudo_random(700_000, 21);
     let rel = nginx.www().join("r");
@@ -987,7 +988,8 @@ fn http_payloads_resume_at_the_installer_offset() {
             result: blob,
         }],
     };
-    let state = tempfile::tempdir().unwrap();
+    let state_tmp = tempfile::tempdir().unwrap();
+    let state = StateDir::new(state_tmp.path());
     let proxy = Proxy::start(
         nginx.port,
         |n, _| {
@@ -1001,7 +1003,7 @@ fn http_payloads_resume_at_the_installer_offset() {
     );
     let client = http_client(3);
     let murl = proxy.url("r/manifest.json");
-    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
+    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(&state));
     let mut got = Vec::new();
     p.open_at(0, 100_000)
         .unwrap()
@@ -1012,7 +1014,7 @@ fn http_payloads_resume_at_the_installer_offset() {
     assert_eq!(reqs[0].0.as_deref(), Some("bytes=100000-"));
     assert_eq!(reqs[1].0.as_deref(), Some("bytes=150000-"));
     assert!(reqs[1].1.is_some(), "the resumed request carries If-Range");
-    assert!(state.path().join(VALIDATORS_FILE).exists());
+    assert!(state.validators_path().exists());
 
     // "Power cut", then the same bytes are uploaded again (new mtime → new
     // ETag): a fresh HttpPayloads reads the stored validator, nginx answers
@@ -1021,7 +1023,7 @@ fn http_payloads_resume_at_the_installer_offset() {
     f.set_modified(std::time::SystemTime::now() + Duration::from_secs(100))
         .unwrap();
     drop(f);
-    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
+    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(&state));
     let mut r = p.open_at(0, 300_000).unwrap();
     let mut got = Vec::new();
     r.read_to_end(&mut got).unwrap();

@@ -169,22 +169,26 @@ pub struct OpenOptions {
     pub reinit: bool,
 }
 
-/// Opens the backend the configuration names: reads the disk's slot layout,
-/// the booted slot and the bootloader state.
-pub fn open(config: &Config, options: OpenOptions) -> Result<Box<dyn BootControl>> {
-    let booted = options.booted;
-    let layout = Layout::discover(&config.disk)?;
-    let source = match booted {
+/// Opens the backend the configuration names on the disk's slot `layout`
+/// (read by the caller): finds the booted slot and reads the bootloader
+/// state. Records go to `state`.
+pub fn open(
+    config: &Config,
+    layout: &Layout,
+    state: &StateDir,
+    options: OpenOptions,
+) -> Result<Box<dyn BootControl>> {
+    let source = match options.booted {
         Some(slot) => BootedSource::Override(slot),
         None => BootedSource::Cmdline(&config.cmdline),
     };
-    let booted = booted_slot(source, &layout)?;
-    let state = StateDir::new(&config.state_dir);
+    let booted = booted_slot(source, layout)?;
+    let state = state.clone();
     Ok(match config.bootloader {
         Bootloader::Uboot => Box::new(uboot::Uboot::open_config(config, booted, state)?),
         Bootloader::Android => Box::new(android::Android::open_config(
             config,
-            &layout,
+            layout,
             booted,
             state,
             options.reinit,

@@ -1,6 +1,9 @@
-//! Command-line front end: global options, then one command (DESIGN.md
-//! "Command line" is the contract). Each command's argument parsing lives in
-//! its own file; this file only dispatches and maps errors to exit statuses.
+//! Command-line front end: global options, then one command. Each group of
+//! commands has its file (`boot`: status, mark-good, mark-bad, set-active;
+//! `update`: check, update, daemon, install; `verify`, `env`, `mcu`); they
+//! parse arguments, call the library ([`crate::update`] for the update
+//! flow) and print. This file only dispatches and maps errors to exit
+//! statuses.
 //!
 //! Exit statuses: 0 success, 1 failure (one line on stderr says what and why),
 //! 2 usage error, 3 `check` found no update.
@@ -9,14 +12,15 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
+use crate::slots::Slot;
+use crate::update::Device;
 use crate::{Error, Result};
 
+mod boot;
 mod env;
-mod install;
 mod mcu;
-mod net;
 mod progress;
-mod slots;
+mod update;
 mod verify;
 
 /// Exit status of a failed command.
@@ -34,8 +38,8 @@ commands:
   mark-good                  confirm the booted slot (after health checks)
   mark-bad                   mark the booted slot unbootable
   set-active a|b|other [--reinit]  choose the slot for the next boot
-  install URL|PATH [--reboot]  verify and install a bundle into the inactive slot
-  verify URL|PATH            verify a bundle without installing it
+  install PATH|URL [--reboot]  verify and install a bundle into the inactive slot
+  verify PATH                verify a bundle without installing it
   check                      read the channel (exit 0 update available, 3 none)
   update                     check + download + install
   daemon [--max-cycles N]    the poll loop
@@ -50,7 +54,7 @@ pub struct Globals {
     /// `--config FILE`, or the default path.
     pub config_path: PathBuf,
     /// `--booted-slot a|b` (tests): overrides the kernel command line.
-    pub booted_slot: Option<String>,
+    pub booted_slot: Option<Slot>,
     /// `-v` count minus `-q` count.
     pub verbosity: i32,
 }
@@ -69,6 +73,11 @@ impl Globals {
     /// Loads the configuration file these options name.
     pub fn config(&self) -> Result<Config> {
         Config::load(&self.config_path)
+    }
+
+    /// This device for one run: the configuration these options name.
+    pub fn device(&self) -> Result<Device> {
+        Ok(Device::new(self.config()?, self.booted_slot))
     }
 }
 
@@ -117,7 +126,11 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         match parser.next().map_err(usage)? {
             Some(Long("config")) => globals.config_path = parser.value().map_err(usage)?.into(),
             Some(Long("booted-slot")) => {
-                globals.booted_slot = Some(string(parser.value().map_err(usage)?)?)
+                let s = string(parser.value().map_err(usage)?)?;
+                globals.booted_slot =
+                    Some(s.parse::<Slot>().map_err(|_| {
+                        Error::Usage(format!("--booted-slot `{s}`: expected a or b"))
+                    })?)
             }
             Some(Short('v')) | Some(Long("verbose")) => globals.verbosity += 1,
             Some(Short('q')) | Some(Long("quiet")) => globals.verbosity -= 1,
@@ -134,16 +147,16 @@ fn run(args: Vec<OsString>) -> Result<i32> {
     let rest: Vec<OsString> = parser.raw_args().map_err(usage)?.collect();
     match command.as_str() {
         "env" => env::run(&globals, rest),
-        "status" => slots::status(&globals, rest),
-        "mark-good" => slots::mark_good(&globals, rest),
-        "mark-bad" => slots::mark_bad(&globals, rest),
-        "set-active" => slots::set_active(&globals, rest),
+        "status" => boot::status(&globals, rest),
+        "mark-good" => boot::mark_good(&globals, rest),
+        "mark-bad" => boot::mark_bad(&globals, rest),
+        "set-active" => boot::set_active(&globals, rest),
         "mcu" => mcu::run(&globals, rest),
         "verify" => verify::run(&globals, rest),
-        "install" => install::run(&globals, rest),
-        "check" => net::check(&globals, rest),
-        "update" => net::update(&globals, rest),
-        "daemon" => net::daemon(&globals, rest),
+        "install" => update::install(&globals, rest),
+        "check" => update::check(&globals, rest),
+        "update" => update::update(&globals, rest),
+        "daemon" => update::daemon(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),

@@ -616,7 +616,7 @@ fn checkpoint(file: &File, path: &Path, url: &str, dl: &Download) -> Result<()> 
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    crate::state::write_atomic(path, &bytes)
+    crate::durable::replace(path, &bytes)
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@ pub mod check;
 pub mod fetch;
 pub mod payloads;
 pub mod tls;
-pub mod update;
 
 pub use backoff::Backoff;
 pub use fetch::{fetch_to_file, Download, Validator};
