@@ -917,7 +917,7 @@ fn check_update_daemon_end_to_end() {
             .map_err(|(_, e)| e)
             .unwrap();
         let o = dev.agent(&["update"]);
-        complains(&o, 1, "another update run holds the lock");
+        complains(&o, 1, "another update is running");
     }
 
     publish(&nginx.www(), &dev.key, 0, false);

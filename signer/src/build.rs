@@ -12,7 +12,7 @@ use ota_agent::bundle::{
     MANIFEST_FILE, SIGNATURE_FILE,
 };
 
-use crate::commands::{name_eq_file, need, string};
+use crate::args::{name_eq_file, need, now, string};
 use crate::delta;
 use crate::error::{usage, Error, Result};
 use crate::keys;
@@ -40,14 +40,6 @@ suffix, FILE = its new image):
 to 365 days. `created` is SOURCE_DATE_EPOCH when set (reproducible builds),
 else now. --single-file OUT also writes the one-file form (USB, factory).
 ";
-
-/// Seconds since the epoch: `SOURCE_DATE_EPOCH` if set, else the clock.
-pub fn now() -> i64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(time::now)
-}
 
 struct Args {
     key: PathBuf,

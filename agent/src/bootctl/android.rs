@@ -31,7 +31,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::bootctrl::{self, BootCtrl, SlotMeta, MAX_PRIORITY};
+use super::bootloader_control::{self, BootloaderControl, SlotMeta, MAX_PRIORITY};
 use crate::bootctl::{BootControl, BootStatus, SlotState};
 use crate::config::Config;
 use crate::slots::{Layout, Slot};
@@ -50,10 +50,10 @@ fn err(reason: impl Into<String>) -> Error {
 /// Access to the 32-byte block.
 pub trait BlockAccess {
     /// Reads the block.
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]>;
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]>;
     /// Writes the block and makes it durable. A 32-byte write inside one
     /// sector; a torn write is caught by the CRC.
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()>;
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()>;
     /// Where the block lives, for messages.
     fn describe(&self) -> String;
 }
@@ -76,16 +76,16 @@ impl MiscFile {
 }
 
 impl BlockAccess for MiscFile {
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]> {
         let io = |e| Error::io(&self.path, e);
         let mut f = std::fs::File::open(&self.path).map_err(io)?;
         f.seek(SeekFrom::Start(self.offset)).map_err(io)?;
-        let mut block = [0u8; bootctrl::SIZE];
+        let mut block = [0u8; bootloader_control::SIZE];
         f.read_exact(&mut block).map_err(io)?;
         Ok(block)
     }
 
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
         let mut f = OpenOptions::new()
             .write(true)
@@ -109,16 +109,16 @@ impl BlockAccess for MiscFile {
 #[derive(Debug, Clone)]
 pub struct MemBlock {
     /// The block.
-    pub block: [u8; bootctrl::SIZE],
+    pub block: [u8; bootloader_control::SIZE],
     /// Number of writes.
     pub writes: usize,
 }
 
 impl BlockAccess for MemBlock {
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]> {
         Ok(self.block)
     }
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()> {
         self.block = *block;
         self.writes += 1;
         Ok(())
@@ -129,10 +129,10 @@ impl BlockAccess for MemBlock {
 }
 
 impl<B: BlockAccess + ?Sized> BlockAccess for Box<B> {
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]> {
         (**self).read()
     }
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()> {
         (**self).write(block)
     }
     fn describe(&self) -> String {
@@ -143,7 +143,7 @@ impl<B: BlockAccess + ?Sized> BlockAccess for Box<B> {
 /// The Android bootctrl backend.
 pub struct Android<B> {
     misc: B,
-    ctrl: BootCtrl,
+    ctrl: BootloaderControl,
     /// True when the stored block is invalid and `ctrl` is a fresh default
     /// that the next write will store (only with `reinit`).
     reinit_pending: bool,
@@ -160,14 +160,17 @@ pub fn misc_block(layout: &Layout, name: &str) -> Result<MiscFile> {
             layout.disk.display()
         ))
     })?;
-    if part.size < bootctrl::OFFSET + bootctrl::SIZE as u64 {
+    if part.size < bootloader_control::OFFSET + bootloader_control::SIZE as u64 {
         return Err(err(format!(
             "partition `{name}` is {} bytes, too small for the bootctrl block at byte {}",
             part.size,
-            bootctrl::OFFSET
+            bootloader_control::OFFSET
         )));
     }
-    Ok(MiscFile::new(&layout.disk, part.offset + bootctrl::OFFSET))
+    Ok(MiscFile::new(
+        &layout.disk,
+        part.offset + bootloader_control::OFFSET,
+    ))
 }
 
 impl Android<Box<dyn BlockAccess>> {
@@ -203,7 +206,7 @@ impl<B: BlockAccess> Android<B> {
                 // Like U-Boot's default block, except that the running slot
                 // is trusted (confirmed): the operator asked for this while
                 // running it, and a trial needs a confirmed fallback.
-                let mut fresh = BootCtrl::initial(booted.index(), boot_tries);
+                let mut fresh = BootloaderControl::initial(booted.index(), boot_tries);
                 fresh.slots[booted.index()].successful = true;
                 (fresh, true)
             }
@@ -229,9 +232,9 @@ impl<B: BlockAccess> Android<B> {
         &self.misc
     }
 
-    fn load(misc: &mut B) -> Result<Result<BootCtrl, String>> {
+    fn load(misc: &mut B) -> Result<Result<BootloaderControl, String>> {
         let raw = misc.read()?;
-        Ok(match BootCtrl::parse(&raw) {
+        Ok(match BootloaderControl::parse(&raw) {
             Ok(ctrl) if ctrl.slot_count() == 2 => Ok(ctrl),
             Ok(ctrl) => Err(format!(
                 "bootctrl manages {} slots; this device has 2",
@@ -256,7 +259,7 @@ impl<B: BlockAccess> Android<B> {
 
     /// Writes `ctrl` if it differs, after checking that U-Boot will still
     /// find a bootable slot (`want`: and that it is this one).
-    fn commit(&mut self, ctrl: BootCtrl, want: Option<Slot>) -> Result<()> {
+    fn commit(&mut self, ctrl: BootloaderControl, want: Option<Slot>) -> Result<()> {
         let picked = ctrl.select();
         match (picked, want) {
             (None, _) => {
@@ -332,7 +335,7 @@ impl<B: BlockAccess> BootControl for Android<B> {
         if confirmed_booted {
             target.tries_remaining = target.tries_remaining.max(1);
         } else {
-            target.tries_remaining = self.boot_tries.min(bootctrl::MAX_TRIES);
+            target.tries_remaining = self.boot_tries.min(bootloader_control::MAX_TRIES);
         }
         if slot != self.booted {
             target.verity_corrupted = false;
@@ -510,17 +513,17 @@ impl<B: BlockAccess> BootControl for Android<B> {
 }
 
 /// Reads and decodes the block of `path` at `offset` (for tools and tests).
-pub fn read_block(path: &Path, offset: u64) -> Result<BootCtrl> {
+pub fn read_block(path: &Path, offset: u64) -> Result<BootloaderControl> {
     let mut misc = MiscFile::new(path, offset);
     let raw = misc.read()?;
-    BootCtrl::parse(&raw).map_err(|e| err(format!("{}: {e}", misc.describe())))
+    BootloaderControl::parse(&raw).map_err(|e| err(format!("{}: {e}", misc.describe())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn mem(ctrl: &BootCtrl) -> MemBlock {
+    fn mem(ctrl: &BootloaderControl) -> MemBlock {
         MemBlock {
             block: ctrl.build(),
             writes: 0,
@@ -528,8 +531,8 @@ mod tests {
     }
 
     /// Both slots confirmed, a active: a device in service.
-    fn settled() -> BootCtrl {
-        let mut c = BootCtrl::initial(0, 3);
+    fn settled() -> BootloaderControl {
+        let mut c = BootloaderControl::initial(0, 3);
         c.slots[0].successful = true;
         c.slots[1].successful = true;
         c
@@ -544,7 +547,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = open(mem(&settled()), Slot::A, &dir);
         a.set_active(Slot::B).unwrap();
-        let c = BootCtrl::parse(&a.misc().block).unwrap();
+        let c = BootloaderControl::parse(&a.misc().block).unwrap();
         assert_eq!(a.misc().writes, 1);
         assert_eq!((c.slots[1].priority, c.slots[1].tries_remaining), (15, 3));
         assert!(!c.slots[1].successful);
@@ -595,7 +598,7 @@ mod tests {
         let mut a = Android::new(m, Slot::A, 3, StateDir::new(dir.path()), true).unwrap();
         a.set_active(Slot::A).unwrap();
         assert_eq!(a.misc().writes, 1);
-        assert!(BootCtrl::parse(&a.misc().block).is_ok());
+        assert!(BootloaderControl::parse(&a.misc().block).is_ok());
     }
 
     #[test]
@@ -667,7 +670,7 @@ mod tests {
         let mut a = open(mem(&settled()), Slot::A, &dir);
         a.set_active(Slot::B).unwrap();
         assert_eq!(a.record_rollback().unwrap(), None, "no reboot yet");
-        let mut c = BootCtrl::parse(&a.misc().block).unwrap();
+        let mut c = BootloaderControl::parse(&a.misc().block).unwrap();
         for _ in 0..3 {
             assert_eq!(c.boot_attempt(), Some(1));
         }

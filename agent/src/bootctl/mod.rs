@@ -39,8 +39,8 @@ use crate::state::{Rollback, StateDir};
 use crate::Result;
 
 pub mod android;
-pub mod bootctrl;
 pub mod booted;
+pub mod bootloader_control;
 pub mod uboot;
 
 /// One slot's health as the bootloader sees it.
