@@ -80,6 +80,15 @@ pub struct Config {
     pub retry_attempts: u32,
     /// Seconds a stalled connection may stay silent before it is dropped.
     pub read_timeout_s: u64,
+    /// Seconds one channel, manifest or signature fetch may take in all
+    /// (retries included) before the run gives up.
+    pub fetch_deadline_s: u64,
+    /// A payload download that receives fewer than this many bytes in
+    /// `min_progress_window_s` is stalled: the run stops (transient
+    /// failure, lock released) and a later run resumes. 0 = no rule.
+    pub min_progress_bytes: u64,
+    /// The window of the minimum-progress rule, in seconds.
+    pub min_progress_window_s: u64,
     /// The appliance MCU link; absent = no appliance gate.
     pub mcu: Option<McuConfig>,
     /// Program and arguments run to reboot after an install (`--reboot`,
@@ -146,6 +155,9 @@ impl Default for Config {
             client_key: None,
             retry_attempts: 8,
             read_timeout_s: 30,
+            fetch_deadline_s: 300,
+            min_progress_bytes: 16 * 1024,
+            min_progress_window_s: 60,
             mcu: None,
         }
     }
@@ -184,6 +196,12 @@ impl Config {
         }
         if config.read_timeout_s == 0 {
             return Err(bad("key `read_timeout_s`: must not be 0".into()));
+        }
+        if config.fetch_deadline_s == 0 {
+            return Err(bad("key `fetch_deadline_s`: must not be 0".into()));
+        }
+        if config.min_progress_window_s == 0 {
+            return Err(bad("key `min_progress_window_s`: must not be 0".into()));
         }
         if config.health_timeout_s == 0 {
             return Err(bad("key `health_timeout_s`: must not be 0".into()));
@@ -253,6 +271,9 @@ impl Config {
                 "client_key" => c.client_key = Some(f.path()?),
                 "retry_attempts" => c.retry_attempts = f.int()?,
                 "read_timeout_s" => c.read_timeout_s = f.int()?,
+                "fetch_deadline_s" => c.fetch_deadline_s = f.int()?,
+                "min_progress_bytes" => c.min_progress_bytes = f.int()?,
+                "min_progress_window_s" => c.min_progress_window_s = f.int()?,
                 "reboot_command" => c.reboot_command = f.strings()?,
                 "mcu" => {
                     return Err(f.wrong(format!("expected a table [mcu], found {}", e.value.kind())))
@@ -306,6 +327,9 @@ const TOP_KEYS: &[&str] = &[
     "client_key",
     "retry_attempts",
     "read_timeout_s",
+    "fetch_deadline_s",
+    "min_progress_bytes",
+    "min_progress_window_s",
     "reboot_command",
 ];
 const SECTIONS: &[&str] = &["mcu"];

@@ -277,6 +277,7 @@ fn settings(attempts: u32) -> NetSettings {
             attempts,
         ),
         danger_allow_http: true,
+        ..NetSettings::default()
     }
 }
 

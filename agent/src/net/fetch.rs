@@ -19,6 +19,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,8 @@ pub struct Download {
     /// signed hash, so a splice is caught before it matters).
     blind: bool,
     stats: Stats,
+    /// Start of the current minimum-progress window and the bytes in it.
+    window: Option<(Instant, u64)>,
 }
 
 impl std::fmt::Debug for Download {
@@ -155,6 +158,7 @@ impl Download {
             pending: None,
             blind: false,
             stats: Stats::default(),
+            window: None,
         })
     }
 
@@ -398,7 +402,41 @@ impl Download {
         }
     }
 
+    /// The minimum-progress rule ([`NetSettings::min_progress_bytes`] in
+    /// [`NetSettings::min_progress_window`]; the window starts at the first
+    /// read): a stall is a transient failure that ends this download, so
+    /// the run ends, releases its lock and a later run resumes.
+    ///
+    /// [`NetSettings::min_progress_bytes`]: super::NetSettings::min_progress_bytes
+    /// [`NetSettings::min_progress_window`]: super::NetSettings::min_progress_window
+    fn check_progress(&mut self) -> Result<(), NetError> {
+        let s = self.client.settings();
+        if s.min_progress_bytes == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let (start, got) = *self.window.get_or_insert((now, 0));
+        if now.duration_since(start) < s.min_progress_window {
+            return Ok(());
+        }
+        self.window = Some((now, 0));
+        if got >= s.min_progress_bytes {
+            return Ok(());
+        }
+        self.body = None;
+        Err(NetError::new(
+            &self.url,
+            NetErrorKind::Transient(format!(
+                "stalled at byte {}: {got} bytes in the last {} s, fewer than min_progress_bytes = {}; a later run resumes",
+                self.pos,
+                s.min_progress_window.as_secs(),
+                s.min_progress_bytes
+            )),
+        ))
+    }
+
     fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        self.check_progress()?;
         loop {
             if self.total == Some(self.pos) || buf.is_empty() {
                 return Ok(0);
@@ -438,6 +476,9 @@ impl Download {
                     self.pos += n as u64;
                     self.conn_read += n as u64;
                     self.stats.received += n as u64;
+                    if let Some((_, got)) = &mut self.window {
+                        *got += n as u64;
+                    }
                     self.backoff.reset();
                     return Ok(n);
                 }
