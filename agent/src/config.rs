@@ -1,4 +1,4 @@
-//! `/etc/ota-agent.toml`: the device configuration (DESIGN.md "Configuration").
+//! `/etc/ota-agent.toml`: the device configuration.
 //!
 //! Every key is optional except `product` and `disk`. Unknown keys are warned
 //! about (a newer config on an older agent must still boot); a bad value is an

@@ -110,7 +110,7 @@ impl Device {
         let root = dir.path().to_owned();
         let disk = root.join("disk.img");
         fs::File::create(&disk).unwrap().set_len(28 << 20).unwrap();
-        // CONTRACT.md layout: env before the first partition, which starts at 2 MiB.
+        // docs/contract.md layout: env before the first partition, which starts at 2 MiB.
         let d = disk.to_str().unwrap();
         tool(
             "sgdisk",

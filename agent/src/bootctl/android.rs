@@ -1,5 +1,5 @@
 //! The `android` backend: the `bootloader_control` block in the `misc`
-//! partition (format in [`super::bootctrl`]), with the semantics of AOSP
+//! partition (format in [`super::bootloader_control`]), with the semantics of AOSP
 //! `libboot_control` and U-Boot `ab_select`:
 //!
 //! * active = the slot `ab_select` will pick (highest priority bootable);

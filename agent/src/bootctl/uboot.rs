@@ -1,5 +1,5 @@
 //! The `uboot` backend: boot control through the U-Boot environment
-//! (CONTRACT.md "U-Boot environment contract").
+//! (docs/contract.md "U-Boot environment").
 //!
 //! | variable            | meaning                                                     |
 //! |---------------------|-------------------------------------------------------------|

@@ -1,4 +1,4 @@
-//! The serial link to the appliance's main controller (DESIGN.md "MCU link").
+//! The serial link to the appliance's main controller (docs/mcu-protocol.md).
 //!
 //! The rice cooker's MCU owns the heater; the agent must not reboot the SoC in
 //! the middle of a cooking programme, and it shows update progress on the

@@ -5,7 +5,7 @@
 //! Order of the decision (the first that applies wins):
 //! 1. the channel file is for another product or channel → error;
 //! 2. it expired (clock sanity as for manifests: an unset clock is judged
-//!    as [`CLOCK_FLOOR`](crate::bundle::CLOCK_FLOOR)) → error;
+//!    as [`CLOCK_FLOOR`]) → error;
 //! 3. its version is not newer than the installed one → no update;
 //! 4. the rollout is paused → no update;
 //! 5. the device's bucket is not below `percent` → no update;
