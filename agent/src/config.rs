@@ -96,35 +96,9 @@ pub struct Config {
     pub reboot_command: Vec<String>,
 }
 
-/// `[mcu]`: the serial link to the appliance's main controller.
-#[derive(Debug, Clone)]
-pub struct McuConfig {
-    /// Serial device.
-    pub port: PathBuf,
-    /// Baud rate (8N1).
-    pub baud: u32,
-    /// How long to wait for one reply, in milliseconds.
-    pub reply_timeout_ms: u64,
-    /// Attempts per request before the MCU counts as silent.
-    pub retries: u32,
-    /// Seconds between "are you idle?" questions while the appliance is busy.
-    pub idle_poll_s: u64,
-    /// Seconds after which a deferred reboot is given up (the update stays pending).
-    pub reboot_deadline_s: u64,
-}
-
-impl Default for McuConfig {
-    fn default() -> Self {
-        McuConfig {
-            port: "/dev/ttyS1".into(),
-            baud: 9600,
-            reply_timeout_ms: 500,
-            retries: 3,
-            idle_poll_s: 60,
-            reboot_deadline_s: 6 * 3600,
-        }
-    }
-}
+/// `[mcu]`: the serial link to the appliance's main controller (defined
+/// beside the link it configures).
+pub use crate::mcu::McuConfig;
 
 impl Default for Config {
     fn default() -> Self {

@@ -251,23 +251,6 @@ pub struct DeviceFacts {
     pub reinstall: bool,
 }
 
-impl DeviceFacts {
-    /// The facts of this device as its configuration names them: product and
-    /// hardware, the running version (`version_file`), the stored minimum
-    /// security version (`state_dir`) and the clock.
-    pub fn from_config(config: &crate::config::Config, reinstall: bool) -> Result<DeviceFacts> {
-        Ok(DeviceFacts {
-            product: config.product.clone(),
-            hardware: config.hardware.clone(),
-            installed: installed_version(&config.version_file)?,
-            min_security_version: crate::state::StateDir::new(&config.state_dir)
-                .min_security_version()?,
-            now: time::now(),
-            reinstall,
-        })
-    }
-}
-
 /// Checks a verified manifest against the device. Returns warnings to show
 /// (e.g. an unset clock); refusals are errors.
 ///

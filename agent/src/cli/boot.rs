@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{string, usage, Globals};
+use super::args::{string, usage, Globals};
 use crate::bundle::time::format_rfc3339_utc;
 use crate::slots::Slot;
 use crate::update::{self, StatusReport, Target};

@@ -9,13 +9,12 @@
 //! 2 usage error, 3 `check` found no update.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::config::{self, Config};
 use crate::slots::Slot;
-use crate::update::Device;
 use crate::{Error, Result};
 
+mod args;
 mod boot;
 mod env;
 mod mcu;
@@ -23,12 +22,8 @@ mod progress;
 mod update;
 mod verify;
 
-/// Exit status of a failed command.
-pub const EXIT_FAILURE: i32 = 1;
-/// Exit status of a command-line mistake.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status of `check` when no update is available.
-pub const EXIT_NO_UPDATE: i32 = 3;
+use args::{string, usage};
+pub use args::{Globals, EXIT_FAILURE, EXIT_NO_UPDATE, EXIT_USAGE};
 
 const USAGE: &str = "\
 usage: ota-agent [--config FILE] [--booted-slot a|b] [-v...] [-q] <command> [args]
@@ -47,39 +42,6 @@ commands:
   env set NAME [VALUE...]    like fw_setenv (also: env set -s SCRIPT|-)
   mcu status                 ask the appliance MCU for its state
 ";
-
-/// Options that come before the command.
-#[derive(Debug, Clone)]
-pub struct Globals {
-    /// `--config FILE`, or the default path.
-    pub config_path: PathBuf,
-    /// `--booted-slot a|b` (tests): overrides the kernel command line.
-    pub booted_slot: Option<Slot>,
-    /// `-v` count minus `-q` count.
-    pub verbosity: i32,
-}
-
-impl Default for Globals {
-    fn default() -> Self {
-        Globals {
-            config_path: config::DEFAULT_PATH.into(),
-            booted_slot: None,
-            verbosity: 0,
-        }
-    }
-}
-
-impl Globals {
-    /// Loads the configuration file these options name.
-    pub fn config(&self) -> Result<Config> {
-        Config::load(&self.config_path)
-    }
-
-    /// This device for one run: the configuration these options name.
-    pub fn device(&self) -> Result<Device> {
-        Ok(Device::new(self.config()?, self.booted_slot))
-    }
-}
 
 /// Runs the program with `args` (including argv\[0\]) and returns the exit status.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -161,16 +123,4 @@ fn run(args: Vec<OsString>) -> Result<i32> {
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),
     }
-}
-
-/// Turns a lexopt error into a usage error.
-pub(crate) fn usage(e: lexopt::Error) -> Error {
-    Error::Usage(e.to_string())
-}
-
-/// An argument as UTF-8, or a usage error.
-pub(crate) fn string(value: OsString) -> Result<String> {
-    value
-        .into_string()
-        .map_err(|v| Error::Usage(format!("argument {v:?} is not valid UTF-8")))
 }

@@ -17,8 +17,8 @@
 
 use std::ffi::OsString;
 
+use super::args::{string, usage, Globals, EXIT_NO_UPDATE};
 use super::progress::Terminal;
-use super::{string, usage, Globals, EXIT_NO_UPDATE};
 use crate::update::{self, BundleSource};
 use crate::{Error, Result};
 

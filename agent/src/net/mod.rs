@@ -31,9 +31,11 @@ pub mod check;
 pub mod fetch;
 pub mod payloads;
 pub mod tls;
+pub mod to_file;
 
 pub use backoff::Backoff;
-pub use fetch::{fetch_to_file, Download, Validator};
+pub use fetch::{Download, Validator};
+pub use to_file::fetch_to_file;
 
 /// Why a network operation failed. Each message is one line naming the URL.
 #[derive(Debug, thiserror::Error)]

@@ -35,4 +35,4 @@ pub use daemon::{daemon, poll_delay};
 pub use device::Device;
 pub use lock::{lock, UpdateLock};
 pub use progress::{Announcement, Console, RunProgress, Silent};
-pub use run::{check, check_channel, device_id, install, reboot, update, BundleSource};
+pub use run::{check, check_channel, device_id, install, reboot, update, verify, BundleSource};

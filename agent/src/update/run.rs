@@ -235,6 +235,20 @@ fn fetch_approved(
     Ok(approved)
 }
 
+/// `verify PATH [--reinstall]`: every check `install` makes before writing
+/// flash (signature, device policy, each payload's size and SHA-256 and
+/// what it produces), without writing anything. Policy warnings are logged.
+pub fn verify(dev: &Device, path: &std::path::Path, reinstall: bool) -> Result<Bundle> {
+    let keys = TrustedKeys::load_dir(&dev.config().keys_dir)?;
+    let b = Bundle::open(path, &keys)?;
+    let facts = dev.facts(reinstall)?;
+    for w in bundle::check_policy(&b.manifest, &facts)? {
+        log::warn!("{w}");
+    }
+    b.check_payloads()?;
+    Ok(b)
+}
+
 /// Where `install` takes a bundle from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleSource {
