@@ -1032,15 +1032,12 @@ fn http_payloads_resume_at_the_installer_offset() {
     assert_eq!(r.stats().restarts, 1, "{:?}", r.stats());
 }
 
-/// `update` end to end over HTTP with a cut connection: check, manifest,
-/// the payload streamed by the installer into the inactive slot of a GPT
-/// disk made by sgdisk (U-Boot env by mkenvimage), activation, the reboot
-/// command. Then the same release is not fetched again before the reboot.
-#[test]
-fn update_streams_into_the_inactive_slot() {
-    const MIB: u64 = 1 << 20;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+const MIB: u64 = 1 << 20;
+
+/// A 16 MiB GPT disk made by sgdisk (boot, rootfs_a, rootfs_b of 4 MiB at
+/// 2 MiB + 1 MiB, data) with a U-Boot env made by mkenvimage at 0x100000,
+/// and `d/fw_env.config` naming both env copies. Returns the disk.
+fn slot_disk(d: &Path) -> PathBuf {
     let disk = d.join("disk.img");
     fs::File::create(&disk).unwrap().set_len(16 * MIB).unwrap();
     run(Command::new("sgdisk")
@@ -1085,6 +1082,80 @@ fn update_streams_into_the_inactive_slot() {
         format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", disk.display()),
     )
     .unwrap();
+    disk
+}
+
+/// The first `len` bytes of rootfs_b on a [`slot_disk`].
+fn read_slot_b(disk: &Path, len: usize) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = fs::File::open(disk).unwrap();
+    f.seek(SeekFrom::Start(4096 * 512 + MIB + 4 * MIB)).unwrap();
+    let mut b = vec![0u8; len];
+    f.read_exact(&mut b).unwrap();
+    b
+}
+
+/// `install URL`: a bundle directory on a server (or its manifest.json) is
+/// streamed into the inactive slot the way `update` streams a release.
+#[test]
+fn install_from_a_url_streams_into_the_inactive_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = slot_disk(d);
+    let pki = Pki::new(&d.join("pki"));
+    let nginx = Nginx::start(None);
+    let extra = format!(
+        "danger_allow_http = true\nfw_env_config = \"{0}/fw_env.config\"\n\
+         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n",
+        d.display()
+    );
+    let dev = Device::new(&format!("http://127.0.0.1:{}", nginx.port), &pki, &extra);
+    let cfg = dev.dir.path().join("ota-agent.toml");
+    let text_cfg = fs::read_to_string(&cfg).unwrap().replace(
+        "disk = \"/dev/null\"",
+        &format!("disk = \"{}\"", disk.display()),
+    );
+    fs::write(&cfg, text_cfg).unwrap();
+    let image = publish(&nginx.www(), &dev.key, 100, false);
+    let url = format!(
+        "http://127.0.0.1:{}/rice-cooker/releases/1.4.0/",
+        nginx.port
+    );
+
+    // Not a URL the configuration allows: refused before anything changes.
+    let https = url.replace("http://", "https://");
+    let o = dev.agent(&["--booted-slot", "a", "install", &https]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(read_slot_b(&disk, image.len()) != image);
+
+    let o = dev.agent(&["--booted-slot", "a", "install", &url]);
+    prints(&o, 0, "installed rice-cooker 1.4.0 into slot b");
+    assert!(
+        read_slot_b(&disk, image.len()) == image,
+        "slot b does not hold the image"
+    );
+    assert!(!d.join("reboots").exists(), "rebooted without --reboot");
+    // The manifest's own URL names the same bundle; --reboot reboots.
+    let o = dev.agent(&[
+        "--booted-slot",
+        "a",
+        "install",
+        &format!("{url}manifest.json"),
+        "--reboot",
+    ]);
+    prints(&o, 0, "installed rice-cooker 1.4.0 into slot b");
+    assert_eq!(fs::read_to_string(d.join("reboots")).unwrap(), "rebooted\n");
+}
+
+/// `update` end to end over HTTP with a cut connection: check, manifest,
+/// the payload streamed by the installer into the inactive slot of a GPT
+/// disk made by sgdisk (U-Boot env by mkenvimage), activation, the reboot
+/// command. Then the same release is not fetched again before the reboot.
+#[test]
+fn update_streams_into_the_inactive_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = slot_disk(d);
     let pki = Pki::new(&d.join("pki"));
     let nginx = Nginx::start(None);
     // Issue 7: a snapshot of the status file taken by the proxy right
@@ -1131,15 +1202,10 @@ fn update_streams_into_the_inactive_slot() {
     prints(&o, 0, "into slot b");
     assert_eq!(fs::read_to_string(d.join("reboots")).unwrap(), "rebooted\n");
     // The image is in rootfs_b (the third partition, after boot and rootfs_a).
-    let slot_b = {
-        use std::io::{Seek, SeekFrom};
-        let mut f = fs::File::open(&disk).unwrap();
-        f.seek(SeekFrom::Start(4096 * 512 + MIB + 4 * MIB)).unwrap();
-        let mut b = vec![0u8; image.len()];
-        f.read_exact(&mut b).unwrap();
-        b
-    };
-    assert!(slot_b == image, "slot b does not hold the image");
+    assert!(
+        read_slot_b(&disk, image.len()) == image,
+        "slot b does not hold the image"
+    );
     assert!(proxy.cuts() >= 1, "the payload connection was not cut");
     // While the payload streamed in, the file said so: downloading into
     // slot b, at most the bytes the proxy let through.
