@@ -12,7 +12,7 @@ use crate::bundle::{self, Bundle, DeviceFacts, TrustedKeys};
 use crate::config::Config;
 use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
 use crate::mcu::{Decision as Gate, GatePolicy, McuDisplay, RebootGate, SerialMcu, SystemClock};
-use crate::net::check::{self as channel_check, Decision, Facts};
+use crate::net::check::{self as channel_check, ChannelFacts, Decision};
 use crate::net::payloads::HttpPayloads;
 use crate::net::{self, Client};
 use crate::update_status::{self, Phase, Progress, StatusWriter};
@@ -45,7 +45,7 @@ pub fn check(dev: &Device, client: &Client, keys: &TrustedKeys) -> Result<Decisi
     })?;
     let installed = dev.installed()?;
     let id = device_id(c)?;
-    let facts = Facts {
+    let facts = ChannelFacts {
         product: &c.product,
         channel: &c.channel,
         installed: &installed,
