@@ -144,6 +144,24 @@ fn sign(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `ota-sign bundle` of rice-cooker `version` (security version 2) signed
+/// with the device's release key, plus `extra` arguments.
+fn release(dev: &Device, version: &str, extra: &[&str]) {
+    let mut args = vec![
+        "bundle",
+        "--key",
+        "release.key",
+        "--product",
+        "rice-cooker",
+        "--version",
+        version,
+        "--security-version",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    sign(&dev.root, &args);
+}
+
 fn refused(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "expected refusal: {err}");
@@ -162,6 +180,14 @@ fn status_json(dev: &Device, booted: &str) -> (serde_json::Value, String) {
     )
 }
 
+/// Corrupts `file` in the middle (its size stays the same).
+fn flip_middle_byte(file: &Path) {
+    let mut bytes = fs::read(file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(file, &bytes).unwrap();
+}
+
 fn prefix_eq(slot: &[u8], image: &[u8]) -> bool {
     slot.len() >= image.len() && &slot[..image.len()] == image
 }
@@ -178,18 +204,10 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
     let b_before = dev.slot(1);
 
     // Full image, bzip2, as a bundle directory.
-    sign(
-        &dev.root,
+    release(
+        &dev,
+        "2.0.0",
         &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "2.0.0",
-            "--security-version",
-            "2",
             "--image",
             "rootfs=v2.img",
             "--compress",
@@ -248,18 +266,10 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
     assert_eq!(dev.state("pending-security-version"), None);
 
     // Delta v2 -> v3 as a single file, applied against the booted slot b.
-    sign(
-        &dev.root,
+    release(
+        &dev,
+        "3.0.0",
         &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "3.0.0",
-            "--security-version",
-            "2",
             "--image",
             "rootfs=v3.img",
             "--delta-from",
@@ -425,11 +435,7 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
     // A payload corrupted in the middle (sizes intact, signature intact):
     // found while streaming, so the slot is left unbootable, not activated.
     let p = build("corrupt", "rice-cooker", &["--image", "rootfs=v2.img"]);
-    let payload = p.join("rootfs.img");
-    let mut bytes = fs::read(&payload).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    fs::write(&payload, &bytes).unwrap();
+    flip_middle_byte(&p.join("rootfs.img"));
     refused(
         &dev.agent("a", &["install", p.to_str().unwrap()]),
         "does not match the manifest",
@@ -442,11 +448,7 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
         "rice-cooker",
         &["--image", "rootfs=v2.img", "--compress", "bzip2"],
     );
-    let payload = p.join("rootfs.img.bz2");
-    let mut bytes = fs::read(&payload).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    fs::write(&payload, &bytes).unwrap();
+    flip_middle_byte(&p.join("rootfs.img.bz2"));
     refused(
         &dev.agent("a", &["install", p.to_str().unwrap()]),
         "rootfs.img.bz2",

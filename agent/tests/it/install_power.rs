@@ -279,6 +279,27 @@ fn part(number: u32, name: &str, offset: u64, size: u64) -> Partition {
     }
 }
 
+/// `m` signed by the test key and approved for product `p` at 1.0.0.
+fn approve(m: &Manifest) -> Approved {
+    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let json = m.to_json();
+    let sig: DerSignature = key.sign(json.as_bytes());
+    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
+        "k",
+        key.verifying_key().to_sec1_point(false).as_bytes(),
+    )
+    .unwrap()]);
+    let facts = DeviceFacts {
+        product: "p".into(),
+        hardware: None,
+        installed: semver::Version::new(1, 0, 0),
+        min_security_version: 0,
+        now: CLOCK_FLOOR + 10,
+        reinstall: false,
+    };
+    Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap()
+}
+
 /// One device with a release installed in slot a and an update to install.
 struct World {
     disk: MemDisk,
@@ -361,23 +382,7 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
     };
     let mut m = m;
     tamper(&mut m);
-    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let json = m.to_json();
-    let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
-        "k",
-        key.verifying_key().to_sec1_point(false).as_bytes(),
-    )
-    .unwrap()]);
-    let facts = DeviceFacts {
-        product: "p".into(),
-        hardware: None,
-        installed: semver::Version::new(1, 0, 0),
-        min_security_version: 0,
-        now: CLOCK_FLOOR + 10,
-        reinstall: false,
-    };
-    let approved = Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap();
+    let approved = approve(&m);
     let mut vars = BTreeMap::new();
     for (k, v) in [
         ("ota_slot", "a"),
@@ -634,23 +639,7 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
     m.images[0].payload = blob(&w.payloads.data[0].0);
     m.images[0].result.size = full.len() as u64 - 1000;
     m.images.truncate(1);
-    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let json = m.to_json();
-    let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
-        "k",
-        key.verifying_key().to_sec1_point(false).as_bytes(),
-    )
-    .unwrap()]);
-    let facts = DeviceFacts {
-        product: "p".into(),
-        hardware: None,
-        installed: semver::Version::new(1, 0, 0),
-        min_security_version: 0,
-        now: CLOCK_FLOOR + 10,
-        reinstall: false,
-    };
-    w.approved = Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap();
+    w.approved = approve(&m);
     let b = w.layout.partition("rootfs", Slot::B).unwrap().clone();
     let tail_before = w.disk.range(
         b.offset + m.images[0].result.size,

@@ -264,6 +264,18 @@ enum Fault {
 
 type Hook = Box<dyn FnMut(usize) + Send>;
 
+/// A proxy plan: connection number `conn` is cut after `keep(body length)`
+/// body bytes; every other connection passes.
+fn cut_once(conn: usize, keep: fn(u64) -> u64) -> impl FnMut(usize, u64) -> Fault + Send + 'static {
+    move |n, len| {
+        if n == conn {
+            Fault::Cut(keep(len))
+        } else {
+            Fault::Pass
+        }
+    }
+}
+
 /// A fault proxy: forwards to nginx one request per connection (it adds
 /// `Connection: close`), counts the body bytes it delivers, records each
 /// request's `Range`/`If-Range`, and applies a fault chosen by `plan`.
@@ -527,13 +539,7 @@ fn file_changed_mid_download_restarts_never_splices() {
     let (p, newc) = (path.clone(), new.clone());
     let proxy = Proxy::start(
         nginx.port,
-        |n, _| {
-            if n == 0 {
-                Fault::Cut(300_000)
-            } else {
-                Fault::Pass
-            }
-        },
+        cut_once(0, |_| 300_000),
         Box::new(move |_| fs::write(&p, &newc).unwrap()),
     );
     let dest = out.path().join("a.bin");
@@ -621,28 +627,23 @@ fn expected_hash_mismatch_leaves_nothing() {
         size: 50_000,
         sha256: ota_agent::bundle::Digest::of(b"something else"),
     };
-    let e = fetch_to_file(
-        &http_client(0),
-        &nginx.url("p.bin"),
-        &dest,
-        Some(&wrong),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let fetch = |expected: &ota_agent::bundle::Blob| {
+        fetch_to_file(
+            &http_client(0),
+            &nginx.url("p.bin"),
+            &dest,
+            Some(expected),
+            &mut |_, _| {},
+        )
+    };
+    let e = fetch(&wrong).unwrap_err();
     assert!(e.to_string().contains("SHA-256"), "{e}");
     assert!(!dest.exists() && !out.path().join("p.bin.part").exists());
     let right = ota_agent::bundle::Blob {
         size: 50_000,
         sha256: ota_agent::bundle::Digest::of(&data),
     };
-    fetch_to_file(
-        &http_client(0),
-        &nginx.url("p.bin"),
-        &dest,
-        Some(&right),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    fetch(&right).unwrap();
     assert!(fs::read(&dest).unwrap() == data);
 }
 
@@ -920,17 +921,7 @@ fn http_payloads_resume_at_the_installer_offset() {
         }],
     };
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
-        nginx.port,
-        |n, _| {
-            if n == 0 {
-                Fault::Cut(50_000)
-            } else {
-                Fault::Pass
-            }
-        },
-        Box::new(|_| {}),
-    );
+    let proxy = Proxy::start(nginx.port, cut_once(0, |_| 50_000), Box::new(|_| {}));
     let client = http_client(3);
     let murl = proxy.url("r/manifest.json");
     let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
@@ -982,13 +973,7 @@ fn update_streams_into_the_inactive_slot() {
     let (sf, snap) = (status_file.clone(), snapshot.clone());
     let proxy = Proxy::start(
         nginx.port,
-        |n, len| {
-            if n == 4 {
-                Fault::Cut(len / 2)
-            } else {
-                Fault::Pass
-            }
-        },
+        cut_once(4, |len| len / 2),
         Box::new(move |_| {
             let path = sf.lock().unwrap().clone().unwrap();
             *snap.lock().unwrap() = Some(fs::read(path).unwrap());

@@ -43,9 +43,10 @@ fn patches_interoperate_with_debian_bsdiff_both_ways() {
 
     // A patch made elsewhere goes into a bundle after it reproduced the image...
     ok(sign_tool(&d, &["keygen", "--out", "k"]));
-    ok(sign_tool(
-        &d,
-        &[
+    // `ota-sign bundle` of new.img as a delta from `base` with Debian's patch.
+    let debian_delta = |base: &str, extra: &[&str]| {
+        let base = format!("rootfs={base}");
+        let mut args = vec![
             "bundle",
             "--key",
             "k.key",
@@ -56,14 +57,16 @@ fn patches_interoperate_with_debian_bsdiff_both_ways() {
             "--image",
             "rootfs=new.img",
             "--delta-from",
-            "rootfs=old.img",
+            &base,
             "--patch",
             "rootfs=debian.bsdiff",
-            "--out",
-            "rel",
-            "--single-file",
-            "rel.bundle",
-        ],
+        ];
+        args.extend_from_slice(extra);
+        sign_tool(&d, &args)
+    };
+    ok(debian_delta(
+        "old.img",
+        &["--out", "rel", "--single-file", "rel.bundle"],
     ));
     assert_eq!(
         fs::read(d.join("rel/rootfs.bsdiff")).unwrap(),
@@ -82,29 +85,7 @@ fn patches_interoperate_with_debian_bsdiff_both_ways() {
     ));
     // ...and is refused when it does not (delta against the wrong base).
     fs::write(d.join("wrong.img"), b"not the base".repeat(100)).unwrap();
-    refused(
-        sign_tool(
-            &d,
-            &[
-                "bundle",
-                "--key",
-                "k.key",
-                "--product",
-                "p",
-                "--version",
-                "1.1.0",
-                "--image",
-                "rootfs=new.img",
-                "--delta-from",
-                "rootfs=wrong.img",
-                "--patch",
-                "rootfs=debian.bsdiff",
-                "--out",
-                "rel2",
-            ],
-        ),
-        "patch",
-    );
+    refused(debian_delta("wrong.img", &["--out", "rel2"]), "patch");
     refused(
         sign_tool(
             &d,
