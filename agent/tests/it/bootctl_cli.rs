@@ -92,7 +92,7 @@ impl Device {
     fn new(bootloader: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
-        // docs/contract.md layout: env before the first partition, at 2 MiB.
+        // conf/fw_env.config layout: env before the first partition, at 2 MiB.
         let disk = UbootDisk::new(
             &root,
             28 * MIB,

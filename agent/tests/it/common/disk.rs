@@ -2,7 +2,7 @@
 //! partitioned by `sgdisk`, read back by `sfdisk --json` (an oracle
 //! independent of the agent's GPT reader), and a redundant U-Boot
 //! environment before the first partition written by `mkenvimage`, read and
-//! changed by libubootenv's `fw_printenv`/`fw_setenv` (docs/contract.md
+//! changed by libubootenv's `fw_printenv`/`fw_setenv` (conf/fw_env.config
 //! layout: two 16 KiB copies at 1 MiB, first partition at 2 MiB).
 
 use std::collections::BTreeMap;
