@@ -12,12 +12,15 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ota_agent::net::{Client, Download, NetSettings, TlsFiles};
+
+use crate::common::openssl;
+use crate::common::tools::{text, AGENT};
 
 /// Serves every request with `200`, a `Content-Length` of 1 MB, and then one
 /// body byte per second until the client goes away or the test ends.
@@ -80,19 +83,6 @@ fn trickle(mut s: TcpStream, stop: &AtomicBool) {
     }
 }
 
-fn agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ota-agent"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// A device directory: a config for `server`, one trusted key (made by
 /// openssl), an os-release, a state directory.
 struct Device {
@@ -104,32 +94,7 @@ impl Device {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         std::fs::create_dir(p.join("keys")).unwrap();
-        let key = p.join("signing.key");
-        for args in [
-            vec![
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                key.to_str().unwrap(),
-            ],
-            vec![
-                "pkey",
-                "-in",
-                key.to_str().unwrap(),
-                "-pubout",
-                "-out",
-                p.join("keys/release.pem").to_str().unwrap(),
-            ],
-        ] {
-            let o = Command::new("openssl")
-                .args(&args)
-                .output()
-                .expect("openssl (scripts/install-deps installs it)");
-            assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
-        }
+        openssl::p256_key(&p.join("signing.key"), &p.join("keys/release.pem"));
         std::fs::write(p.join("os-release"), "VERSION_ID=1.3.2\n").unwrap();
         let config = format!(
             "product = \"rice-cooker\"\n\
@@ -153,7 +118,7 @@ impl Device {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = agent();
+        let mut c = Command::new(AGENT);
         c.arg("--config").arg(self.config()).args(args);
         c
     }
