@@ -734,6 +734,16 @@ impl Device {
         .unwrap();
         Device { dir, key }
     }
+    /// Points the config (written with `disk = "/dev/null"`) at `disk`.
+    fn use_disk(&self, disk: &Path) {
+        let cfg = self.dir.path().join("ota-agent.toml");
+        let text = fs::read_to_string(&cfg).unwrap().replace(
+            "disk = \"/dev/null\"",
+            &format!("disk = \"{}\"", disk.display()),
+        );
+        fs::write(&cfg, text).unwrap();
+    }
+
     fn agent(&self, args: &[&str]) -> Output {
         Command::new(AGENT)
             .arg("--config")
@@ -973,12 +983,7 @@ fn install_from_a_url_streams_into_the_inactive_slot() {
         d.display()
     );
     let dev = Device::new(&format!("http://127.0.0.1:{}", nginx.port), &pki, &extra);
-    let cfg = dev.dir.path().join("ota-agent.toml");
-    let text_cfg = fs::read_to_string(&cfg).unwrap().replace(
-        "disk = \"/dev/null\"",
-        &format!("disk = \"{}\"", disk.display()),
-    );
-    fs::write(&cfg, text_cfg).unwrap();
+    dev.use_disk(disk);
     let image = publish(&nginx.www(), &dev.key, 100, false);
     let url = format!(
         "http://127.0.0.1:{}/rice-cooker/releases/1.4.0/",
@@ -1047,13 +1052,7 @@ fn update_streams_into_the_inactive_slot() {
         mcu.path().display()
     );
     let dev = Device::new(&format!("http://127.0.0.1:{}", proxy.port), &pki, &extra);
-    // Device::new wrote disk = /dev/null; point it at the GPT image.
-    let cfg = dev.dir.path().join("ota-agent.toml");
-    let text_cfg = fs::read_to_string(&cfg).unwrap().replace(
-        "disk = \"/dev/null\"",
-        &format!("disk = \"{}\"", disk.display()),
-    );
-    fs::write(&cfg, text_cfg).unwrap();
+    dev.use_disk(disk);
     *status_file.lock().unwrap() = Some(dev.dir.path().join("state/update-status.json"));
     let image = publish(&nginx.www(), &dev.key, 100, false);
 
@@ -1123,6 +1122,7 @@ fn update_streams_into_the_inactive_slot() {
     // The new slot fails its trial boots and the bootloader falls back, as
     // the factory `altbootcmd` does (written with the real fw_setenv). The
     // device runs 1.3.2 again; 1.4.0 must not be installed again.
+    let cfg = dev.dir.path().join("ota-agent.toml");
     let cfg_text = fs::read_to_string(&cfg).unwrap();
     fs::write(&cfg, cfg_text.split("[mcu]").next().unwrap()).unwrap();
     uboot.setenv("ota_slot=a\nupgrade_available=0\nbootcount=0\nota_rollback=b:bootlimit\n");
