@@ -34,7 +34,7 @@ use crate::state::write_atomic;
 use crate::{Error, Result};
 
 /// The journal's file name in `state_dir`.
-pub const FILE: &str = "install-journal";
+pub const FILE: &str = super::files::JOURNAL;
 /// Record magic.
 pub const MAGIC: &[u8; 8] = b"OTAJRNL\n";
 /// Record version.
