@@ -21,6 +21,7 @@ pub mod bootctl;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod gpt;
 pub mod health;

@@ -18,9 +18,18 @@ use crate::bundle::{Blob, BundleError, Compression, Digest, Kind};
 use crate::update_status::Phase;
 use crate::{Error, Result};
 
-/// Where a resumed image continues: image offset, payload offset and the
-/// SHA-256 of the image prefix the journal recorded.
-pub(super) type ResumePoint = (u64, u64, Digest);
+/// Where a resumed image continues, as the journal recorded it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResumePoint {
+    /// Image bytes durable on flash.
+    pub offset: u64,
+    /// Payload byte to continue reading from.
+    pub payload_offset: u64,
+    /// SHA-256 of the image prefix as written.
+    pub prefix: Digest,
+    /// The checkpoint's sequence number (for the log).
+    pub seq: u64,
+}
 
 /// Hashes and counts everything read through it (the payload under a
 /// decoder), and remembers whether the source itself failed.
@@ -58,9 +67,8 @@ pub(super) fn write_full<D: Disk + ?Sized>(
     // Resume: the prefix on flash must still hash to what was written, and
     // the payload must be re-entered where that prefix ends (for bzip2 a
     // stream start; a journal without one restarts the image).
-    let mut hasher = sha2::Sha256::new();
-    let (mut offset, mut payload_start) = (0u64, 0u64);
-    let usable = |&(o, p, _): &ResumePoint| {
+    let usable = |r: &ResumePoint| {
+        let (o, p) = (r.offset, r.payload_offset);
         o > 0
             && o <= img.result.size
             && if bzip2 {
@@ -69,25 +77,7 @@ pub(super) fn write_full<D: Disk + ?Sized>(
                 p == o
             }
     };
-    if let Some((off, poff, prefix)) = from.filter(usable) {
-        let (h, n) = hash_prefix(writer, off, &mut |_| {})
-            .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
-        if n == off && Digest(h.clone().finalize().into()) == prefix {
-            log::info!(
-                "resuming image {} at byte {off} of {} from payload byte {poff} (prefix verified on flash)",
-                img.name,
-                img.result.size
-            );
-            hasher = h;
-            offset = off;
-            payload_start = poff;
-        } else {
-            log::warn!(
-                "image {}: the journal's first {off} bytes do not match flash; writing from the start",
-                img.name
-            );
-        }
-    }
+    let (hasher, offset, payload_start) = verified_prefix(job, writer, from.filter(usable))?;
     // Streamed from the server, the download is what the user waits for;
     // from a local bundle, the flash.
     let phase = if payloads.local(job.index).is_some() {
@@ -191,35 +181,71 @@ pub(super) fn write_full<D: Disk + ?Sized>(
     check_blob(img, "written image", got, img.result)
 }
 
-/// Applies delta image `job`'s `patch` to the booted slot's image `base`.
+/// The hash state, image offset and payload offset to continue from: the
+/// resume point when the first `offset` bytes on flash (re-read, the cut
+/// may have torn them) hash to the checkpoint's prefix, else the start.
+fn verified_prefix<D: Disk + ?Sized>(
+    job: &ImageJob<'_>,
+    writer: &SlotWriter<'_, D>,
+    from: Option<ResumePoint>,
+) -> Result<(sha2::Sha256, u64, u64)> {
+    let img = job.img;
+    let Some(at) = from else {
+        return Ok((sha2::Sha256::new(), 0, 0));
+    };
+    let (off, poff) = (at.offset, at.payload_offset);
+    let (h, n) = hash_prefix(writer, off, &mut |_| {})
+        .map_err(|e| Error::io(writer.partition().name.clone(), e))?;
+    if n == off && Digest(h.clone().finalize().into()) == at.prefix {
+        log::info!(
+            "resuming slot {} at byte {off} (checkpoint seq {}): image {} of {} bytes, payload byte {poff}; prefix verified on flash",
+            job.target,
+            at.seq,
+            img.name,
+            img.result.size
+        );
+        return Ok((h, off, poff));
+    }
+    log::warn!(
+        "image {}: the first {off} bytes on flash do not match checkpoint seq {}; writing the image from byte 0",
+        img.name,
+        at.seq
+    );
+    Ok((sha2::Sha256::new(), 0, 0))
+}
+
+/// Applies delta image `job`'s `patch` to the booted slot's image `base`,
+/// continuing at `from` when the flash still holds that prefix (the patch
+/// is decoded again from its start, the bytes before `from` not written).
 pub(super) fn write_delta<D: Disk + ?Sized>(
     job: &ImageJob<'_>,
     writer: &SlotWriter<'_, D>,
     base: SlotReader<'_, D>,
     patch: &dyn ReadAt,
+    from: Option<ResumePoint>,
     books: &mut Bookkeeping<'_>,
 ) -> Result<()> {
     let img = job.img;
     let Kind::Bsdiff { base: want } = img.kind else {
         return Err(refuse(img, "not a delta".into()));
     };
+    let usable = |r: &ResumePoint| {
+        r.offset > 0 && r.offset <= img.result.size && r.payload_offset == r.offset
+    };
+    let (hasher, offset, _) = verified_prefix(job, writer, from.filter(usable))?;
     books.phase(
         Phase::Writing,
         &img.name,
         Some(img.result.size),
-        job.done_before,
+        job.done_before + offset,
     );
-    // A delta restarts from its first byte: no offsets in the journal.
-    let mut sink = CheckpointWriter::new(
-        writer,
-        job,
-        books,
-        0,
-        sha2::Sha256::new(),
-        RestartPoints::None,
-    );
+    books.progress.advance(offset, job.done_before + offset);
+    // Checkpoints name the image offset (payload offset = image offset):
+    // a resumed run decodes the patch again and writes from there.
+    let mut sink =
+        CheckpointWriter::new(writer, job, books, offset, hasher, RestartPoints::Anywhere);
     let mut old = bsdiff::Window::new(base, want.size);
-    bsdiff::apply(patch, &mut old, &mut sink).map_err(BundleError::from)?;
+    bsdiff::apply_from(patch, &mut old, &mut sink, offset).map_err(BundleError::from)?;
     let got = sink.finish().map_err(|e| refuse_io(img, "writing", e))?;
     check_blob(img, "patched image", got, img.result)
 }

@@ -2,7 +2,8 @@
 //!
 //! | name | written by | meaning |
 //! | --- | --- | --- |
-//! | [`JOURNAL`] | write phase | how far the write of the inactive slot got (`journal.rs`) |
+//! | [`JOURNAL_RECORDS`] | write phase | how far the write of the inactive slot got: two alternating checkpoint records (`journal.rs`, `durable::RecordPair`) |
+//! | [`JOURNAL`] | — | the single-file journal of older agents: read once, removed |
 //! | [`PENDING_SECURITY`] | activate phase | security version to store once the new slot is confirmed |
 //! | `delta-<tag>-<n>.bsdiff` ([`patch_file`]) | source phase | a downloaded delta patch, kept until the install ends |
 //!
@@ -10,8 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// The install journal.
+/// The single-file install journal of older agents (temp file + rename);
+/// read when the record pair is empty, removed at the next store.
 pub const JOURNAL: &str = "install-journal";
+/// The two checkpoint record files.
+pub const JOURNAL_RECORDS: [&str; 2] = ["install-journal.0", "install-journal.1"];
 /// The security version to store once the new slot is confirmed (`mark-good`).
 pub const PENDING_SECURITY: &str = "pending-security-version";
 /// Prefix of kept delta patches.

@@ -44,6 +44,7 @@
 //! `state_dir` once, resumed by file length, then applied from the start).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::bootctl::BootControl;
 use crate::bundle::bsdiff::ReadAt;
@@ -88,17 +89,23 @@ pub const PENDING_SECURITY_FILE: &str = files::PENDING_SECURITY;
 /// Tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Bytes between checkpoints (fsync + journal record).
+    /// Most bytes between checkpoints (fsync + journal record): the most
+    /// writing a power cut can cost (bzip2: plus one stream, as checkpoints
+    /// wait for a stream end).
     pub checkpoint: u64,
+    /// Most time between checkpoints while bytes are written (a slow
+    /// download loses at most this much of it).
+    pub checkpoint_time: Duration,
     /// Bytes per write to flash.
     pub chunk: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        // Chosen by scripts/bench-install (docs/benchmarks.md).
+        // docs/install.md "Checkpoints"; cost: docs/benchmarks.md.
         Options {
-            checkpoint: 8 << 20,
+            checkpoint: 4 << 20,
+            checkpoint_time: Duration::from_secs(2),
             chunk: 256 << 10,
         }
     }
@@ -123,6 +130,7 @@ pub struct Installer<'a, D: Disk + ?Sized> {
     state_dir: PathBuf,
     progress: &'a mut dyn Progress,
     options: Options,
+    journal: Option<Journal>,
 }
 
 impl<'a, D: Disk + ?Sized> Installer<'a, D> {
@@ -141,7 +149,15 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             state_dir: state_dir.to_owned(),
             progress,
             options: Options::default(),
+            journal: None,
         }
+    }
+
+    /// Keeps the journal on `medium` instead of the real filesystem (the
+    /// power-cut harness cuts inside checkpoint writes this way).
+    pub fn with_journal_medium(mut self, medium: std::rc::Rc<dyn crate::durable::Medium>) -> Self {
+        self.journal = Some(Journal::with_medium(&self.state_dir, medium));
+        self
     }
 
     /// Replaces the tuning.
@@ -177,7 +193,10 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             target: booted.other(),
             books: Bookkeeping {
                 progress: &mut *self.progress,
-                journal: Journal::new(&self.state_dir),
+                journal: self
+                    .journal
+                    .clone()
+                    .unwrap_or_else(|| Journal::new(&self.state_dir)),
             },
         };
         let result = session.run(payloads);
@@ -314,8 +333,8 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
     /// The journal: resume only the same manifest into the same slot.
     fn start_point(&mut self) -> Result<Start> {
         let m = self.approved.manifest();
-        let resume = match self.books.journal.load() {
-            Some(r) if r.manifest == self.approved.digest() && r.slot == self.target => {
+        let resume = match self.books.journal.load_with_seq() {
+            Some((r, seq)) if r.manifest == self.approved.digest() && r.slot == self.target => {
                 let n = m.images.len() as u16;
                 if r.image > n
                     || (r.image == n && r.phase == journal::Phase::Writing && r.offset > 0)
@@ -323,10 +342,10 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
                     log::warn!("install journal points past the last image; starting over");
                     None
                 } else {
-                    Some(r)
+                    Some((r, seq))
                 }
             }
-            Some(r) => {
+            Some((r, _)) => {
                 log::warn!(
                     "install journal is for manifest {} into slot {}, not this one; discarded",
                     r.manifest,
@@ -338,14 +357,19 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
             None => None,
         };
         Ok(match resume {
-            Some(r) if r.phase == journal::Phase::Written => Start {
+            Some((r, _)) if r.phase == journal::Phase::Written => Start {
                 first: m.images.len(),
                 within: None,
                 record: Some(r),
             },
-            Some(r) => Start {
+            Some((r, seq)) => Start {
                 first: usize::from(r.image),
-                within: Some((r.offset, r.payload_offset, r.prefix)),
+                within: Some(ResumePoint {
+                    offset: r.offset,
+                    payload_offset: r.payload_offset,
+                    prefix: r.prefix,
+                    seq,
+                }),
                 record: Some(r),
             },
             None => Start {
@@ -424,7 +448,7 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
                             refuse(img, "the patch is no longer available".into())
                         })?,
                     };
-                    decode::write_delta(&job, &writer, base, patch, &mut self.books)?;
+                    decode::write_delta(&job, &writer, base, patch, from, &mut self.books)?;
                 }
             }
             readback::check_on_flash(&job, &writer, &mut self.books)?;

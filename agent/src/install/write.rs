@@ -4,6 +4,7 @@
 //! then a journal record naming the durable prefix).
 
 use std::io::{self, Write};
+use std::time::Instant;
 
 use sha2::Digest as _;
 
@@ -34,9 +35,8 @@ pub(super) struct ImageJob<'m> {
 /// Where a [`CheckpointWriter`] may put durable restart points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RestartPoints {
-    /// None: progress reports only (deltas restart from byte 0).
-    None,
-    /// At any output offset (uncompressed payload: payload offset = image offset).
+    /// At any output offset (uncompressed payload or delta: payload offset
+    /// = image offset).
     Anywhere,
     /// Only where a bzip2 stream ends ([`CheckpointWriter::stream_end`]).
     StreamEnds,
@@ -52,6 +52,8 @@ pub(super) struct CheckpointWriter<'w, 'd, 'r, 'p, D: Disk + ?Sized> {
     hasher: sha2::Sha256,
     limit: u64,
     next_checkpoint: u64,
+    last_checkpoint: Instant,
+    last_checkpoint_pos: u64,
     restart_points: RestartPoints,
     /// Why writing stopped, when it was the writer's doing.
     fault: Option<WriteFault>,
@@ -77,6 +79,8 @@ impl<'w, 'd, 'r, 'p, D: Disk + ?Sized> CheckpointWriter<'w, 'd, 'r, 'p, D> {
             hasher,
             limit: job.img.result.size,
             next_checkpoint: pos + job.options.checkpoint,
+            last_checkpoint: Instant::now(),
+            last_checkpoint_pos: pos,
             restart_points,
             fault: None,
             job,
@@ -104,10 +108,9 @@ impl<'w, 'd, 'r, 'p, D: Disk + ?Sized> CheckpointWriter<'w, 'd, 'r, 'p, D> {
         self.books
             .progress
             .advance(self.pos, self.job.done_before + self.pos);
-        if self.pos >= self.next_checkpoint {
+        if self.checkpoint_due() {
             match self.restart_points {
-                RestartPoints::None => self.checkpoint(None)?,
-                RestartPoints::Anywhere => self.checkpoint(Some(self.pos))?,
+                RestartPoints::Anywhere => self.checkpoint(self.pos)?,
                 // Mid-stream, a bzip2 decoder cannot be restarted: wait for
                 // `stream_end`.
                 RestartPoints::StreamEnds => {}
@@ -120,40 +123,55 @@ impl<'w, 'd, 'r, 'p, D: Disk + ?Sized> CheckpointWriter<'w, 'd, 'r, 'p, D> {
     /// place where a later run can start decoding again.
     pub fn stream_end(&mut self, payload_pos: u64) -> io::Result<()> {
         self.flush_buf()?;
-        if self.pos >= self.next_checkpoint {
-            self.checkpoint(Some(payload_pos))?;
+        if self.checkpoint_due() {
+            self.checkpoint(payload_pos)?;
         }
         Ok(())
     }
 
-    /// Progress, and with `payload_pos` a durable restart point: fsync +
-    /// journal (image offset `pos`, payload offset `payload_pos`).
-    fn checkpoint(&mut self, payload_pos: Option<u64>) -> io::Result<()> {
+    /// `options.checkpoint` bytes or `options.checkpoint_time` since the
+    /// last checkpoint (and something new to record).
+    fn checkpoint_due(&self) -> bool {
+        self.pos >= self.next_checkpoint
+            || (self.pos > self.last_checkpoint_pos
+                && self.last_checkpoint.elapsed() >= self.job.options.checkpoint_time)
+    }
+
+    /// A durable restart point: fsync, then a journal record (image offset
+    /// `pos`, payload offset `payload_pos`, SHA-256 of the prefix).
+    fn checkpoint(&mut self, payload_pos: u64) -> io::Result<()> {
         self.next_checkpoint = self.pos + self.job.options.checkpoint;
-        // A delta restarts from its first byte, so its checkpoints need no
-        // fsync: the kernel writes back in the background while the patch
-        // is applied, and `finish` syncs once (measured: docs/benchmarks.md).
-        if let Some(payload_offset) = payload_pos {
-            if let Err(e) = self.writer.sync() {
-                self.fault = Some(WriteFault::Flash);
-                return Err(e);
+        self.last_checkpoint = Instant::now();
+        self.last_checkpoint_pos = self.pos;
+        if let Err(e) = self.writer.sync() {
+            self.fault = Some(WriteFault::Flash);
+            return Err(e);
+        }
+        let prefix = Digest(self.hasher.clone().finalize().into());
+        let stored = self.books.journal.store(&Record {
+            manifest: self.job.approved.digest(),
+            slot: self.job.target,
+            phase: journal::Phase::Writing,
+            image: self.job.index as u16,
+            offset: self.pos,
+            payload_offset: payload_pos,
+            prefix,
+        });
+        match stored {
+            Ok(seq) => {
+                log::debug!(
+                    "checkpoint seq {seq}: slot {} image {} byte {}",
+                    self.job.target,
+                    self.job.img.name,
+                    self.pos
+                );
+                Ok(())
             }
-            let prefix = Digest(self.hasher.clone().finalize().into());
-            let stored = self.books.journal.store(&Record {
-                manifest: self.job.approved.digest(),
-                slot: self.job.target,
-                phase: journal::Phase::Writing,
-                image: self.job.index as u16,
-                offset: self.pos,
-                payload_offset,
-                prefix,
-            });
-            if let Err(e) = stored {
+            Err(e) => {
                 self.fault = Some(WriteFault::Flash);
-                return Err(io::Error::other(e));
+                Err(io::Error::other(e))
             }
         }
-        Ok(())
     }
 
     /// Writes what is buffered, syncs, and returns size and SHA-256 of the
