@@ -75,6 +75,9 @@ pub enum Error {
     /// A download or server request failed (the message names the URL).
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    /// The installer refused before writing anything (layout, free space).
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
 }
 
 impl Error {

@@ -565,7 +565,9 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
     assert_nothing_changed(&dev, &env0, &a0, &b0);
 
     // A payload corrupted in the middle (sizes intact, signature intact):
-    // found while streaming, so the slot is left unbootable, not activated.
+    // a local bundle's payloads are hashed completely before the inactive
+    // slot is touched, so nothing changes. (Found while streaming from a
+    // server instead, the slot is left unbootable: tests/net.rs.)
     let p = build("corrupt", "rice-cooker", &["--image", "rootfs=v2.img"]);
     let payload = p.join("rootfs.img");
     let mut bytes = fs::read(&payload).unwrap();
@@ -576,9 +578,9 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
         &dev.agent("a", &["install", p.to_str().unwrap()]),
         "does not match the manifest",
     );
-    assert_not_activated(&dev, &a0);
+    assert_nothing_changed(&dev, &env0, &a0, &b0);
 
-    // The same with bzip2: the decoder stops mid-stream.
+    // The same with bzip2.
     let p = build(
         "corruptbz",
         "rice-cooker",
@@ -592,6 +594,41 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
     refused(
         &dev.agent("a", &["install", p.to_str().unwrap()]),
         "rootfs.img.bz2",
+    );
+    assert_nothing_changed(&dev, &env0, &a0, &b0);
+
+    // A signer that lies: the bzip2 payload matches its signed hash, but
+    // what it decodes to does not match the signed result hash. Only the
+    // write can find that, so the slot is left unbootable, not activated.
+    let p = build(
+        "lie",
+        "rice-cooker",
+        &["--image", "rootfs=v2.img", "--compress", "bzip2"],
+    );
+    let manifest = fs::read_to_string(p.join("manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let truth = m["images"][0]["result_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lie = manifest.replace(&truth, &"0".repeat(64));
+    assert_ne!(lie, manifest);
+    fs::write(p.join("manifest.json"), lie).unwrap();
+    tool(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            dev.root.join("release.key").to_str().unwrap(),
+            "-out",
+            p.join("manifest.json.sig").to_str().unwrap(),
+            p.join("manifest.json").to_str().unwrap(),
+        ],
+    );
+    refused(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "does not match the manifest",
     );
     assert_not_activated(&dev, &a0);
 

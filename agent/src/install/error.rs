@@ -3,6 +3,7 @@
 //! `BundleError::Payload`; I/O errors (source, flash) keep the journal.
 
 use std::io;
+use std::path::PathBuf;
 
 use crate::bundle::{BundleError, Image};
 use crate::Error;
@@ -36,4 +37,29 @@ pub(super) enum WriteFault {
     Flash,
     /// The payload produced more than the manifest's `result_size` (content).
     TooLong,
+}
+
+/// Why the installer refused before writing anything.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// A target partition may not be written as a whole (outside the disk
+    /// or the GPT's usable area, overlapping another partition or the
+    /// bootloader's storage).
+    #[error("refusing to install: {0}; nothing was written")]
+    Layout(String),
+    /// `state_dir` has not enough free space for what the install keeps
+    /// there (downloaded delta patches, records).
+    #[error(
+        "refusing to install: {} has {free} bytes free, the install needs {need}; nothing was written",
+        dir.display()
+    )]
+    NoSpace {
+        /// The state directory (or its nearest existing parent).
+        dir: PathBuf,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes free for the agent.
+        free: u64,
+    },
 }

@@ -59,6 +59,7 @@ mod decode;
 mod error;
 pub mod files;
 pub mod journal;
+mod precheck;
 mod progress;
 mod readback;
 mod source;
@@ -70,6 +71,7 @@ mod write;
 pub use crate::update_status::{NoProgress, Progress};
 pub use activate::{confirm_security_version, PendingSecurity};
 pub use approved::Approved;
+pub use error::InstallError;
 pub use source::{AtReader, BundlePayloads, Payloads};
 pub use storage::{Disk, FileDisk, SlotReader, SlotWriter};
 
@@ -238,8 +240,12 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
     fn run(&mut self, payloads: &mut dyn Payloads) -> Result<Outcome> {
         let m = self.approved.manifest();
         self.books.phase(Phase::Verifying, "", None, 0);
+        // Refusals first: nothing on the device changes before all pass.
+        self.bootctl.check_ready()?;
         self.check_layout()?;
         let start = self.start_point()?;
+        precheck::free_space(self.state_dir, m, start.first, payloads)?;
+        precheck::hash_local_payloads(m, start.first, payloads)?;
         let tag = self.approved.digest().to_string();
         source::remove_stale_patches(self.state_dir, &tag[..16]);
         let patches = self.prepare_patches(&tag[..16], start.first, payloads)?;
@@ -287,10 +293,12 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
         }
     }
 
-    /// Every target partition exists, is large enough and overlaps nothing
-    /// of the booted slot; a delta's base fits the booted partition.
+    /// Every target partition exists, is large enough, lies inside the
+    /// disk's usable area and overlaps nothing else (partitions, env copies,
+    /// bootctrl block); a delta's base fits the booted partition.
     fn check_layout(&self) -> Result<()> {
         let (booted, target) = (self.booted, self.target);
+        let reserved = self.bootctl.storage();
         for img in &self.approved.manifest().images {
             let part = self.layout.partition(&img.name, target).ok_or_else(|| {
                 Error::Slot(format!(
@@ -306,6 +314,9 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
                     img.name, img.result.size, part.name, part.size
                 )));
             }
+            self.layout
+                .check_writable(part, &reserved)
+                .map_err(InstallError::Layout)?;
             // Fails early on a layout where the target overlaps the booted slot.
             SlotWriter::for_inactive(self.disk, self.layout, booted, &img.name)?;
             if let Kind::Bsdiff { base } = img.kind {
@@ -346,12 +357,13 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
                 }
             }
             Some((r, _)) => {
+                // Not cleared here (a refusal below must change nothing):
+                // this install's first record supersedes it.
                 log::warn!(
-                    "install journal is for manifest {} into slot {}, not this one; discarded",
+                    "install journal is for manifest {} into slot {}, not this one; ignored",
                     r.manifest,
                     r.slot
                 );
-                self.books.journal.clear()?;
                 None
             }
             None => None,
