@@ -258,9 +258,9 @@ fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
 impl Layout {
     /// Checks that partition `part` may be written as a whole: it lies on
     /// the disk inside the GPT's usable area (not over the protective MBR, a
-    /// header or an entry array), overlaps no other partition, and none of
-    /// the `reserved` ranges that are on this disk. The error names what is
-    /// in the way.
+    /// header or an entry array), overlaps none of the `reserved` ranges
+    /// that are on this disk (named first: they are what a bad GPT destroys
+    /// silently), and no other partition. The error names what is in the way.
     pub fn check_writable(&self, part: &PartitionRef, reserved: &[Reserved]) -> Result<(), String> {
         let range = part.offset..part.offset.saturating_add(part.size);
         let name = &part.name;
@@ -275,15 +275,6 @@ impl Layout {
                 return Err(format!(
                     "partition `{name}` (bytes {}..{}) lies outside the GPT's usable area {}..{} (protective MBR, GPT headers and entry arrays)",
                     range.start, range.end, area.usable.start, area.usable.end
-                ));
-            }
-        }
-        for other in &self.partitions {
-            let theirs = other.offset..other.offset.saturating_add(other.size);
-            if other.number != part.number && overlap(&range, &theirs) {
-                return Err(format!(
-                    "partition `{name}` (bytes {}..{}) overlaps partition `{}` (bytes {}..{})",
-                    range.start, range.end, other.name, theirs.start, theirs.end
                 ));
             }
         }
@@ -304,6 +295,15 @@ impl Layout {
                 return Err(format!(
                     "partition `{name}` (bytes {}..{}) overlaps the {} (bytes {}..{})",
                     range.start, range.end, r.what, theirs.start, theirs.end
+                ));
+            }
+        }
+        for other in &self.partitions {
+            let theirs = other.offset..other.offset.saturating_add(other.size);
+            if other.number != part.number && overlap(&range, &theirs) {
+                return Err(format!(
+                    "partition `{name}` (bytes {}..{}) overlaps partition `{}` (bytes {}..{})",
+                    range.start, range.end, other.name, theirs.start, theirs.end
                 ));
             }
         }
