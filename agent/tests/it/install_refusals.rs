@@ -9,82 +9,31 @@
 //! the update's status document, which records the failure by design
 //! (docs/update-status.md) and is checked to say so.
 //!
-//! Needs sgdisk, mkenvimage, openssl-free ota-sign, mkfifo (coreutils), and
-//! root for one tmpfs mount (the free-space refusal); fails without them.
+//! Needs sgdisk, mkenvimage, mkfifo (coreutils), and root for one tmpfs
+//! mount (the free-space refusal); fails without them.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
-const MIB: u64 = 1 << 20;
+use crate::common::disk::{UbootDisk, ENV_OFFSET, ENV_SIZE, MIB};
+use crate::common::tools::{ota_sign_in, tool, AGENT};
+
 const DISK: u64 = 16 * MIB;
-const ENV_OFFSETS: [u64; 2] = [0x100000, 0x104000];
 const STATUS: &str = "update-status.json";
 const FULL_ENV: &str = "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
                         altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n";
 /// The usual layout: boot at 2 MiB (after the env copies), two 2 MiB slots,
 /// data to the end.
-const LAYOUT: &[&str] = &[
-    "-n",
-    "1:4096:+1M",
-    "-c",
-    "1:boot",
-    "-n",
-    "2:0:+2M",
-    "-c",
-    "2:rootfs_a",
-    "-n",
-    "3:0:+2M",
-    "-c",
-    "3:rootfs_b",
-    "-n",
-    "4:0:0",
-    "-c",
-    "4:data",
+const LAYOUT: &[(&str, u32)] = &[
+    ("boot", 1024),
+    ("rootfs_a", 2048),
+    ("rootfs_b", 2048),
+    ("data", 0),
 ];
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); run scripts/install-deps"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn ota_sign() -> PathBuf {
-    let path = Path::new(AGENT).with_file_name("ota-sign");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ota-sign", "--bin", "ota-sign"])
-            .status()
-            .expect("cargo build -p ota-sign");
-        assert!(st.success(), "building ota-sign failed");
-    }
-    path
-}
-
-fn sign(dir: &Path, args: &[&str]) {
-    let out = Command::new(ota_sign())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ota-sign {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A device: disk image, env, config, key, and a signed 1 MiB full-image
 /// bundle directory `bundle/` for version 2.0.0.
@@ -96,22 +45,24 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(layout: &[&str], env: &str) -> Rig {
+    /// `layout` as for `common::disk::gpt_image`; `sgdisk_args`, when given,
+    /// partition the disk again by hand instead.
+    fn new(layout: &[(&str, u32)], sgdisk_args: Option<&[&str]>, env: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
-        let disk = root.join("disk.img");
-        fs::File::create(&disk).unwrap().set_len(DISK).unwrap();
+        let ud = UbootDisk::new(&root, DISK, layout);
+        if let Some(args) = sgdisk_args {
+            let mut all = vec!["-o"];
+            all.extend_from_slice(args);
+            all.push(ud.disk.to_str().unwrap());
+            tool("sgdisk", &all);
+        }
+        // Both env copies, as U-Boot's redundant environment has them.
+        ud.mkenv(env);
+        let first = ud.read_at(ENV_OFFSET, ENV_SIZE);
+        ud.write_at(ENV_OFFSET + ENV_SIZE as u64, &first);
+        let (disk, fw_env) = (ud.disk.clone(), ud.fw_env.clone());
         let d = disk.to_str().unwrap();
-        let mut args = vec!["-o"];
-        args.extend_from_slice(layout);
-        args.push(d);
-        tool("sgdisk", &args);
-        let fw_env = root.join("fw_env.config");
-        fs::write(
-            &fw_env,
-            format!("{d} 0x100000 0x4000\n{d} 0x104000 0x4000\n"),
-        )
-        .unwrap();
         for sub in ["keys", "state", "health.d"] {
             fs::create_dir(root.join(sub)).unwrap();
         }
@@ -128,34 +79,13 @@ impl Rig {
             ),
         )
         .unwrap();
-        // Both env copies, as U-Boot's redundant environment has them.
-        let src = root.join("env.txt");
-        fs::write(&src, env).unwrap();
-        let bin = root.join("env.bin");
-        tool(
-            "mkenvimage",
-            &[
-                "-r",
-                "-s",
-                "0x4000",
-                "-o",
-                bin.to_str().unwrap(),
-                src.to_str().unwrap(),
-            ],
-        );
-        let image = fs::read(&bin).unwrap();
-        let mut f = fs::OpenOptions::new().write(true).open(&disk).unwrap();
-        for off in ENV_OFFSETS {
-            f.seek(SeekFrom::Start(off)).unwrap();
-            f.write_all(&image).unwrap();
-        }
-        sign(&root, &["keygen", "--out", "release"]);
+        ota_sign_in(&root, &["keygen", "--out", "release"]);
         fs::rename(root.join("release.pub"), root.join("keys/release.pem")).unwrap();
         let img: Vec<u8> = (0..MIB as u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
         fs::write(root.join("v2.img"), img).unwrap();
-        sign(
+        ota_sign_in(
             &root,
             &[
                 "bundle",
@@ -286,7 +216,7 @@ fn slot_over_the_env_copies_is_refused() {
         "-c",
         "4:data",
     ];
-    let rig = Rig::new(&layout, FULL_ENV);
+    let rig = Rig::new(LAYOUT, Some(&layout), FULL_ENV);
     let e = rig.refused("overlaps the U-Boot env copy 1");
     assert!(
         e.contains("rootfs_b") && e.contains("nothing was written"),
@@ -297,7 +227,7 @@ fn slot_over_the_env_copies_is_refused() {
 /// rootfs_b moved over the start of `data`.
 #[test]
 fn slot_over_another_partition_is_refused() {
-    let rig = Rig::new(LAYOUT, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FULL_ENV);
     // Usual layout: rootfs_b is LBAs 10240..=14335, data starts at 14336.
     move_entry(&rig.disk, "rootfs_b", 12288, 16383);
     rig.refused("overlaps partition `data`");
@@ -306,10 +236,10 @@ fn slot_over_another_partition_is_refused() {
 /// rootfs_b over the primary GPT, and over the backup GPT at the disk's end.
 #[test]
 fn slot_over_a_gpt_area_is_refused() {
-    let rig = Rig::new(LAYOUT, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FULL_ENV);
     move_entry(&rig.disk, "rootfs_b", 1, 4096);
     rig.refused("outside the GPT's usable area");
-    let rig = Rig::new(&LAYOUT[..12], FULL_ENV); // no data partition
+    let rig = Rig::new(&LAYOUT[..3], None, FULL_ENV); // no data partition
     let last = DISK / 512 - 1;
     move_entry(&rig.disk, "rootfs_b", last - 4095, last);
     rig.refused("outside the GPT's usable area");
@@ -318,7 +248,11 @@ fn slot_over_a_gpt_area_is_refused() {
 /// A valid env (CRC right) without two contract variables.
 #[test]
 fn env_without_contract_variables_is_refused() {
-    let rig = Rig::new(LAYOUT, "ota_slot=a\nupgrade_available=0\nbootcount=0\n");
+    let rig = Rig::new(
+        LAYOUT,
+        None,
+        "ota_slot=a\nupgrade_available=0\nbootcount=0\n",
+    );
     let e = rig.refused("lacks bootlimit, altbootcmd");
     assert!(e.contains("ota_slot"), "names the whole contract: {e}");
 }
@@ -326,7 +260,7 @@ fn env_without_contract_variables_is_refused() {
 /// A payload that is a FIFO: refused at once, not a hang.
 #[test]
 fn fifo_payload_is_refused_without_waiting() {
-    let rig = Rig::new(LAYOUT, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FULL_ENV);
     let payload = rig.root.join("bundle/rootfs.img");
     fs::remove_file(&payload).unwrap();
     tool("mkfifo", &[payload.to_str().unwrap()]);
@@ -336,7 +270,7 @@ fn fifo_payload_is_refused_without_waiting() {
 /// A payload symlink leading out of the bundle directory.
 #[test]
 fn payload_link_out_of_the_bundle_is_refused() {
-    let rig = Rig::new(LAYOUT, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FULL_ENV);
     let payload = rig.root.join("bundle/rootfs.img");
     fs::rename(&payload, rig.root.join("outside.img")).unwrap();
     std::os::unix::fs::symlink("../outside.img", &payload).unwrap();
@@ -360,7 +294,7 @@ fn payload_link_out_of_the_bundle_is_refused() {
 /// `state_dir` on a 64 KiB tmpfs: less than the install needs there.
 #[test]
 fn full_state_dir_is_refused() {
-    let rig = Rig::new(LAYOUT, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FULL_ENV);
     let state = rig.root.join("state");
     tool(
         "mount",
@@ -388,7 +322,7 @@ fn full_state_dir_is_refused() {
 /// the rig's fault), and the local payload was hashed before slot b changed.
 #[test]
 fn the_rig_installs_when_nothing_is_wrong() {
-    let rig = Rig::new(LAYOUT, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FULL_ENV);
     let (out, _) = rig.install();
     assert!(
         out.status.success(),
