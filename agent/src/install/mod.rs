@@ -5,14 +5,18 @@
 //!  Approved (signature + device policy checked)      Payloads (bundle file/dir,
 //!        │                                            HTTP: open_at(index, offset))
 //!        ▼                                                   │
-//!  prechecks: partitions exist in the inactive slot and are large enough;
-//!             delta base = booted slot (size + SHA-256); patch complete + hashed
+//!  refusals: env contract; partitions exist in the inactive slot, are large
+//!             enough, inside the GPT's usable area, overlap no partition, env
+//!             copy or bootctrl block; payloads regular files; local payloads
+//!             hashed; state_dir space; delta base = booted slot (size +
+//!             SHA-256); patch complete + hashed
 //!        │            (nothing has changed on the device up to here)
 //!        ▼
 //!  mark_unbootable(inactive) ─► writing-<slot> marker ─► journal
 //!        ▼
 //!  per image: stream ─► bzip2 / bspatch ─► SlotWriter (inactive only)
-//!             checkpoint every 8 MiB: fsync, journal {image, offset, prefix SHA-256}
+//!             checkpoint every 4 MiB or 2 s: fsync, journal {image, offset,
+//!             prefix SHA-256} (two alternating records, durable.rs)
 //!             end: fsync, drop cache, read back from flash, SHA-256 == manifest
 //!        ▼
 //!  journal "written" ─► marker removed ─► pending security version
@@ -40,8 +44,14 @@
 //! the installer picks the offset from its journal (uncompressed full
 //! images resume at the first unverified byte; bzip2 payloads at the start
 //! of the bzip2 stream that follows the last checkpoint, so a resumed
-//! download never fetches what is already on flash; delta patches are downloaded to
-//! `state_dir` once, resumed by file length, then applied from the start).
+//! download never fetches what is already on flash; delta patches are
+//! downloaded to `state_dir` once, resumed by file length, then decoded
+//! from the start and written from the last checkpoint on).
+//!
+//! Phases, one file each: `source.rs` (payloads, kept patches),
+//! `decode.rs` (none / bzip2 / BSDIFF40), `write.rs` (the checkpointing
+//! writer), `readback.rs`, `activate.rs`; refusals in `check_layout` and
+//! `precheck.rs`; `state_dir` names in `files.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
