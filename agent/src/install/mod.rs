@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use crate::bootctl::BootControl;
 use crate::bundle::bsdiff::ReadAt;
-use crate::bundle::{self, BundleError, Digest, Kind};
+use crate::bundle::{self, Digest, Kind};
 use crate::slots::{Layout, Slot};
 use crate::state::StateDir;
 use crate::{Error, Result};
@@ -72,6 +72,7 @@ pub mod journal;
 mod precheck;
 mod progress;
 mod readback;
+mod resume;
 mod source;
 pub mod storage;
 mod write;
@@ -85,10 +86,10 @@ pub use error::InstallError;
 pub use source::{AtReader, BundlePayloads, Payloads};
 pub use storage::{Disk, FileDisk, SlotReader, SlotWriter};
 
-use decode::ResumePoint;
 use error::refuse;
 use journal::{Journal, Record};
 use progress::Bookkeeping;
+use resume::Start;
 use source::PatchLocation;
 use write::ImageJob;
 
@@ -238,22 +239,20 @@ struct Session<'s, 'p, D: Disk + ?Sized> {
     books: Bookkeeping<'p>,
 }
 
-/// Where a run starts: the first image to write and, inside it, the
-/// journal's resume point.
-struct Start {
-    first: usize,
-    within: Option<ResumePoint>,
-    record: Option<Record>,
-}
-
 impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
     fn run(&mut self, payloads: &mut dyn Payloads) -> Result<Outcome> {
         let m = self.approved.manifest();
         self.books.phase(Phase::Verifying, "", None, 0);
         // Refusals first: nothing on the device changes before all pass.
         self.bootctl.check_ready()?;
-        self.check_layout()?;
-        let start = self.start_point()?;
+        precheck::layout(
+            self.disk,
+            self.layout,
+            self.booted,
+            &self.bootctl.storage(),
+            m,
+        )?;
+        let start = resume::start_point(&self.books.journal, self.approved, self.target);
         precheck::free_space(self.state_dir, m, start.first, payloads)?;
         precheck::hash_local_payloads(m, start.first, payloads)?;
         let tag = self.approved.digest().to_string();
@@ -301,105 +300,6 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
             payload_offset: offset,
             prefix: Digest::of(b""),
         }
-    }
-
-    /// Every target partition exists, is large enough, lies inside the
-    /// disk's usable area and overlaps nothing else (partitions, env copies,
-    /// bootctrl block); a delta's base fits the booted partition.
-    fn check_layout(&self) -> Result<()> {
-        let (booted, target) = (self.booted, self.target);
-        let reserved = self.bootctl.storage();
-        for img in &self.approved.manifest().images {
-            let part = self.layout.partition(&img.name, target).ok_or_else(|| {
-                Error::Slot(format!(
-                    "image {}: the inactive slot {target} has no partition `{}{}`",
-                    img.name,
-                    img.name,
-                    target.suffix()
-                ))
-            })?;
-            if img.result.size > part.size {
-                return Err(Error::Slot(format!(
-                    "image {}: {} bytes do not fit partition `{}` of {} bytes",
-                    img.name, img.result.size, part.name, part.size
-                )));
-            }
-            self.layout
-                .check_writable(part, &reserved)
-                .map_err(InstallError::Layout)?;
-            // Fails early on a layout where the target overlaps the booted slot.
-            SlotWriter::for_inactive(self.disk, self.layout, booted, &img.name)?;
-            if let Kind::Bsdiff { base } = img.kind {
-                let bp = self.layout.partition(&img.name, booted).ok_or_else(|| {
-                    Error::Slot(format!(
-                        "image {}: no base partition in slot {booted}",
-                        img.name
-                    ))
-                })?;
-                if base.size > bp.size {
-                    return Err(BundleError::Base {
-                        name: img.name.clone(),
-                        reason: format!(
-                            "base is {} bytes, partition `{}` holds {}",
-                            base.size, bp.name, bp.size
-                        ),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The journal: resume only the same manifest into the same slot.
-    fn start_point(&mut self) -> Result<Start> {
-        let m = self.approved.manifest();
-        let resume = match self.books.journal.load_with_seq() {
-            Some((r, seq)) if r.manifest == self.approved.digest() && r.slot == self.target => {
-                let n = m.images.len() as u16;
-                if r.image > n
-                    || (r.image == n && r.phase == journal::Phase::Writing && r.offset > 0)
-                {
-                    log::warn!("install journal points past the last image; starting over");
-                    None
-                } else {
-                    Some((r, seq))
-                }
-            }
-            Some((r, _)) => {
-                // Not cleared here (a refusal below must change nothing):
-                // this install's first record supersedes it.
-                log::warn!(
-                    "install journal is for manifest {} into slot {}, not this one; ignored",
-                    r.manifest,
-                    r.slot
-                );
-                None
-            }
-            None => None,
-        };
-        Ok(match resume {
-            Some((r, _)) if r.phase == journal::Phase::Written => Start {
-                first: m.images.len(),
-                within: None,
-                record: Some(r),
-            },
-            Some((r, seq)) => Start {
-                first: usize::from(r.image),
-                within: Some(ResumePoint {
-                    offset: r.offset,
-                    payload_offset: r.payload_offset,
-                    prefix: r.prefix,
-                    seq,
-                }),
-                record: Some(r),
-            },
-            None => Start {
-                first: 0,
-                within: None,
-                record: None,
-            },
-        })
     }
 
     /// Deltas: the base must be the booted slot's image, the patch complete

@@ -1,13 +1,15 @@
-//! Refusals that need the payloads or `state_dir`, made before the
-//! inactive slot is touched: enough free space for what the install keeps
-//! in `state_dir`, and a local bundle's payloads hashed completely.
+//! Refusals made before the inactive slot is touched: the target
+//! partitions' layout, enough free space for what the install keeps in
+//! `state_dir`, and a local bundle's payloads hashed completely.
 
 use std::path::Path;
 
 use super::error::InstallError;
 use super::readback::check_blob;
 use super::source::{AtReader, Payloads};
-use crate::bundle::{self, Kind, Manifest};
+use super::storage::{Disk, SlotWriter};
+use crate::bundle::{self, BundleError, Kind, Manifest};
+use crate::slots::{Layout, Reserved, Slot};
 use crate::{Error, Result};
 
 /// Room for the records an install writes (journal pair, marker, pending
@@ -82,6 +84,59 @@ pub(super) fn hash_local_payloads(
         let got = bundle::hash_reader(AtReader::new(local, 0))
             .map_err(|e| super::error::refuse(img, format!("reading the payload: {e}")))?;
         check_blob(img, "payload", got, img.payload)?;
+    }
+    Ok(())
+}
+
+/// Every target partition exists, is large enough, lies inside the
+/// disk's usable area and overlaps nothing else (partitions, env copies,
+/// bootctrl block); a delta's base fits the booted partition.
+pub(super) fn layout<D: Disk + ?Sized>(
+    disk: &D,
+    layout: &Layout,
+    booted: Slot,
+    reserved: &[Reserved],
+    m: &Manifest,
+) -> Result<()> {
+    let target = booted.other();
+    for img in &m.images {
+        let part = layout.partition(&img.name, target).ok_or_else(|| {
+            Error::Slot(format!(
+                "image {}: the inactive slot {target} has no partition `{}{}`",
+                img.name,
+                img.name,
+                target.suffix()
+            ))
+        })?;
+        if img.result.size > part.size {
+            return Err(Error::Slot(format!(
+                "image {}: {} bytes do not fit partition `{}` of {} bytes",
+                img.name, img.result.size, part.name, part.size
+            )));
+        }
+        layout
+            .check_writable(part, reserved)
+            .map_err(InstallError::Layout)?;
+        // Fails early on a layout where the target overlaps the booted slot.
+        SlotWriter::for_inactive(disk, layout, booted, &img.name)?;
+        if let Kind::Bsdiff { base } = img.kind {
+            let bp = layout.partition(&img.name, booted).ok_or_else(|| {
+                Error::Slot(format!(
+                    "image {}: no base partition in slot {booted}",
+                    img.name
+                ))
+            })?;
+            if base.size > bp.size {
+                return Err(BundleError::Base {
+                    name: img.name.clone(),
+                    reason: format!(
+                        "base is {} bytes, partition `{}` holds {}",
+                        base.size, bp.name, bp.size
+                    ),
+                }
+                .into());
+            }
+        }
     }
     Ok(())
 }

@@ -48,6 +48,16 @@ impl Rig {
     /// `layout` as for `common::disk::gpt_image`; `sgdisk_args`, when given,
     /// partition the disk again by hand instead.
     fn new(layout: &[(&str, u32)], sgdisk_args: Option<&[&str]>, env: &str) -> Rig {
+        Rig::with_config(layout, sgdisk_args, env, "")
+    }
+
+    /// [`Rig::new`] with `extra` lines appended to the config.
+    fn with_config(
+        layout: &[(&str, u32)],
+        sgdisk_args: Option<&[&str]>,
+        env: &str,
+        extra: &str,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         let ud = UbootDisk::new(&root, DISK, layout);
@@ -73,7 +83,7 @@ impl Rig {
             format!(
                 "product = \"rice-cooker\"\ndisk = \"{d}\"\nfw_env_config = \"{}\"\n\
                  state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
-                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n",
+                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n{extra}",
                 fw_env.display(),
                 r = root.display()
             ),
@@ -107,6 +117,22 @@ impl Rig {
             disk,
             config,
         }
+    }
+
+    /// `ota-agent ARGS` (booted slot a); must succeed.
+    fn agent_ok(&self, args: &[&str]) {
+        let out = Command::new(AGENT)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--booted-slot", "a"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs `install bundle` (booted slot a), killed after 30 s.
@@ -243,6 +269,29 @@ fn slot_over_a_gpt_area_is_refused() {
     let last = DISK / 512 - 1;
     move_entry(&rig.disk, "rootfs_b", last - 4095, last);
     rig.refused("outside the GPT's usable area");
+}
+
+/// The android backend: rootfs_b moved over the start of `misc`, where the
+/// bootloader_control block is (byte 2048).
+#[test]
+fn slot_over_the_bootctrl_block_is_refused() {
+    let layout = &[
+        ("boot", 1024),
+        ("misc", 1024),
+        ("rootfs_a", 2048),
+        ("rootfs_b", 2048),
+        ("data", 0),
+    ];
+    let rig = Rig::with_config(
+        layout,
+        None,
+        FULL_ENV,
+        "bootloader = \"android\"\nmisc_partition = \"misc\"\n",
+    );
+    rig.agent_ok(&["set-active", "a", "--reinit"]);
+    // misc is LBAs 6144..=8191; rootfs_b moves there from 12288.
+    move_entry(&rig.disk, "rootfs_b", 6144, 10239);
+    rig.refused("overlaps the Android bootloader_control block");
 }
 
 /// A valid env (CRC right) without two contract variables.
