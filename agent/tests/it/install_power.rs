@@ -267,13 +267,30 @@ struct MemPayloads {
     local: bool,
     /// Every `open_at` of the current install: (image, payload offset).
     opened: Vec<(usize, u64)>,
+    /// A slow source: this pause per read of at most 1 KiB.
+    delay: Option<std::time::Duration>,
+}
+
+/// Reads at most 1 KiB at a time, pausing before each read.
+struct Slow<R>(R, std::time::Duration);
+
+impl<R: Read> Read for Slow<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::thread::sleep(self.1);
+        let n = buf.len().min(1024);
+        self.0.read(&mut buf[..n])
+    }
 }
 
 impl Payloads for MemPayloads {
     fn open_at(&mut self, index: usize, offset: u64) -> io::Result<Box<dyn Read + '_>> {
         self.opened.push((index, offset));
         let d = &self.data[index].0;
-        Ok(Box::new(Cursor::new(&d[(offset as usize).min(d.len())..])))
+        let r = Cursor::new(&d[(offset as usize).min(d.len())..]);
+        Ok(match self.delay {
+            Some(pause) => Box::new(Slow(r, pause)),
+            None => Box::new(r),
+        })
     }
     fn local(&self, index: usize) -> Option<&dyn ReadAt> {
         self.local.then(|| &self.data[index] as &dyn ReadAt)
@@ -372,6 +389,8 @@ struct World {
     power: Rc<Power>,
     state: tempfile::TempDir,
     journal: Rc<CutMedium>,
+    /// Replaces the harness tuning.
+    options: Option<Options>,
     old: Vec<(String, Vec<u8>)>,
     new: Vec<(String, Vec<u8>)>,
     approved: Approved,
@@ -485,7 +504,9 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
             opened: Vec::new(),
             data: payloads,
             local: rng.below(2) == 0,
+            delay: None,
         },
+        options: None,
     }
 }
 
@@ -547,7 +568,7 @@ impl World {
             self.state.path(),
             &mut progress,
         )
-        .with_options(options)
+        .with_options(self.options.unwrap_or(options))
         .with_journal_medium(self.journal.clone())
         .install(&self.approved, &mut self.payloads)
         .inspect(|_| self.note_high_water())
@@ -817,4 +838,46 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
         "{env:?}"
     );
     assert!(w.slot_holds(Slot::A, &w.old));
+}
+
+/// The time rule of the checkpoint interval: with a byte interval the image
+/// never reaches, a slow source still gets checkpoints every
+/// `checkpoint_time`, so a cut mid-image resumes past byte 0; with a time
+/// interval that never passes either, it restarts at 0.
+#[test]
+fn slow_sources_are_checkpointed_by_time() {
+    use std::time::Duration;
+    let resumed_at = |time: Duration| -> u64 {
+        let mut w = (0..500u64)
+            .map(|s| world(&mut Rng(1000 + s)))
+            .find(|w| {
+                let img = &w.approved.manifest().images[0];
+                img.compression == Compression::None && matches!(img.kind, Kind::Full)
+            })
+            .expect("a world with an uncompressed full image first");
+        w.options = Some(Options {
+            checkpoint: 1 << 40,
+            checkpoint_time: time,
+            chunk: CHUNK as usize,
+        });
+        w.payloads.delay = Some(Duration::from_millis(1));
+        // Events: 1 env write, 3 for the journal's first record, then one
+        // per 4 KiB chunk, and per checkpoint a sync and 2-3 journal
+        // operations. The 12th lands inside image 0 (≥ 32 KiB) either way.
+        assert!(w.install(Slot::A, Some(12)).is_err());
+        assert!(w.power.dead.get(), "the cut did not happen");
+        assert_eq!(w.power_on(&mut Rng(5), 1), Slot::A);
+        w.payloads.delay = None;
+        let out = w.install(Slot::A, None).unwrap();
+        assert!(w.slot_holds(Slot::B, &w.new));
+        out.resumed.map(|(_, off)| off).unwrap_or(0)
+    };
+    let by_time = resumed_at(Duration::from_millis(3));
+    assert!(by_time > 0, "no checkpoint by time");
+    assert_eq!(
+        resumed_at(Duration::from_secs(3600)),
+        0,
+        "the control resumed"
+    );
+    eprintln!("slow source: resumed at byte {by_time} with a 3 ms time interval");
 }
