@@ -110,7 +110,10 @@ impl Medium for Fs {
             .write_all_at(bytes, offset)
     }
     fn sync_file(&self, path: &Path) -> io::Result<()> {
-        fs::OpenOptions::new().write(true).open(path)?.sync_all()
+        // fdatasync: the data, and the size and allocation when they
+        // changed (a new file), but not a mere mtime change — so a steady
+        // state overwrite does not rewrite the directory entry on vfat.
+        fs::OpenOptions::new().write(true).open(path)?.sync_data()
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         fs::File::open(dir)?.sync_all()
