@@ -152,7 +152,11 @@ impl Config {
         };
         let doc = syntax::parse(text).map_err(|e| bad(e.to_string()))?;
         for unknown in unknown_keys(&doc) {
-            log::warn!("config {}: unknown key `{unknown}` ignored", path.display());
+            log::warn!(
+                "config {}: unknown key `{}` ignored",
+                path.display(),
+                crate::error::quote(&unknown)
+            );
         }
         let mut config = Config::from_document(&doc).map_err(bad)?;
         config.source = path.to_owned();
@@ -222,7 +226,8 @@ impl Config {
                         "android" => Bootloader::Android,
                         other => {
                             return Err(f.wrong(format!(
-                                "unknown backend \"{other}\", expected \"uboot\" or \"android\""
+                                "unknown backend \"{}\", expected \"uboot\" or \"android\"",
+                                crate::error::quote(other)
                             )))
                         }
                     }
