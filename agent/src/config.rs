@@ -60,6 +60,8 @@ pub struct Config {
     pub cmdline: PathBuf,
     /// Base URL of the release server.
     pub server: Option<String>,
+    /// Report target overriding the channel file's `reports` (docs/fleet.md).
+    pub report_url: Option<String>,
     /// Channel name (`<server>/<product>/<channel>.json`).
     pub channel: String,
     /// CA bundle the server's certificate must chain to.
@@ -134,6 +136,7 @@ impl Default for Config {
             health_timeout_s: crate::health::HOOK_TIMEOUT.as_secs(),
             cmdline: "/proc/cmdline".into(),
             server: None,
+            report_url: None,
             channel: "stable".into(),
             ca_file: "/etc/ota/ca.pem".into(),
             poll_interval_s: 21600,
@@ -240,6 +243,7 @@ impl Config {
                 "health_timeout_s" => c.health_timeout_s = f.int()?,
                 "cmdline" => c.cmdline = f.path()?,
                 "server" => c.server = Some(f.string()?),
+                "report_url" => c.report_url = Some(f.string()?),
                 "channel" => c.channel = f.string()?,
                 "ca_file" => c.ca_file = f.path()?,
                 "poll_interval_s" => c.poll_interval_s = f.int()?,
@@ -293,6 +297,7 @@ const TOP_KEYS: &[&str] = &[
     "health_timeout_s",
     "cmdline",
     "server",
+    "report_url",
     "channel",
     "ca_file",
     "poll_interval_s",

@@ -280,9 +280,11 @@ pub fn publish(args: Vec<OsString>) -> Result<()> {
             percent,
             seed: seed.unwrap_or_else(|| m.version.to_string()),
             paused,
+            lease_until: None,
         },
         created: now,
         expires: now + i64::from(days) * 86400,
+        reports: None,
     };
     let json = c.to_json();
     Channel::parse(json.as_bytes())?; // what devices will parse

@@ -118,6 +118,10 @@ pub(super) fn install_into_inactive(
         outcome.version,
         outcome.slot
     );
+    crate::report::Reporter::new(config).record(crate::report::Event::Installed {
+        to: &outcome.version.to_string(),
+        slot: outcome.slot,
+    }); // report:
     Ok(outcome)
 }
 
@@ -155,6 +159,10 @@ pub(super) fn reboot_now(config: &Config, mcu: Option<&mut SerialMcu>) -> Result
             Ok(0)
         }
         Decision::Deferred(d) => {
+            crate::report::Reporter::new(config).record(crate::report::Event::Deferred {
+                to: None,
+                why: &format!("reboot deferred: {d}"),
+            }); // report:
             println!("reboot deferred: {d}");
             Ok(0)
         }

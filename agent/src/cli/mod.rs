@@ -42,6 +42,8 @@ commands:
   env print [NAME...]        like fw_printenv
   env set NAME [VALUE...]    like fw_setenv (also: env set -s SCRIPT|-)
   mcu status                 ask the appliance MCU for its state
+  identity [--registry-line] device id and report public key (PEM)
+  report [--send]            the signed report queue; --send delivers it now
 ";
 
 /// Options that come before the command.
@@ -144,10 +146,38 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "check" => net::check(&globals, rest),
         "update" => net::update(&globals, rest),
         "daemon" => net::daemon(&globals, rest),
+        "identity" => report_cmd(
+            &globals,
+            rest,
+            "--registry-line",
+            crate::report::cmd_identity,
+        ), // report:
+        "report" => report_cmd(&globals, rest, "--send", crate::report::cmd_report), // report:
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),
     }
+}
+
+/// `identity` / `report`: at most the one flag `flag`. // report:
+fn report_cmd(
+    globals: &Globals,
+    args: Vec<OsString>,
+    flag: &str,
+    run: fn(&Config, bool) -> Result<i32>,
+) -> Result<i32> {
+    let mut on = false;
+    for a in args {
+        match a.to_str() {
+            Some(f) if f == flag => on = true,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "unexpected argument {a:?} (only {flag})"
+                )))
+            }
+        }
+    }
+    run(&globals.config()?, on)
 }
 
 /// Turns a lexopt error into a usage error.

@@ -28,6 +28,7 @@ use crate::mcu::{McuDisplay, SerialMcu};
 use crate::net::check::Decision;
 use crate::net::payloads::HttpPayloads;
 use crate::net::{backoff, update, Client};
+use crate::report::{Event, Reporter}; // report:
 use crate::update_status::{self, Phase, Progress};
 use crate::{Error, Result};
 
@@ -101,6 +102,11 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
     let pending = match pending {
         Some(doc) if !switch_pending(globals, config) => {
             rolled_back = true;
+            Reporter::new(config).record(Event::RolledBack {
+                from_slot: None,
+                reason: "unbootable",
+                boot_limit: None,
+            }); // report:
             if let Some(v) = doc.version.as_deref().and_then(|v| v.parse().ok()) {
                 update::reject(&config.state_dir, &v)?;
                 progress.target(&v.to_string(), doc.slot, None);
@@ -136,6 +142,12 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
         }
     };
     log::info!("{d}");
+    if let Decision::LeaseExpired { version } = &d {
+        Reporter::new(config).record(Event::Deferred {
+            to: Some(&version.to_string()),
+            why: "rollout lease expired",
+        })
+    } // report:
     let Decision::Update {
         version,
         manifest_url,
@@ -155,6 +167,9 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
         }
         progress.begin(Phase::Checking, None, None);
     }
+    Reporter::new(config).record(Event::DownloadStarted {
+        to: &version.to_string(),
+    }); // report:
     let r = DeviceFacts::from_config(config, false).and_then(|facts| {
         if download_only {
             let dir = config.state_dir.join(update::DOWNLOAD_DIR);
@@ -188,6 +203,10 @@ fn run_once(globals: &Globals, config: &Config, download_only: bool) -> Result<b
         )
     });
     if let Err(e) = &r {
+        Reporter::new(config).record(Event::Failed {
+            to: &version.to_string(),
+            error: &e.to_string(),
+        }); // report:
         progress.fail(&e.to_string());
     }
     progress.end();
@@ -269,11 +288,10 @@ pub fn update(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     }
     let config = globals.config()?;
     let _lock = lock(&config)?;
-    Ok(if run_once(globals, &config, download_only)? {
-        0
-    } else {
-        EXIT_NO_UPDATE
-    })
+    let sending = Reporter::new(&config).deliver_in_background(); // report:
+    let r = run_once(globals, &config, download_only);
+    crate::report::finish(sending); // report:
+    Ok(if r? { 0 } else { EXIT_NO_UPDATE })
 }
 
 /// `ota-agent daemon [--max-cycles N]`
@@ -306,8 +324,15 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         Err(e) => log::warn!("boot control unavailable: {e}"),
     }
     let mut cycle = 0u64;
+    let mut sending = None; // report:
     loop {
         cycle += 1;
+        if sending
+            .as_ref()
+            .is_none_or(|h: &std::thread::JoinHandle<()>| h.is_finished())
+        {
+            sending = Reporter::new(&config).deliver_in_background()
+        } // report:
         match lock(&config) {
             Ok(_lock) => match run_once(globals, &config, false) {
                 Ok(true) => log::info!("cycle {cycle}: update installed"),
@@ -317,6 +342,7 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
             Err(e) => log::warn!("cycle {cycle} skipped: {e}"),
         }
         if max_cycles.is_some_and(|m| cycle >= m) {
+            crate::report::finish(sending); // report:
             return Ok(0);
         }
         std::thread::sleep(poll_delay(config.poll_interval_s));

@@ -14,6 +14,7 @@ use super::{string, usage, Globals};
 use crate::bootctl::{self, BootControl, BootStatus, OpenOptions};
 use crate::config::Config;
 use crate::health;
+use crate::report::{Event, Reporter}; // report:
 use crate::slots::Slot;
 use crate::state::{format_utc, Rollback, StateDir};
 use crate::update_status::{self, UpdateStatus};
@@ -37,12 +38,19 @@ pub(super) fn open(
         .transpose()?;
     let mut bc = bootctl::open(config, OpenOptions { booted, reinit })?;
     match bc.record_rollback() {
-        Ok(Some(r)) => log::warn!(
-            "the bootloader left slot {} for slot {} ({}); recorded",
-            r.from,
-            r.to,
-            r.reason
-        ),
+        Ok(Some(r)) => {
+            log::warn!(
+                "the bootloader left slot {} for slot {} ({}); recorded",
+                r.from,
+                r.to,
+                r.reason
+            );
+            Reporter::new(config).record(Event::RolledBack {
+                from_slot: Some(r.from),
+                reason: &r.reason,
+                boot_limit: bc.status().boot_limit,
+            }); // report:
+        }
         Ok(None) => {}
         // Recording is bookkeeping: it must not block confirming a slot.
         Err(e) => log::warn!("could not record the last rollback: {e}"),
@@ -99,8 +107,14 @@ pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let n = health::run_all_within(
         &config.health_dir,
         std::time::Duration::from_secs(config.health_timeout_s),
-    )?;
+    )
+    .inspect_err(|error| Reporter::new(&config).record(Event::HealthFailed { booted, error }))?; // report:
+    let attempts = bc.status().boot_count; // report:
     bc.mark_successful()?;
+    Reporter::new(&config).record(Event::Committed {
+        booted,
+        boot_attempts: attempts,
+    }); // report:
     log::info!("{n} health checks passed");
     // The installed release's anti-rollback floor applies once it is confirmed.
     if let Some(v) = crate::install::confirm_security_version(&config.state_dir, booted)? {

@@ -49,7 +49,8 @@ pub fn check(c: &Config, client: &Client, keys: &TrustedKeys) -> Result<Decision
         device_id: &id,
         now: bundle::time::now(),
     };
-    let (_, d) = check::check(client, server, keys, &facts)?;
+    let (chan, d) = check::check(client, server, keys, &facts)?;
+    crate::report::remember_target(&c.state_dir, chan.reports.as_deref()); // report:
     Ok(match d {
         Decision::Update { version, .. } if rejected(&c.state_dir).as_ref() == Some(&version) => {
             Decision::RolledBack { version }

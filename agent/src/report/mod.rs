@@ -1,0 +1,422 @@
+//! Fleet reports (issue 16, docs/fleet.md): the device tells the release
+//! manager the truth about each update — started, installed, committed
+//! (only after `mark-good` on the new slot), rolled back and why (sent from
+//! the old slot after the reboot), failed (phase and error line), deferred
+//! — as small JSON records signed by a per-device key, queued power-safely in
+//! `state_dir` and PUT to any HTTP server that accepts PUT.
+//!
+//! ```text
+//!  cli call sites ── Reporter::record(Event) ──► record::Report ─ sign (identity) ─► queue
+//!                    (never fails the caller)                                         │
+//!  update / daemon ── Reporter::deliver_in_background ─► deliver (PUT .sig, .json) ◄──┘
+//! ```
+//!
+//! Recording never blocks or fails an update or a rollback: every error is
+//! logged as a warning and forgotten. Delivery runs on its own thread with
+//! short timeouts; a process that ends (reboot) simply leaves the rest
+//! queued for the next run.
+
+pub mod deliver;
+pub mod identity;
+pub mod queue;
+pub mod record;
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::net::{Backoff, Client, NetSettings, TlsFiles};
+use crate::slots::Slot;
+use crate::update_status::Phase;
+use crate::{Error, Result};
+pub use deliver::Delivered;
+pub use identity::Identity;
+pub use queue::Queue;
+pub use record::{Kind, Report};
+
+/// Longest a delivery run may take.
+pub const DELIVERY_BUDGET: Duration = Duration::from_secs(60);
+/// How long `update` waits for a delivery still running when it is done.
+pub const FINISH_GRACE: Duration = Duration::from_secs(3);
+
+/// What happened, as the call sites know it.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// The device starts fetching release `to`.
+    DownloadStarted {
+        /// The release.
+        to: &'a str,
+    },
+    /// `to` was written to `slot` and activated.
+    Installed {
+        /// The release.
+        to: &'a str,
+        /// The slot written.
+        slot: Slot,
+    },
+    /// `mark-good` confirmed the booted slot.
+    Committed {
+        /// The slot confirmed.
+        booted: Slot,
+        /// Boots used (the bootloader's count), if known.
+        boot_attempts: Option<u32>,
+    },
+    /// A health check failed on the booted slot (not a report by itself:
+    /// it becomes the reason of the rollback that follows).
+    HealthFailed {
+        /// The slot that was checked.
+        booted: Slot,
+        /// The error `mark-good` stopped with.
+        error: &'a Error,
+    },
+    /// The device went back from a slot: `from_slot` if the bootloader
+    /// said which, `reason` the raw reason (`bootlimit`, `mark-bad`, …).
+    RolledBack {
+        /// The slot given up, if known.
+        from_slot: Option<Slot>,
+        /// The raw reason.
+        reason: &'a str,
+        /// The bootloader's boot limit, if known (tries used up).
+        boot_limit: Option<u32>,
+    },
+    /// The update of `to` stopped with `error`.
+    Failed {
+        /// The release.
+        to: &'a str,
+        /// The error line.
+        error: &'a str,
+    },
+    /// The device waits: `why`. `to` defaults to the installed-unconfirmed release.
+    Deferred {
+        /// The release, if known.
+        to: Option<&'a str>,
+        /// Why.
+        why: &'a str,
+    },
+}
+
+/// Records events of one device and delivers them.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    state_dir: PathBuf,
+    product: String,
+    hardware: Option<String>,
+    version_file: PathBuf,
+    device_id: Option<String>,
+    report_url: Option<String>,
+    tls: TlsFiles,
+    allow_http: bool,
+}
+
+/// The human reason of a rollback.
+fn rollback_reason(raw: &str, health: Option<&str>) -> String {
+    if let Some(h) = health {
+        return format!("health check {h} failed");
+    }
+    match raw {
+        "bootlimit" => "boot attempts exhausted".into(),
+        "mark-bad" => "marked bad".into(),
+        "unbootable" => "slot unbootable".into(),
+        other => format!("slot unbootable ({})", record::one_line(other)),
+    }
+}
+
+impl Reporter {
+    /// A reporter for the configured device.
+    pub fn new(config: &Config) -> Reporter {
+        Reporter {
+            state_dir: config.state_dir.clone(),
+            product: config.product.clone(),
+            hardware: config.hardware.clone(),
+            version_file: config.version_file.clone(),
+            device_id: crate::net::update::device_id(config).ok(),
+            report_url: config.report_url.clone(),
+            tls: TlsFiles {
+                ca_file: Some(config.ca_file.clone()),
+                client_cert: config.client_cert.clone(),
+                client_key: config.client_key.clone(),
+            },
+            allow_http: config.danger_allow_http,
+        }
+    }
+
+    /// Records `event`: queues a signed report when it is one. Never fails:
+    /// a problem (full disk, no device id) is logged as a warning.
+    pub fn record(&mut self, event: Event<'_>) {
+        if let Err(e) = self.try_record(event) {
+            log::warn!("report not recorded: {e}");
+        }
+    }
+
+    fn installed(&self) -> Option<String> {
+        crate::bundle::installed_version(&self.version_file)
+            .ok()
+            .map(|v| v.to_string())
+    }
+
+    fn try_record(&mut self, event: Event<'_>) -> Result<()> {
+        let q = Queue::new(&self.state_dir);
+        let mut s = q.state()?;
+        // (kind, from, to, reason, boot attempts, de-duplicate)
+        let (kind, from, to, reason, attempts, dedup) = match event {
+            Event::DownloadStarted { to } => (
+                Kind::DownloadStarted,
+                self.installed(),
+                to.to_owned(),
+                None,
+                None,
+                true,
+            ),
+            Event::Installed { to, slot } => {
+                let from = self.installed();
+                s.pending = Some(queue::Pending {
+                    from: from.clone(),
+                    to: to.to_owned(),
+                    slot,
+                    health_failed: None,
+                });
+                q.save(&s)?;
+                (Kind::Installed, from, to.to_owned(), None, None, false)
+            }
+            Event::Committed {
+                booted,
+                boot_attempts,
+            } => match s.pending.take() {
+                Some(p) if p.slot == booted => {
+                    (Kind::Committed, p.from, p.to, None, boot_attempts, false)
+                }
+                p => {
+                    s.pending = p;
+                    return Ok(());
+                }
+            },
+            Event::HealthFailed { booted, error } => {
+                let name = match error {
+                    Error::Health { hook, .. } => hook
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    e => record::one_line(&e.to_string()),
+                };
+                if let Some(p) = s.pending.as_mut().filter(|p| p.slot == booted) {
+                    p.health_failed = Some(name);
+                    q.save(&s)?;
+                }
+                return Ok(());
+            }
+            Event::RolledBack {
+                from_slot,
+                reason,
+                boot_limit,
+            } => match s.pending.take() {
+                Some(p) if from_slot.is_none_or(|f| f == p.slot) => {
+                    let why = rollback_reason(reason, p.health_failed.as_deref());
+                    let attempts = (reason == "bootlimit").then_some(boot_limit).flatten();
+                    (Kind::RolledBack, p.from, p.to, Some(why), attempts, false)
+                }
+                p => {
+                    s.pending = p;
+                    return Ok(());
+                }
+            },
+            Event::Failed { to, error } => {
+                let phase = crate::update_status::read(&self.state_dir)
+                    .ok()
+                    .flatten()
+                    .map(|d| d.phase)
+                    .filter(|p| *p != Phase::Failed && *p != Phase::Idle)
+                    .map(|p| {
+                        serde_json::to_value(p)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_else(|| "checking".into());
+                let why = record::one_line(&format!("{phase}: {error}"));
+                (
+                    Kind::Failed,
+                    self.installed(),
+                    to.to_owned(),
+                    Some(why),
+                    None,
+                    true,
+                )
+            }
+            Event::Deferred { to, why } => {
+                let to = match to
+                    .map(str::to_owned)
+                    .or(s.pending.as_ref().map(|p| p.to.clone()))
+                {
+                    Some(t) => t,
+                    None => return Ok(()),
+                };
+                let why = record::one_line(why);
+                (Kind::Deferred, self.installed(), to, Some(why), None, true)
+            }
+        };
+        let key = format!("{}|{to}|{}", kind.name(), reason.as_deref().unwrap_or(""));
+        if dedup && s.recent.contains(&key) {
+            return Ok(());
+        }
+        let device = self.device_id.clone().ok_or_else(|| Error::Config {
+            path: "ota-agent.toml".into(),
+            reason: "no device id (device_id / device_id_file)".into(),
+        })?;
+        let id = Identity::load_or_create(&self.state_dir, device.clone())?;
+        let seq = q.take_seq(&mut s)?;
+        let report = Report {
+            format: record::FORMAT,
+            product: self.product.clone(),
+            device,
+            hardware: self.hardware.clone(),
+            from,
+            to,
+            event: kind,
+            reason,
+            boot_attempts: attempts,
+            agent: env!("CARGO_PKG_VERSION").into(),
+            time: record::time_string(crate::bundle::time::now()),
+            seq,
+        };
+        let json = report.to_json();
+        let sig = id.sign(&json)?;
+        s.recent.push(key);
+        let excess = s.recent.len().saturating_sub(queue::RECENT);
+        s.recent.drain(..excess);
+        q.push(&mut s, seq, &json, &sig)?;
+        q.save(&s)?;
+        log::info!("report {seq}: {} {}", kind.name(), report.to);
+        Ok(())
+    }
+
+    /// The report target: config `report_url`, else the last channel's `reports`.
+    pub fn target(&self) -> Option<String> {
+        self.report_url.clone().or_else(|| {
+            Queue::new(&self.state_dir)
+                .state()
+                .ok()
+                .and_then(|s| s.target)
+        })
+    }
+
+    /// The client reports go through: the device's TLS trust, short
+    /// timeouts, few retries (reports wait in the queue for the next run).
+    pub fn client(&self) -> Result<Client> {
+        let settings = NetSettings {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            max_redirects: 0,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(2), 2),
+            danger_allow_http: self.allow_http,
+        };
+        Ok(Client::new(&self.tls, settings)?)
+    }
+
+    /// Sends what is queued now (within `budget`); `None` without a target.
+    pub fn deliver(&self, budget: Duration) -> Result<Option<Delivered>> {
+        let Some(target) = self.target() else {
+            return Ok(None);
+        };
+        let client = self.client()?;
+        Ok(Some(deliver::deliver(
+            &client,
+            &target,
+            &Queue::new(&self.state_dir),
+            budget,
+        )))
+    }
+
+    /// Delivers on a thread of its own, so nothing waits for the report
+    /// target. `None` when there is nothing to send.
+    pub fn deliver_in_background(&self) -> Option<JoinHandle<()>> {
+        if Queue::new(&self.state_dir).entries().is_empty() || self.target().is_none() {
+            return None;
+        }
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("report".into())
+            .spawn(move || match me.deliver(DELIVERY_BUDGET) {
+                Ok(Some(d)) if d.error.is_some() || d.sent > 0 => log::info!(
+                    "reports: {} sent, {} queued{}",
+                    d.sent,
+                    d.left,
+                    d.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                ),
+                Ok(_) => {}
+                Err(e) => log::warn!("reports not sent: {e}"),
+            })
+            .ok()
+    }
+}
+
+/// Waits a little ([`FINISH_GRACE`]) for a background delivery; what is not
+/// sent by then stays queued.
+pub fn finish(handle: Option<JoinHandle<()>>) {
+    let Some(h) = handle else { return };
+    let start = Instant::now();
+    while !h.is_finished() && start.elapsed() < FINISH_GRACE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if h.is_finished() {
+        let _ = h.join();
+    }
+}
+
+/// Remembers the report target a verified channel file names (called by the
+/// channel check; an absent field keeps the last one).
+pub fn remember_target(state_dir: &std::path::Path, target: Option<&str>) {
+    let Some(t) = target else { return };
+    let q = Queue::new(state_dir);
+    match q.state() {
+        Ok(mut s) if s.target.as_deref() != Some(t) => {
+            s.target = Some(t.to_owned());
+            if let Err(e) = q.save(&s) {
+                log::warn!("report target not remembered: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("report target not remembered: {e}"),
+    }
+}
+
+/// `ota-agent identity [--registry-line]`: the device id and public key.
+pub fn cmd_identity(config: &Config, registry_line: bool) -> Result<i32> {
+    let id = Identity::load_or_create(&config.state_dir, crate::net::update::device_id(config)?)?;
+    if registry_line {
+        println!("{}", id.registry_line());
+    } else {
+        print!("device-id: {}\n{}", id.device_id, id.public_pem());
+    }
+    Ok(0)
+}
+
+/// `ota-agent report [--send]`: the queue, and with `--send` a delivery now
+/// (exit 1 when reports are left).
+pub fn cmd_report(config: &Config, send: bool) -> Result<i32> {
+    let r = Reporter::new(config);
+    let q = Queue::new(&config.state_dir);
+    let mut code = 0;
+    if send {
+        match r.deliver(DELIVERY_BUDGET)? {
+            None => println!("no report target (channel `reports` or config `report_url`)"),
+            Some(d) => {
+                println!("sent {}", d.sent);
+                if let Some(e) = d.error {
+                    eprintln!("ota-agent: reports left queued: {e}");
+                    code = 1;
+                }
+            }
+        }
+    }
+    let s = q.state()?;
+    println!(
+        "queued {} ({} bytes), dropped {}, next sequence {}, target {}",
+        q.entries().len(),
+        q.bytes(),
+        s.dropped,
+        s.next_seq,
+        r.target().unwrap_or_else(|| "none".into())
+    );
+    Ok(code)
+}

@@ -1,0 +1,271 @@
+//! The power-safe report queue in `state_dir`.
+//!
+//! * `report-state.json`: the next sequence number (advanced and synced
+//!   *before* a report with that number is written, so a number is never
+//!   used twice, even across a power cut), the count of reports dropped
+//!   because the queue was full, the report target named by the last
+//!   channel file, the installed-but-unconfirmed release ([`Pending`]) and
+//!   the keys of recent events (a failure repeated every poll is reported
+//!   once).
+//! * `reports/<seq>.json` + `.json.sig`: one queued report; the signature is
+//!   written first and the report last, both atomically, so a `.json`
+//!   present means a whole entry. Delivered entries are removed.
+//!
+//! The queue holds at most [`MAX_QUEUED`] reports and [`MAX_QUEUE_BYTES`]
+//! bytes; beyond that the oldest are dropped and counted.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::slots::Slot;
+use crate::state::write_atomic;
+use crate::{Error, Result};
+
+/// Most reports kept waiting for delivery.
+pub const MAX_QUEUED: usize = 64;
+/// Most bytes (reports and signatures) kept waiting for delivery.
+pub const MAX_QUEUE_BYTES: u64 = 64 * 1024;
+/// Recent event keys remembered for de-duplication.
+pub const RECENT: usize = 8;
+/// The state file.
+pub const STATE_FILE: &str = "report-state.json";
+/// The queue directory.
+pub const QUEUE_DIR: &str = "reports";
+
+/// A release installed and activated but not yet confirmed or rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The release the device ran before.
+    pub from: Option<String>,
+    /// The installed release.
+    pub to: String,
+    /// The slot it was written to.
+    pub slot: Slot,
+    /// The health check that failed on it, if one did (`mark-good`).
+    pub health_failed: Option<String>,
+}
+
+/// `report-state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Sequence number of the next report.
+    pub next_seq: u64,
+    /// Reports dropped because the queue was full.
+    pub dropped: u64,
+    /// The report target (`reports` of the last channel file).
+    pub target: Option<String>,
+    /// See [`Pending`].
+    pub pending: Option<Pending>,
+    /// Keys of recent events, newest last.
+    pub recent: Vec<String>,
+}
+
+/// The queue of one state directory.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    state_dir: PathBuf,
+}
+
+/// One queued report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Sequence number.
+    pub seq: u64,
+    /// The report file.
+    pub json: PathBuf,
+    /// Its signature.
+    pub sig: PathBuf,
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(p, e)
+}
+
+/// `write_atomic`, removing its temporary file when it fails (a full disk
+/// must not leave debris that grows).
+fn write_clean(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, bytes).inspect_err(|_| {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            let _ = std::fs::remove_file(dir.join(format!(".{}.tmp", name.to_string_lossy())));
+        }
+    })
+}
+
+impl Queue {
+    /// The queue in `state_dir`.
+    pub fn new(state_dir: &Path) -> Queue {
+        Queue {
+            state_dir: state_dir.to_owned(),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.state_dir.join(QUEUE_DIR)
+    }
+
+    /// Reads the state; a missing file is the initial state, a damaged one
+    /// is an error (the caller logs it; sequence numbers must not restart
+    /// silently).
+    pub fn state(&self) -> Result<State> {
+        let path = self.state_dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::State {
+                path,
+                reason: format!("corrupt record: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, s: &State) -> Result<()> {
+        std::fs::create_dir_all(&self.state_dir).map_err(io(&self.state_dir))?;
+        let mut text = serde_json::to_vec(s).unwrap_or_default();
+        text.push(b'\n');
+        write_clean(&self.state_dir.join(STATE_FILE), &text)
+    }
+
+    /// Takes the next sequence number (synced before it is used).
+    pub fn take_seq(&self, s: &mut State) -> Result<u64> {
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        self.save(s)?;
+        Ok(seq)
+    }
+
+    /// Queues a signed report, then enforces the bounds (dropping the
+    /// oldest, counted in `s.dropped`, saved).
+    pub fn push(&self, s: &mut State, seq: u64, json: &[u8], sig: &[u8]) -> Result<()> {
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let name = format!("{seq:010}.json");
+        write_clean(&dir.join(format!("{name}.sig")), sig)?;
+        if let Err(e) = write_clean(&dir.join(&name), json) {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.sig")));
+            return Err(e);
+        }
+        self.enforce(s)
+    }
+
+    /// Drops the oldest entries beyond the bounds.
+    pub fn enforce(&self, s: &mut State) -> Result<()> {
+        let entries = self.entries();
+        let sizes: Vec<u64> = entries
+            .iter()
+            .map(|e| {
+                [&e.json, &e.sig]
+                    .iter()
+                    .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            })
+            .collect();
+        let mut total: u64 = sizes.iter().sum();
+        let mut count = entries.len();
+        let mut dropped = 0;
+        for (e, size) in entries.iter().zip(&sizes) {
+            if count <= MAX_QUEUED && total <= MAX_QUEUE_BYTES {
+                break;
+            }
+            remove(e);
+            count -= 1;
+            total -= size;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            s.dropped += dropped;
+            log::warn!("report queue full: dropped the {dropped} oldest report(s)");
+            self.save(s)?;
+        }
+        Ok(())
+    }
+
+    /// Queued entries, oldest first. Debris (a signature without its
+    /// report, temporary files) is removed on the way.
+    pub fn entries(&self) -> Vec<Entry> {
+        let dir = self.dir();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let names: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut out = Vec::new();
+        for n in &names {
+            let seq = n
+                .strip_suffix(".json")
+                .filter(|s| s.len() == 10 && s.bytes().all(|c| c.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok());
+            match seq {
+                Some(seq) => out.push(Entry {
+                    seq,
+                    json: dir.join(n),
+                    sig: dir.join(format!("{n}.sig")),
+                }),
+                None => {
+                    let whole = n
+                        .strip_suffix(".sig")
+                        .is_some_and(|j| names.iter().any(|m| m == j));
+                    if !whole {
+                        let _ = std::fs::remove_file(dir.join(n));
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|e| e.seq);
+        out
+    }
+
+    /// Bytes the queue holds.
+    pub fn bytes(&self) -> u64 {
+        self.entries()
+            .iter()
+            .flat_map(|e| [&e.json, &e.sig])
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Removes a delivered or dropped entry (report first: then a half-removed
+/// entry is debris, never a report without its signature).
+pub fn remove(e: &Entry) {
+    let _ = std::fs::remove_file(&e.json);
+    let _ = std::fs::remove_file(&e.sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_oldest_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path());
+        let mut s = q.state().unwrap();
+        for _ in 0..(MAX_QUEUED + 10) {
+            let seq = q.take_seq(&mut s).unwrap();
+            q.push(&mut s, seq, b"{}\n", b"sig").unwrap();
+        }
+        let e = q.entries();
+        assert_eq!(e.len(), MAX_QUEUED);
+        assert_eq!(e[0].seq, 10);
+        assert_eq!(q.state().unwrap().dropped, 10);
+        assert_eq!(q.state().unwrap().next_seq, MAX_QUEUED as u64 + 10);
+        // The byte bound: big reports push out more.
+        let big = vec![b'x'; 4000];
+        for _ in 0..20 {
+            let seq = q.take_seq(&mut s).unwrap();
+            q.push(&mut s, seq, &big, b"sig").unwrap();
+        }
+        assert!(q.bytes() <= MAX_QUEUE_BYTES, "{}", q.bytes());
+        // Debris is cleared: a lone signature and a temp file.
+        std::fs::write(dir.path().join("reports/0000099999.json.sig"), b"x").unwrap();
+        std::fs::write(dir.path().join("reports/.0000099999.json.tmp"), b"x").unwrap();
+        let n = q.entries().len();
+        assert!(!dir.path().join("reports/0000099999.json.sig").exists());
+        assert!(!dir.path().join("reports/.0000099999.json.tmp").exists());
+        assert_eq!(q.entries().len(), n);
+    }
+}
