@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use super::queue::{self, Queue};
-use super::record::Report;
 use crate::net::{join_url, Client, NetError};
 
 /// What one delivery run did.
@@ -61,15 +60,7 @@ pub fn deliver(client: &Client, target: &str, q: &Queue, budget: Duration) -> De
                 continue;
             }
         };
-        let r = match Report::parse(&json) {
-            Ok(r) => r,
-            Err(m) => {
-                log::warn!("{}: {m}; dropped", e.json.display());
-                queue::remove(e);
-                continue;
-            }
-        };
-        let url = join_url(target, &r.path());
+        let url = join_url(target, &e.dest);
         let sent = put_retrying(
             client,
             &format!("{url}.sig"),

@@ -227,10 +227,10 @@ impl Reporter {
                     .map(|d| d.phase)
                     .filter(|p| *p != Phase::Failed && *p != Phase::Idle)
                     .map(|p| {
-                        serde_json::to_value(p)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
+                        serde_json::to_string(&p)
                             .unwrap_or_default()
+                            .trim_matches('"')
+                            .to_owned()
                     })
                     .unwrap_or_else(|| "checking".into());
                 let why = record::one_line(&format!("{phase}: {error}"));
@@ -279,12 +279,21 @@ impl Reporter {
             time: record::time_string(crate::bundle::time::now()),
             seq,
         };
+        if let Some(v) = [&report.product, &report.device, &report.to]
+            .into_iter()
+            .find(|v| !record::is_segment(v))
+        {
+            return Err(Error::Config {
+                path: "ota-agent.toml".into(),
+                reason: format!("{v:?} cannot name a report (only [A-Za-z0-9._+-])"),
+            });
+        }
         let json = report.to_json();
         let sig = id.sign(&json)?;
         s.recent.push(key);
         let excess = s.recent.len().saturating_sub(queue::RECENT);
         s.recent.drain(..excess);
-        q.push(&mut s, seq, &json, &sig)?;
+        q.push(&mut s, seq, &report.path(), &json, &sig)?;
         q.save(&s)?;
         log::info!("report {seq}: {} {}", kind.name(), report.to);
         Ok(())

@@ -7,7 +7,9 @@
 //!   channel file, the installed-but-unconfirmed release ([`Pending`]) and
 //!   the keys of recent events (a failure repeated every poll is reported
 //!   once).
-//! * `reports/<seq>.json` + `.json.sig`: one queued report; the signature is
+//! * `reports/<seq>@<product>@<to>@<device>.json` + `.json.sig`: one queued
+//!   report (its destination in the name, so the device never parses a
+//!   report again: the parser stays out of the binary); the signature is
 //!   written first and the report last, both atomically, so a `.json`
 //!   present means a whole entry. Delivered entries are removed.
 //!
@@ -72,6 +74,8 @@ pub struct Queue {
 pub struct Entry {
     /// Sequence number.
     pub seq: u64,
+    /// Destination below the report target (`<product>/<to>/<device>/<seq>.json`).
+    pub dest: String,
     /// The report file.
     pub json: PathBuf,
     /// Its signature.
@@ -137,10 +141,18 @@ impl Queue {
 
     /// Queues a signed report, then enforces the bounds (dropping the
     /// oldest, counted in `s.dropped`, saved).
-    pub fn push(&self, s: &mut State, seq: u64, json: &[u8], sig: &[u8]) -> Result<()> {
+    /// `dest` is `<product>/<to>/<device>/<seq>.json` (segments checked by
+    /// the caller to be `[A-Za-z0-9._+-]+`).
+    pub fn push(&self, s: &mut State, seq: u64, dest: &str, json: &[u8], sig: &[u8]) -> Result<()> {
         let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let name = format!("{seq:010}.json");
+        let mut parts = dest.split('/');
+        let (p, t, d) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let name = format!("{seq:010}@{p}@{t}@{d}.json");
         write_clean(&dir.join(format!("{name}.sig")), sig)?;
         if let Err(e) = write_clean(&dir.join(&name), json) {
             let _ = std::fs::remove_file(dir.join(format!("{name}.sig")));
@@ -194,13 +206,20 @@ impl Queue {
             .collect();
         let mut out = Vec::new();
         for n in &names {
-            let seq = n
-                .strip_suffix(".json")
-                .filter(|s| s.len() == 10 && s.bytes().all(|c| c.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok());
-            match seq {
-                Some(seq) => out.push(Entry {
+            let parsed = n.strip_suffix(".json").and_then(|s| {
+                let mut f = s.split('@');
+                let seq = f
+                    .next()
+                    .filter(|s| s.len() == 10 && s.bytes().all(|c| c.is_ascii_digit()))?;
+                let (p, t, d) = (f.next()?, f.next()?, f.next()?);
+                let seq: u64 = seq.parse().ok()?;
+                (f.next().is_none() && [p, t, d].iter().all(|x| super::record::is_segment(x)))
+                    .then(|| (seq, format!("{p}/{t}/{d}/{seq}.json")))
+            });
+            match parsed {
+                Some((seq, dest)) => out.push(Entry {
                     seq,
+                    dest,
                     json: dir.join(n),
                     sig: dir.join(format!("{n}.sig")),
                 }),
@@ -246,26 +265,30 @@ mod tests {
         let mut s = q.state().unwrap();
         for _ in 0..(MAX_QUEUED + 10) {
             let seq = q.take_seq(&mut s).unwrap();
-            q.push(&mut s, seq, b"{}\n", b"sig").unwrap();
+            q.push(&mut s, seq, &format!("p/1.0/d/{seq}.json"), b"{}\n", b"sig")
+                .unwrap();
         }
         let e = q.entries();
         assert_eq!(e.len(), MAX_QUEUED);
         assert_eq!(e[0].seq, 10);
+        assert_eq!(e[0].dest, "p/1.0/d/10.json");
         assert_eq!(q.state().unwrap().dropped, 10);
         assert_eq!(q.state().unwrap().next_seq, MAX_QUEUED as u64 + 10);
         // The byte bound: big reports push out more.
         let big = vec![b'x'; 4000];
         for _ in 0..20 {
             let seq = q.take_seq(&mut s).unwrap();
-            q.push(&mut s, seq, &big, b"sig").unwrap();
+            q.push(&mut s, seq, &format!("p/1.0/d/{seq}.json"), &big, b"sig")
+                .unwrap();
         }
         assert!(q.bytes() <= MAX_QUEUE_BYTES, "{}", q.bytes());
         // Debris is cleared: a lone signature and a temp file.
-        std::fs::write(dir.path().join("reports/0000099999.json.sig"), b"x").unwrap();
-        std::fs::write(dir.path().join("reports/.0000099999.json.tmp"), b"x").unwrap();
+        let lone = dir.path().join("reports/0000099999@p@1.0@d.json.sig");
+        let tmp = dir.path().join("reports/.0000099999@p@1.0@d.json.tmp");
+        std::fs::write(&lone, b"x").unwrap();
+        std::fs::write(&tmp, b"x").unwrap();
         let n = q.entries().len();
-        assert!(!dir.path().join("reports/0000099999.json.sig").exists());
-        assert!(!dir.path().join("reports/.0000099999.json.tmp").exists());
+        assert!(!lone.exists() && !tmp.exists());
         assert_eq!(q.entries().len(), n);
     }
 }
