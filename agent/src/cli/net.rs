@@ -288,7 +288,7 @@ pub fn update(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     }
     let config = globals.config()?;
     let _lock = lock(&config)?;
-    let sending = Reporter::new(&config).deliver_in_background(); // report:
+    let sending = Reporter::new(&config).deliver_in_background(&globals.config_path); // report:
     let r = run_once(globals, &config, download_only);
     crate::report::finish(sending); // report:
     Ok(if r? { 0 } else { EXIT_NO_UPDATE })
@@ -327,11 +327,8 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let mut sending = None; // report:
     loop {
         cycle += 1;
-        if sending
-            .as_ref()
-            .is_none_or(|h: &std::thread::JoinHandle<()>| h.is_finished())
-        {
-            sending = Reporter::new(&config).deliver_in_background()
+        if crate::report::done(&mut sending) {
+            sending = Reporter::new(&config).deliver_in_background(&globals.config_path)
         } // report:
         match lock(&config) {
             Ok(_lock) => match run_once(globals, &config, false) {

@@ -22,7 +22,7 @@ pub mod queue;
 pub mod record;
 
 use std::path::PathBuf;
-use std::thread::JoinHandle;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -336,39 +336,41 @@ impl Reporter {
         )))
     }
 
-    /// Delivers on a thread of its own, so nothing waits for the report
-    /// target. `None` when there is nothing to send.
-    pub fn deliver_in_background(&self) -> Option<JoinHandle<()>> {
+    /// Delivers from a child process (`ota-agent --config FILE -q report
+    /// --send`), so nothing waits for the report target; a process rather
+    /// than a thread because the binary has no other threads (std's thread
+    /// support would cost size). `None` when there is nothing to send.
+    pub fn deliver_in_background(&self, config_path: &std::path::Path) -> Option<Child> {
         if Queue::new(&self.state_dir).entries().is_empty() || self.target().is_none() {
             return None;
         }
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name("report".into())
-            .spawn(move || match me.deliver(DELIVERY_BUDGET) {
-                Ok(Some(d)) if d.error.is_some() || d.sent > 0 => log::info!(
-                    "reports: {} sent, {} queued{}",
-                    d.sent,
-                    d.left,
-                    d.error.map(|e| format!(" ({e})")).unwrap_or_default()
-                ),
-                Ok(_) => {}
-                Err(e) => log::warn!("reports not sent: {e}"),
-            })
+        let exe = std::env::current_exe().ok()?;
+        std::process::Command::new(exe)
+            .arg("--config")
+            .arg(config_path)
+            .args(["-q", "report", "--send"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .inspect_err(|e| log::warn!("reports: cannot start the delivery: {e}"))
             .ok()
     }
 }
 
-/// Waits a little ([`FINISH_GRACE`]) for a background delivery; what is not
-/// sent by then stays queued.
-pub fn finish(handle: Option<JoinHandle<()>>) {
-    let Some(h) = handle else { return };
-    let start = Instant::now();
-    while !h.is_finished() && start.elapsed() < FINISH_GRACE {
-        std::thread::sleep(Duration::from_millis(20));
+/// Whether a background delivery has ended (reaped) or never started.
+pub fn done(child: &mut Option<Child>) -> bool {
+    match child {
+        None => true,
+        Some(c) => !matches!(c.try_wait(), Ok(None)),
     }
-    if h.is_finished() {
-        let _ = h.join();
+}
+
+/// Waits a little ([`FINISH_GRACE`]) for a background delivery; one still
+/// running goes on alone (it stops within [`DELIVERY_BUDGET`]).
+pub fn finish(mut child: Option<Child>) {
+    let start = Instant::now();
+    while !done(&mut child) && start.elapsed() < FINISH_GRACE {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
