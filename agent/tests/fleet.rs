@@ -181,7 +181,14 @@ impl Factory {
         fs::create_dir_all(dir).unwrap();
         let key = dir.join("release.key");
         run(Command::new("openssl")
-            .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
             .arg(&key));
         run(Command::new("openssl")
             .args(["pkey", "-pubout", "-in"])
@@ -350,7 +357,12 @@ impl Device {
             assert!(o.status.success(), "{}: {}", self.id, text(&o));
         }
         let o = self.agent(&["report", "--send"]);
-        assert!(o.status.success(), "{}: report --send: {}", self.id, text(&o));
+        assert!(
+            o.status.success(),
+            "{}: report --send: {}",
+            self.id,
+            text(&o)
+        );
         true
     }
 }
@@ -426,7 +438,14 @@ fn channel(www: &Path) -> serde_json::Value {
 
 fn status_json(sign: &Path, reports: &str, devices: &Path) -> serde_json::Value {
     let o = run(Command::new(sign)
-        .args(["rollout", "status", "--json", "--reports", reports, "--devices"])
+        .args([
+            "rollout",
+            "status",
+            "--json",
+            "--reports",
+            reports,
+            "--devices",
+        ])
         .arg(devices));
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -503,10 +522,23 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         sign_cmd(
             &sign,
             &[
-                "publish", "--key", key_s, "--channel", "stable", "--manifest",
-                www.join(format!("rice-cooker/releases/{v}/manifest.json")).to_str().unwrap(),
-                "--rollout", percent, "--reports", &reports_url, "--lease-hours", "24",
-                "--out", www.join("rice-cooker").to_str().unwrap(),
+                "publish",
+                "--key",
+                key_s,
+                "--channel",
+                "stable",
+                "--manifest",
+                www.join(format!("rice-cooker/releases/{v}/manifest.json"))
+                    .to_str()
+                    .unwrap(),
+                "--rollout",
+                percent,
+                "--reports",
+                &reports_url,
+                "--lease-hours",
+                "24",
+                "--out",
+                www.join("rice-cooker").to_str().unwrap(),
             ],
         )
     };
@@ -541,11 +573,53 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         "{r:#}"
     );
     assert_eq!(st["rejected"], serde_json::json!({}), "{st:#}");
+    // With the channel file: offered = the first stage, by bucket range.
+    let o = run(Command::new(&sign)
+        .args(["rollout", "status", "--json", "--reports"])
+        .arg(www.join("reports"))
+        .arg("--devices")
+        .arg(&registry)
+        .arg("--channel")
+        .arg(www.join("rice-cooker/stable.json"))
+        .arg("--pub")
+        .arg(f.dir.join("release.pem")));
+    let with_chan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let wc = release_of(&with_chan, "1.4.0");
+    assert_eq!(wc["offered"], stage1.len(), "{wc:#}");
+    let rows = wc["by_bucket"].as_array().unwrap();
+    assert_eq!(rows[0]["from_percent"], 0);
+    let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("devices"), FLEET as u64);
+    assert_eq!(sum("offered"), stage1.len() as u64);
+    assert_eq!(sum("started"), stage1.len() as u64);
+    let table = sign_cmd(
+        &sign,
+        &[
+            "rollout",
+            "status",
+            "--reports",
+            www.join("reports").to_str().unwrap(),
+            "--devices",
+            registry.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        table.contains(&format!(
+            "  rolled back  {stage1_bad} ({stage1_bad} health check 50-app failed)\n"
+        )) && table.contains("rejected reports: 0\n"),
+        "{table}"
+    );
     // The same through nginx's JSON directory listing.
-    assert_eq!(release_of(&status_json(&sign, &reports_url, &registry), "1.4.0"), r);
+    assert_eq!(
+        release_of(&status_json(&sign, &reports_url, &registry), "1.4.0"),
+        r
+    );
     // A rolled-back report is signed by the device: openssl verifies it
     // with the public key `identity` prints.
-    let victim = devs.iter().find(|d| stage1.contains(&d.id) && bad.contains(&d.id)).unwrap();
+    let victim = devs
+        .iter()
+        .find(|d| stage1.contains(&d.id) && bad.contains(&d.id))
+        .unwrap();
     let dir = www.join(format!("reports/rice-cooker/1.4.0/{}", victim.id));
     let mut names: Vec<String> = fs::read_dir(&dir)
         .unwrap()
@@ -562,7 +636,8 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     let kinds: Vec<String> = names
         .iter()
         .map(|n| {
-            let v: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(n)).unwrap()).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&fs::read(dir.join(n)).unwrap()).unwrap();
             v["event"].as_str().unwrap().to_owned()
         })
         .collect();
@@ -580,18 +655,19 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         .arg(&sig)
         .arg(&last));
 
-    let verdict = sign_cmd(&sign, &["rollout", "evaluate", "--policy", policy.to_str().unwrap()]);
-    assert!(verdict.starts_with("paused: rice-cooker 1.4.0 at 5% (paused)"), "{verdict}");
-    let c = channel(&www);
-    assert_eq!((c["rollout"]["paused"].clone(), c["rollout"]["percent"].clone()), (true.into(), 5.into()));
-    // Idempotent: again, and the channel file stays byte for byte.
-    let before = fs::read(www.join("rice-cooker/stable.json")).unwrap();
-    let again = sign_cmd(&sign, &["rollout", "evaluate", "--policy", policy.to_str().unwrap()]);
-    assert!(again.starts_with("held: rice-cooker 1.4.0 at 5% (paused)"), "{again}");
-    assert_eq!(fs::read(www.join("rice-cooker/stable.json")).unwrap(), before);
-
     // Hostile reports: forged, replayed, 1 MB, invalid JSON, unknown device.
-    let decision = sign_cmd(&sign, &["rollout", "evaluate", "--dry-run", "--policy", policy.to_str().unwrap()]);
+    // The verdict before them (a pause), computed without writing.
+    let decision = sign_cmd(
+        &sign,
+        &[
+            "rollout",
+            "evaluate",
+            "--dry-run",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    assert!(decision.starts_with("paused: "), "{decision}");
     let genuine = fs::read(&last).unwrap();
     let genuine_sig = fs::read(&sig).unwrap();
     let rdir = www.join("reports/rice-cooker/1.4.0");
@@ -608,7 +684,10 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     // Forged: every bad first-stage device "committed", signed with the
     // release key instead of the device's (an attacker's key).
     let mut forged = 0;
-    for d in devs.iter().filter(|d| stage1.contains(&d.id) && bad.contains(&d.id)) {
+    for d in devs
+        .iter()
+        .filter(|d| stage1.contains(&d.id) && bad.contains(&d.id))
+    {
         let j = serde_json::json!({"format":1,"product":"rice-cooker","device":d.id,"hardware":null,
             "from":"1.3.2","to":"1.4.0","event":"committed","reason":null,"boot_attempts":1,
             "agent":"0.1.0","time":"2026-12-06T20:00:00Z","seq":900});
@@ -616,18 +695,46 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         b.push(b'\n');
         let p = w.join("forged.json");
         fs::write(&p, &b).unwrap();
-        run(Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(&key).arg("-out").arg(w.join("forged.sig")).arg(&p));
-        put(&format!("{}/900.json", d.id), &b, Some(&fs::read(w.join("forged.sig")).unwrap()));
+        run(Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key)
+            .arg("-out")
+            .arg(w.join("forged.sig"))
+            .arg(&p));
+        put(
+            &format!("{}/900.json", d.id),
+            &b,
+            Some(&fs::read(w.join("forged.sig")).unwrap()),
+        );
         forged += 1;
     }
     // Replayed: the victim's genuine report under another device's name and
     // under a later sequence number of its own.
-    let other = devs.iter().find(|d| d.id != victim.id).unwrap();
-    put(&format!("{}/2.json", other.id), &genuine, Some(&genuine_sig));
-    put(&format!("{}/901.json", victim.id), &genuine, Some(&genuine_sig));
+    let other = devs
+        .iter()
+        .find(|d| d.id != victim.id && stage1.contains(&d.id))
+        .unwrap();
+    put(
+        &format!("{}/50.json", other.id),
+        &genuine,
+        Some(&genuine_sig),
+    );
+    put(
+        &format!("{}/901.json", victim.id),
+        &genuine,
+        Some(&genuine_sig),
+    );
     // 1 MB, invalid JSON, unknown device.
-    put(&format!("{}/902.json", victim.id), &vec![b'{'; 1 << 20], Some(&genuine_sig));
-    put(&format!("{}/903.json", victim.id), b"{\"format\":1,", Some(&genuine_sig));
+    put(
+        &format!("{}/902.json", victim.id),
+        &vec![b'{'; 1 << 20],
+        Some(&genuine_sig),
+    );
+    put(
+        &format!("{}/903.json", victim.id),
+        b"{\"format\":1,",
+        Some(&genuine_sig),
+    );
     let stranger = String::from_utf8_lossy(&genuine).replace(&victim.id, "rc-9999");
     put("rc-9999/2.json", stranger.as_bytes(), Some(&genuine_sig));
     let st = status_json(&sign, www.join("reports").to_str().unwrap(), &registry);
@@ -637,18 +744,66 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         "{st:#}"
     );
     assert_eq!(release_of(&st, "1.4.0")["committed"], r["committed"]);
-    let decision2 = sign_cmd(&sign, &["rollout", "evaluate", "--dry-run", "--policy", policy.to_str().unwrap()]);
-    let strip = |s: &str| s.split(" [").next().unwrap().to_owned();
+    let decision2 = sign_cmd(
+        &sign,
+        &[
+            "rollout",
+            "evaluate",
+            "--dry-run",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let strip = |s: &str| s.trim_end().split(" [").next().unwrap().to_owned();
     assert_eq!(strip(&decision2), strip(&decision));
-    assert!(decision2.contains(&format!("[{} rejected reports not counted]", forged + 5)), "{decision2}");
+    assert!(
+        decision2.contains(&format!("[{} rejected reports not counted]", forged + 5)),
+        "{decision2}"
+    );
+
+    let verdict = sign_cmd(
+        &sign,
+        &["rollout", "evaluate", "--policy", policy.to_str().unwrap()],
+    );
+    assert!(
+        verdict.starts_with("paused: rice-cooker 1.4.0 at 5% (paused)"),
+        "{verdict}"
+    );
+    let c = channel(&www);
+    assert_eq!(
+        (
+            c["rollout"]["paused"].clone(),
+            c["rollout"]["percent"].clone()
+        ),
+        (true.into(), 5.into())
+    );
+    // Idempotent: again, and the channel file stays byte for byte.
+    let before = fs::read(www.join("rice-cooker/stable.json")).unwrap();
+    let again = sign_cmd(
+        &sign,
+        &["rollout", "evaluate", "--policy", policy.to_str().unwrap()],
+    );
+    assert!(
+        again.starts_with("held: rice-cooker 1.4.0 at 5% (paused)"),
+        "{again}"
+    );
+    assert_eq!(
+        fs::read(www.join("rice-cooker/stable.json")).unwrap(),
+        before
+    );
 
     // The rollout is paused: every other device stays on 1.3.2.
     let installed = each(&mut devs, |d| d.poll("1.4.0"));
-    assert!(!installed.iter().any(|i| *i), "a device installed a paused release");
+    assert!(
+        !installed.iter().any(|i| *i),
+        "a device installed a paused release"
+    );
     for d in devs.iter().filter(|d| !stage1.contains(&d.id)) {
         assert_eq!(d.version, "1.3.2");
         assert_eq!(d.printenv("ota_slot"), "a", "{}", d.id);
-        assert!(!www.join(format!("reports/rice-cooker/1.4.0/{}", d.id)).exists());
+        assert!(!www
+            .join(format!("reports/rice-cooker/1.4.0/{}", d.id))
+            .exists());
     }
 
     // ---- the good release: through every stage to 100 %.
@@ -656,13 +811,25 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     publish("1.5.0", "5");
     let mut stages = vec![5u64];
     for _round in 0..8 {
-        each(&mut devs, |d| if d.version != "1.5.0" { d.poll("1.5.0") } else { false });
-        let v = sign_cmd(&sign, &["rollout", "evaluate", "--policy", policy.to_str().unwrap()]);
+        each(&mut devs, |d| {
+            if d.version != "1.5.0" {
+                d.poll("1.5.0")
+            } else {
+                false
+            }
+        });
+        let v = sign_cmd(
+            &sign,
+            &["rollout", "evaluate", "--policy", policy.to_str().unwrap()],
+        );
         let pct = channel(&www)["rollout"]["percent"].as_u64().unwrap();
         if v.starts_with("advanced") {
             stages.push(pct);
         } else {
-            assert!(v.starts_with("held: rice-cooker 1.5.0 at 100%: complete"), "{v}");
+            assert!(
+                v.starts_with("held: rice-cooker 1.5.0 at 100%: complete"),
+                "{v}"
+            );
             break;
         }
     }
@@ -672,8 +839,19 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     assert_eq!(release_of(&st, "1.5.0")["committed"], FLEET);
     // The HTML page: one file, an inline SVG, no script.
     let html = w.join("status.html");
-    sign_cmd(&sign, &["rollout", "status", "--reports", www.join("reports").to_str().unwrap(),
-        "--devices", registry.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    sign_cmd(
+        &sign,
+        &[
+            "rollout",
+            "status",
+            "--reports",
+            www.join("reports").to_str().unwrap(),
+            "--devices",
+            registry.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
     let page = fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("<polyline") && !page.contains("<script"));
     eprintln!(
@@ -726,7 +904,8 @@ impl Target {
                         .lines()
                         .find_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
                         })
                         .unwrap_or(0);
                     let mut body = vec![0u8; len.min(1 << 16)];
@@ -794,27 +973,78 @@ fn report_target_faults_never_hold_an_update() {
     sign_cmd(
         &sign,
         &[
-            "publish", "--key", f.key().to_str().unwrap(), "--channel", "stable", "--manifest",
-            www.join("rice-cooker/releases/1.4.0/manifest.json").to_str().unwrap(),
-            "--rollout", "100", "--reports", "http://127.0.0.1:1/ignored-by-the-override",
-            "--out", www.join("rice-cooker").to_str().unwrap(),
+            "publish",
+            "--key",
+            f.key().to_str().unwrap(),
+            "--channel",
+            "stable",
+            "--manifest",
+            www.join("rice-cooker/releases/1.4.0/manifest.json")
+                .to_str()
+                .unwrap(),
+            "--rollout",
+            "100",
+            "--reports",
+            "http://127.0.0.1:1/ignored-by-the-override",
+            "--out",
+            www.join("rice-cooker").to_str().unwrap(),
         ],
     );
+    // A lease that has ended: no new install starts, and the device says why.
+    let release_key = f.key();
+    let publish_lease = |extra: &[&str]| {
+        let m = www.join("rice-cooker/releases/1.4.0/manifest.json");
+        let out = www.join("rice-cooker");
+        let mut args = vec![
+            "publish",
+            "--key",
+            release_key.to_str().unwrap(),
+            "--channel",
+            "stable",
+            "--manifest",
+            m.to_str().unwrap(),
+            "--rollout",
+            "100",
+            "--reports",
+            "http://127.0.0.1:1/ignored-by-the-override",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        sign_cmd(&sign, &args);
+    };
+    publish_lease(&["--lease-hours", "0"]);
+    let o = dev.agent(&["update"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(dev.printenv("ota_slot"), "a");
+    let o = dev.agent(&["check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("the rollout lease of 1.4.0 has ended"),
+        "{}",
+        text(&o)
+    );
+    publish_lease(&[]);
     let cfg = dev.dir.join("ota-agent.toml");
     let retarget = |url: &str| {
         let t = fs::read_to_string(&cfg).unwrap();
         let i = t.find("report_url").unwrap();
         let j = i + t[i..].find('\n').unwrap();
-        fs::write(&cfg, format!("{}report_url = \"{url}\"{}", &t[..i], &t[j..])).unwrap();
+        fs::write(
+            &cfg,
+            format!("{}report_url = \"{url}\"{}", &t[..i], &t[j..]),
+        )
+        .unwrap();
     };
-    let queued = |dev: &Device| -> String { String::from_utf8(dev.agent(&["report"]).stdout).unwrap() };
+    let queued =
+        |dev: &Device| -> String { String::from_utf8(dev.agent(&["report"]).stdout).unwrap() };
 
     // Target down: the update and its confirmation are not held up.
     let t0 = Instant::now();
     let o = dev.agent(&["update"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert!(queued(&dev).starts_with("queued 2 "), "{}", queued(&dev));
+    assert!(queued(&dev).starts_with("queued 3 "), "{}", queued(&dev));
     dev.setenv("bootcount=1\n");
     dev.booted = 'b';
     dev.set_version("1.4.0");
@@ -822,20 +1052,33 @@ fn report_target_faults_never_hold_an_update() {
     let o = dev.agent(&["mark-good"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(queued(&dev).starts_with("queued 3 "), "{}", queued(&dev));
+    assert!(queued(&dev).starts_with("queued 4 "), "{}", queued(&dev));
     let o = dev.agent(&["report", "--send"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 
     // Slow, 500, 403 and 507 (the target's disk is full): nothing delivered,
     // nothing lost, the command ends within the agent's bounds.
     retarget(&format!("http://127.0.0.1:{}/r", target.port));
-    for m in [Mode::Slow, Mode::Status(500), Mode::Status(403), Mode::Status(507)] {
+    for m in [
+        Mode::Slow,
+        Mode::Status(500),
+        Mode::Status(403),
+        Mode::Status(507),
+    ] {
         target.set(m);
         let t0 = Instant::now();
         let o = dev.agent(&["report", "--send"]);
         assert_eq!(o.status.code(), Some(1), "{m:?}: {}", text(&o));
-        assert!(t0.elapsed() < Duration::from_secs(30), "{m:?}: {:?}", t0.elapsed());
-        assert!(queued(&dev).starts_with("queued 3 "), "{m:?}: {}", queued(&dev));
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{m:?}: {:?}",
+            t0.elapsed()
+        );
+        assert!(
+            queued(&dev).starts_with("queued 4 "),
+            "{m:?}: {}",
+            queued(&dev)
+        );
     }
     assert!(target.stored.lock().unwrap().is_empty());
 
@@ -852,15 +1095,24 @@ fn report_target_faults_never_hold_an_update() {
     let q = ota_agent::report::Queue::new(&config.state_dir);
     assert_eq!(q.entries().len(), ota_agent::report::queue::MAX_QUEUED);
     let state = q.state().unwrap();
-    assert_eq!(state.dropped, 3 + 150 - ota_agent::report::queue::MAX_QUEUED as u64);
-    assert!(dir_bytes(&config.state_dir.join("reports")) <= ota_agent::report::queue::MAX_QUEUE_BYTES);
+    assert_eq!(
+        state.dropped,
+        4 + 150 - ota_agent::report::queue::MAX_QUEUED as u64
+    );
+    assert!(
+        dir_bytes(&config.state_dir.join("reports")) <= ota_agent::report::queue::MAX_QUEUE_BYTES
+    );
 
     // The target is back: everything left arrives, .sig before .json, and
     // the device ignored the bodies it was sent.
     target.set(Mode::Ok);
     let o = dev.agent(&["report", "--send"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(queued(&dev).starts_with("queued 0 (0 bytes), dropped 89"), "{}", queued(&dev));
+    assert!(
+        queued(&dev).starts_with("queued 0 (0 bytes), dropped 90"),
+        "{}",
+        queued(&dev)
+    );
     let stored = target.stored.lock().unwrap();
     let jsons: Vec<&String> = stored.keys().filter(|k| k.ends_with(".json")).collect();
     assert_eq!(jsons.len(), ota_agent::report::queue::MAX_QUEUED);
@@ -876,6 +1128,14 @@ fn report_target_faults_never_hold_an_update() {
     fs::write(config.state_dir.join("reports"), b"").unwrap();
     let o = dev.agent(&["mark-good"]);
     assert!(o.status.success(), "{}", text(&o));
-    rep.record(ota_agent::report::Event::Deferred { to: Some("1.4.0"), why: "x" });
-    assert_eq!(fs::metadata(config.state_dir.join("reports")).unwrap().len(), 0);
+    rep.record(ota_agent::report::Event::Deferred {
+        to: Some("1.4.0"),
+        why: "x",
+    });
+    assert_eq!(
+        fs::metadata(config.state_dir.join("reports"))
+            .unwrap()
+            .len(),
+        0
+    );
 }

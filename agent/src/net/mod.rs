@@ -331,12 +331,11 @@ impl Client {
     /// PUTs `body` to `url` once (the caller retries; used by device reports,
     /// `report::deliver`). Success is any 2xx; the response body is never
     /// read (the device takes no data from a report target).
-    pub fn put_once(&self, url: &str, body: &[u8], content_type: &str) -> Result<(), NetError> {
+    pub fn put_once(&self, url: &str, body: &[u8]) -> Result<(), NetError> {
         self.check_scheme(url)?;
         let resp = self
             .agent
             .put(url)
-            .content_type(content_type)
             .send(body)
             .map_err(|e| classify(url, e))?;
         match resp.status().as_u16() {

@@ -24,10 +24,10 @@ pub struct Delivered {
     pub error: Option<String>,
 }
 
-fn put_retrying(client: &Client, url: &str, body: &[u8], ct: &str) -> Result<(), NetError> {
+fn put_retrying(client: &Client, url: &str, body: &[u8]) -> Result<(), NetError> {
     let mut backoff = client.settings().backoff.clone();
     loop {
-        match client.put_once(url, body, ct) {
+        match client.put_once(url, body) {
             Err(e) if e.is_transient() => match backoff.next_delay() {
                 Some(d) => std::thread::sleep(d),
                 None => return Err(e),
@@ -61,13 +61,8 @@ pub fn deliver(client: &Client, target: &str, q: &Queue, budget: Duration) -> De
             }
         };
         let url = join_url(target, &e.dest);
-        let sent = put_retrying(
-            client,
-            &format!("{url}.sig"),
-            &sig,
-            "application/octet-stream",
-        )
-        .and_then(|()| put_retrying(client, &url, &json, "application/json"));
+        let sent = put_retrying(client, &format!("{url}.sig"), &sig)
+            .and_then(|()| put_retrying(client, &url, &json));
         match sent {
             Ok(()) => {
                 queue::remove(e);

@@ -1,6 +1,6 @@
 //! The power-safe report queue in `state_dir`.
 //!
-//! * `report-state.json`: the next sequence number (advanced and synced
+//! * `report-state`: the next sequence number (advanced and synced
 //!   *before* a report with that number is written, so a number is never
 //!   used twice, even across a power cut), the count of reports dropped
 //!   because the queue was full, the report target named by the last
@@ -18,8 +18,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::slots::Slot;
 use crate::state::write_atomic;
 use crate::{Error, Result};
@@ -31,12 +29,14 @@ pub const MAX_QUEUE_BYTES: u64 = 64 * 1024;
 /// Recent event keys remembered for de-duplication.
 pub const RECENT: usize = 8;
 /// The state file.
-pub const STATE_FILE: &str = "report-state.json";
+pub const STATE_FILE: &str = "report-state";
+/// First line of the state file.
+const STATE_HEADER: &str = "ota-report-state 1";
 /// The queue directory.
 pub const QUEUE_DIR: &str = "reports";
 
 /// A release installed and activated but not yet confirmed or rolled back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     /// The release the device ran before.
     pub from: Option<String>,
@@ -48,8 +48,18 @@ pub struct Pending {
     pub health_failed: Option<String>,
 }
 
-/// `report-state.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The state file: lines `name value`, written by hand (a serde derive
+/// would cost the device binary several KB):
+///
+/// ```text
+/// ota-report-state 1
+/// next_seq 12
+/// dropped 0
+/// target https://ota.example.com/reports
+/// pending 1.3.2 1.4.0 b 50-app        (from or -, to, slot, failed health check or -)
+/// recent committed|1.4.0|             (one line each, oldest first)
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// Sequence number of the next report.
     pub next_seq: u64,
@@ -113,10 +123,10 @@ impl Queue {
     /// silently).
     pub fn state(&self) -> Result<State> {
         let path = self.state_dir.join(STATE_FILE);
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::State {
+        match std::fs::read_to_string(&path) {
+            Ok(t) => parse_state(&t).ok_or(Error::State {
                 path,
-                reason: format!("corrupt record: {e}"),
+                reason: "corrupt record".into(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(Error::io(&path, e)),
@@ -126,9 +136,26 @@ impl Queue {
     /// Writes the state atomically.
     pub fn save(&self, s: &State) -> Result<()> {
         std::fs::create_dir_all(&self.state_dir).map_err(io(&self.state_dir))?;
-        let mut text = serde_json::to_vec(s).unwrap_or_default();
-        text.push(b'\n');
-        write_clean(&self.state_dir.join(STATE_FILE), &text)
+        let mut t = format!(
+            "{STATE_HEADER}\nnext_seq {}\ndropped {}\n",
+            s.next_seq, s.dropped
+        );
+        if let Some(u) = &s.target {
+            t.push_str(&format!("target {u}\n"));
+        }
+        if let Some(p) = &s.pending {
+            t.push_str(&format!(
+                "pending {} {} {} {}\n",
+                p.from.as_deref().unwrap_or("-"),
+                p.to,
+                p.slot,
+                p.health_failed.as_deref().unwrap_or("-")
+            ));
+        }
+        for r in &s.recent {
+            t.push_str(&format!("recent {r}\n"));
+        }
+        write_clean(&self.state_dir.join(STATE_FILE), t.as_bytes())
     }
 
     /// Takes the next sequence number (synced before it is used).
@@ -233,7 +260,14 @@ impl Queue {
                 }
             }
         }
-        out.sort_by_key(|e| e.seq);
+        // Insertion sort: a handful of entries, and no sort code to link.
+        for i in 1..out.len() {
+            let mut j = i;
+            while j > 0 && out[j - 1].seq > out[j].seq {
+                out.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         out
     }
 
@@ -245,6 +279,39 @@ impl Queue {
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum()
     }
+}
+
+fn parse_state(t: &str) -> Option<State> {
+    let mut lines = t.lines();
+    if lines.next()? != STATE_HEADER {
+        return None;
+    }
+    let mut s = State::default();
+    for l in lines {
+        let (k, v) = l.split_once(' ')?;
+        match k {
+            "next_seq" => s.next_seq = v.parse().ok()?,
+            "dropped" => s.dropped = v.parse().ok()?,
+            "target" => s.target = Some(v.to_owned()),
+            "recent" => s.recent.push(v.to_owned()),
+            "pending" => {
+                let mut f = v.splitn(4, ' ');
+                let opt = |x: &str| (x != "-").then(|| x.to_owned());
+                let from = opt(f.next()?);
+                let to = f.next()?.to_owned();
+                let slot = f.next()?.parse().ok()?;
+                let health_failed = opt(f.next()?);
+                s.pending = Some(Pending {
+                    from,
+                    to,
+                    slot,
+                    health_failed,
+                });
+            }
+            _ => return None,
+        }
+    }
+    Some(s)
 }
 
 /// Removes a delivered or dropped entry (report first: then a half-removed
@@ -274,6 +341,24 @@ mod tests {
         assert_eq!(e[0].dest, "p/1.0/d/10.json");
         assert_eq!(q.state().unwrap().dropped, 10);
         assert_eq!(q.state().unwrap().next_seq, MAX_QUEUED as u64 + 10);
+        // Every field survives the file; damage is an error, not a reset.
+        let full = State {
+            next_seq: 7,
+            dropped: 2,
+            target: Some("https://r.example/reports".into()),
+            pending: Some(Pending {
+                from: None,
+                to: "1.4.0".into(),
+                slot: Slot::B,
+                health_failed: Some("50 app".into()),
+            }),
+            recent: vec!["failed|1.4.0|writing: disk full".into(), "x".into()],
+        };
+        let q2 = Queue::new(&dir.path().join("other"));
+        q2.save(&full).unwrap();
+        assert_eq!(q2.state().unwrap(), full);
+        std::fs::write(dir.path().join("other").join(STATE_FILE), "next_seq 1\n").unwrap();
+        assert!(q2.state().is_err());
         // The byte bound: big reports push out more.
         let big = vec![b'x'; 4000];
         for _ in 0..20 {

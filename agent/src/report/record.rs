@@ -12,7 +12,7 @@
 //! Parsed strictly (unknown fields refused) by both the device (its own
 //! queue) and `ota-sign rollout` (every report it counts).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::bundle::time::{format_rfc3339_utc, parse_rfc3339_utc};
 
@@ -24,7 +24,7 @@ pub const MAX_LEN: usize = 2048;
 pub const MAX_REASON: usize = 300;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// The device starts fetching the release.
@@ -62,8 +62,9 @@ impl Kind {
     }
 }
 
-/// One report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One report. Written by hand ([`Report::to_json`]: serde's serializer
+/// would cost the device binary several KB); read with serde (host side).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     /// [`FORMAT`].
@@ -103,11 +104,29 @@ pub fn is_segment(s: &str) -> bool {
 }
 
 impl Report {
-    /// Compact JSON with a trailing newline: the signed bytes.
+    /// Compact JSON, fields in declaration order, with a trailing
+    /// newline: the signed bytes.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.push(b'\n');
-        v
+        let mut o = format!("{{\"format\":{}", self.format);
+        for (k, v) in [
+            ("product", Some(&self.product)),
+            ("device", Some(&self.device)),
+            ("hardware", self.hardware.as_ref()),
+            ("from", self.from.as_ref()),
+            ("to", Some(&self.to)),
+        ] {
+            field(&mut o, k, v.map(String::as_str));
+        }
+        field(&mut o, "event", Some(self.event.name()));
+        field(&mut o, "reason", self.reason.as_deref());
+        match self.boot_attempts {
+            Some(n) => o.push_str(&format!(",\"boot_attempts\":{n}")),
+            None => o.push_str(",\"boot_attempts\":null"),
+        }
+        field(&mut o, "agent", Some(&self.agent));
+        field(&mut o, "time", Some(&self.time));
+        o.push_str(&format!(",\"seq\":{}}}\n", self.seq));
+        o.into_bytes()
     }
 
     /// Parses and checks report bytes (verify the signature as well).
@@ -152,6 +171,27 @@ impl Report {
             self.product, self.to, self.device, self.seq
         )
     }
+}
+
+/// Appends `,"k":v` with `v` a JSON string (RFC 8259 section 7) or null.
+fn field(o: &mut String, k: &str, v: Option<&str>) {
+    o.push_str(",\"");
+    o.push_str(k);
+    o.push_str("\":");
+    let Some(v) = v else {
+        o.push_str("null");
+        return;
+    };
+    o.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
 }
 
 /// `time` formatted for a report.
@@ -208,6 +248,13 @@ mod tests {
         assert!(e.contains("`device`"), "{e}");
         assert!(Report::parse(&vec![b' '; MAX_LEN + 1]).is_err());
         assert_eq!(one_line("a\nb"), "a");
+        // Escapes survive the round trip through serde's parser.
+        let mut odd = sample();
+        odd.reason = Some("quote \" backslash \\ tab \t bell \u{7} é".into());
+        odd.hardware = Some("rev-b".into());
+        odd.from = None;
+        odd.boot_attempts = None;
+        assert_eq!(Report::parse(&odd.to_json()).unwrap(), odd);
         assert_eq!(one_line(&"é".repeat(200)).len(), 300);
     }
 }

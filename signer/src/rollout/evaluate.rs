@@ -184,3 +184,119 @@ pub fn decide(p: &Policy, c: &Channel, rel: &Release, reg: &Registry) -> (Verdic
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_agent::bundle::channel::Rollout;
+    use ota_agent::bundle::PublicKey;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn policy() -> Policy {
+        Policy {
+            channel: "c".into(),
+            key: "k".into(),
+            reports: "r".into(),
+            devices: "d".into(),
+            stages: vec![10, 50, 100],
+            min_committed: 3,
+            max_failure_ratio: 0.1,
+            pause_failures: 4,
+            lease_hours: 24,
+            expires_days: 30,
+        }
+    }
+
+    fn chan(percent: u8, paused: bool) -> Channel {
+        Channel {
+            product: "p".into(),
+            channel: "stable".into(),
+            version: semver::Version::new(1, 0, 0),
+            manifest: "m.json".into(),
+            rollout: Rollout {
+                percent,
+                seed: "1.0.0".into(),
+                paused,
+                lease_until: None,
+            },
+            created: 0,
+            expires: 1,
+            reports: None,
+        }
+    }
+
+    fn registry(n: usize) -> Registry {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let point = key.verifying_key().to_sec1_point(false);
+        let k = PublicKey::from_uncompressed_point("k", point.as_bytes()).unwrap();
+        (0..n).map(|i| (format!("d{i}"), k.clone())).collect()
+    }
+
+    fn release(committed: &[&String], rolled_back: usize, failed: usize) -> Release {
+        let mut rb = BTreeMap::new();
+        if rolled_back > 0 {
+            rb.insert("boot attempts exhausted".to_owned(), rolled_back);
+        }
+        let mut f = BTreeMap::new();
+        if failed > 0 {
+            f.insert("writing".to_owned(), failed);
+        }
+        Release {
+            product: "p".into(),
+            version: "1.0.0".into(),
+            offered: None,
+            by_bucket: vec![],
+            started: committed.len() + rolled_back + failed,
+            committed: committed.len(),
+            committed_devices: committed
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>(),
+            rolled_back: rb,
+            failed: f,
+            in_progress: 0,
+            silent: 0,
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn advance_hold_pause_in_order() {
+        let p = policy();
+        let reg = registry(400);
+        let c = chan(10, false);
+        let cohort: Vec<&String> = reg.keys().filter(|id| bucket(id, "1.0.0") < 1000).collect();
+        assert!(cohort.len() > 10, "{}", cohort.len());
+        // Two of the first stage committed: hold (needs 3).
+        let (v, why) = decide(&p, &c, &release(&cohort[..2], 0, 0), &reg);
+        assert_eq!(v, Verdict::Hold, "{why}");
+        // Three: advance to 50.
+        let (v, _) = decide(&p, &c, &release(&cohort[..3], 0, 0), &reg);
+        assert_eq!(v, Verdict::Advance(50));
+        // Committed devices outside the cohort do not count.
+        let outside: Vec<&String> = reg
+            .keys()
+            .filter(|id| bucket(id, "1.0.0") >= 1000)
+            .collect();
+        let (v, _) = decide(&p, &c, &release(&outside[..5], 0, 0), &reg);
+        assert_eq!(v, Verdict::Hold);
+        // One failure in 9 finished: ratio 0.111 > 0.1 → pause.
+        let (v, why) = decide(&p, &c, &release(&cohort[..8], 1, 0), &reg);
+        assert_eq!(v, Verdict::Pause, "{why}");
+        // One in 10: 0.1 is not above 0.1 → advance.
+        let (v, _) = decide(&p, &c, &release(&cohort[..9], 0, 1), &reg);
+        assert_eq!(v, Verdict::Advance(50));
+        // Four failures pause whatever the ratio.
+        let many: Vec<&String> = reg.keys().collect();
+        let (v, _) = decide(&p, &c, &release(&many[..200], 2, 2), &reg);
+        assert_eq!(v, Verdict::Pause);
+        // Paused stays held; 100 % is complete.
+        assert_eq!(
+            decide(&p, &chan(10, true), &release(&cohort, 0, 0), &reg).0,
+            Verdict::Hold
+        );
+        let (v, why) = decide(&p, &chan(100, false), &release(&many, 0, 0), &reg);
+        assert_eq!(v, Verdict::Hold);
+        assert!(why.starts_with("complete"), "{why}");
+    }
+}
