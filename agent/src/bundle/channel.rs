@@ -271,7 +271,7 @@ mod tests {
         let json = c.to_json();
         assert!(json.contains("\"format\": 2"), "{json}");
         assert!(
-            json.contains("\"lease_until\": \"2026-11-27T00:00:00Z\""),
+            json.contains("\"lease_until\": \"2026-11-26T00:00:00Z\""),
             "{json}"
         );
         assert_eq!(Channel::parse(json.as_bytes()).unwrap(), c);

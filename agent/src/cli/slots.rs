@@ -131,6 +131,7 @@ pub fn mark_bad(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     let mut bc = open(globals, &config, false)?;
     let booted = bc.booted_slot();
     bc.mark_unbootable(booted)?;
+    Reporter::new(&config).record(Event::MarkedBad { booted }); // report:
     println!(
         "slot {booted} marked bad; the next boot uses slot {}",
         bc.active_slot()

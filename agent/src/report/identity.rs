@@ -9,7 +9,7 @@
 //! -signature r.json.sig r.json` checks one).
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
@@ -126,9 +126,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io(&tmp, e))?;
-    // The umask cannot widen 0600, but be explicit about it.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|_| f.write_all(bytes))
+    // Created 0600 (a umask can only narrow it) before a byte is written.
+    f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(&tmp, e))?;
     drop(f);
@@ -191,6 +190,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::bundle::PublicKey;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn base64_known_vectors_and_round_trip() {

@@ -70,6 +70,12 @@ pub enum Event<'a> {
         /// The error `mark-good` stopped with.
         error: &'a Error,
     },
+    /// `mark-bad` on the booted slot (becomes the rollback's reason unless
+    /// a failed health check came first).
+    MarkedBad {
+        /// The slot marked bad.
+        booted: Slot,
+    },
     /// The device went back from a slot: `from_slot` if the bootloader
     /// said which, `reason` the raw reason (`bootlimit`, `mark-bad`, …).
     RolledBack {
@@ -109,10 +115,11 @@ pub struct Reporter {
     allow_http: bool,
 }
 
-/// The human reason of a rollback.
-fn rollback_reason(raw: &str, health: Option<&str>) -> String {
-    if let Some(h) = health {
-        return format!("health check {h} failed");
+/// The human reason of a rollback: what the device noted on the trial slot
+/// (a failed health check, `mark-bad`), else what the bootloader said.
+fn rollback_reason(raw: &str, cause: Option<String>) -> String {
+    if let Some(c) = cause {
+        return c;
     }
     match raw {
         "bootlimit" => "boot attempts exhausted".into(),
@@ -155,6 +162,17 @@ impl Reporter {
             .map(|v| v.to_string())
     }
 
+    /// Notes why the trial of the pending release on `booted` is failing.
+    fn note(&self, q: &Queue, s: &mut queue::State, booted: Slot, cause: String) -> Result<()> {
+        match s.pending.as_mut() {
+            Some(p) if p.slot == booted && p.cause.is_none() => {
+                p.cause = Some(cause);
+                q.save(s)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn try_record(&mut self, event: Event<'_>) -> Result<()> {
         let q = Queue::new(&self.state_dir);
         let mut s = q.state()?;
@@ -174,7 +192,7 @@ impl Reporter {
                     from: from.clone(),
                     to: to.to_owned(),
                     slot,
-                    health_failed: None,
+                    cause: None,
                 });
                 q.save(&s)?;
                 (Kind::Installed, from, to.to_owned(), None, None, false)
@@ -192,18 +210,17 @@ impl Reporter {
                 }
             },
             Event::HealthFailed { booted, error } => {
-                let name = match error {
-                    Error::Health { hook, .. } => hook
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    e => record::one_line(&e.to_string()),
+                let cause = match error {
+                    Error::Health { hook, .. } => format!(
+                        "health check {} failed",
+                        hook.file_name().unwrap_or_default().to_string_lossy()
+                    ),
+                    e => record::one_line(&format!("health checks failed: {e}")),
                 };
-                if let Some(p) = s.pending.as_mut().filter(|p| p.slot == booted) {
-                    p.health_failed = Some(name);
-                    q.save(&s)?;
-                }
-                return Ok(());
+                return self.note(&q, &mut s, booted, cause);
+            }
+            Event::MarkedBad { booted } => {
+                return self.note(&q, &mut s, booted, "marked bad".into());
             }
             Event::RolledBack {
                 from_slot,
@@ -211,7 +228,7 @@ impl Reporter {
                 boot_limit,
             } => match s.pending.take() {
                 Some(p) if from_slot.is_none_or(|f| f == p.slot) => {
-                    let why = rollback_reason(reason, p.health_failed.as_deref());
+                    let why = rollback_reason(reason, p.cause);
                     let attempts = (reason == "bootlimit").then_some(boot_limit).flatten();
                     (Kind::RolledBack, p.from, p.to, Some(why), attempts, false)
                 }
@@ -226,13 +243,7 @@ impl Reporter {
                     .flatten()
                     .map(|d| d.phase)
                     .filter(|p| *p != Phase::Failed && *p != Phase::Idle)
-                    .map(|p| {
-                        serde_json::to_string(&p)
-                            .unwrap_or_default()
-                            .trim_matches('"')
-                            .to_owned()
-                    })
-                    .unwrap_or_else(|| "checking".into());
+                    .map_or("checking", |p| p.name());
                 let why = record::one_line(&format!("{phase}: {error}"));
                 (
                     Kind::Failed,
@@ -295,17 +306,16 @@ impl Reporter {
         s.recent.drain(..excess);
         q.push(&mut s, seq, &report.path(), &json, &sig)?;
         q.save(&s)?;
-        log::info!("report {seq}: {} {}", kind.name(), report.to);
         Ok(())
     }
 
     /// The report target: config `report_url`, else the last channel's `reports`.
     pub fn target(&self) -> Option<String> {
         self.report_url.clone().or_else(|| {
-            Queue::new(&self.state_dir)
-                .state()
+            std::fs::read_to_string(self.state_dir.join(TARGET_FILE))
                 .ok()
-                .and_then(|s| s.target)
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
         })
     }
 
@@ -374,20 +384,19 @@ pub fn finish(mut child: Option<Child>) {
     }
 }
 
+/// File in `state_dir` naming the report target of the last channel file.
+pub const TARGET_FILE: &str = "report-target";
+
 /// Remembers the report target a verified channel file names (called by the
-/// channel check; an absent field keeps the last one).
+/// channel check; an absent field keeps the last one). A file of its own,
+/// written only when it changes, so the check never touches the queue state.
 pub fn remember_target(state_dir: &std::path::Path, target: Option<&str>) {
     let Some(t) = target else { return };
-    let q = Queue::new(state_dir);
-    match q.state() {
-        Ok(mut s) if s.target.as_deref() != Some(t) => {
-            s.target = Some(t.to_owned());
-            if let Err(e) = q.save(&s) {
-                log::warn!("report target not remembered: {e}");
-            }
+    let path = state_dir.join(TARGET_FILE);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(t) {
+        if let Err(e) = crate::state::write_atomic(&path, t.as_bytes()) {
+            log::warn!("report target not remembered: {e}");
         }
-        Ok(_) => {}
-        Err(e) => log::warn!("report target not remembered: {e}"),
     }
 }
 
@@ -406,28 +415,180 @@ pub fn cmd_identity(config: &Config, registry_line: bool) -> Result<i32> {
 /// (exit 1 when reports are left).
 pub fn cmd_report(config: &Config, send: bool) -> Result<i32> {
     let r = Reporter::new(config);
-    let q = Queue::new(&config.state_dir);
     let mut code = 0;
     if send {
         match r.deliver(DELIVERY_BUDGET)? {
-            None => println!("no report target (channel `reports` or config `report_url`)"),
-            Some(d) => {
-                println!("sent {}", d.sent);
-                if let Some(e) = d.error {
-                    eprintln!("ota-agent: reports left queued: {e}");
-                    code = 1;
-                }
+            None => {
+                eprintln!("ota-agent: no report target (channel `reports` or config `report_url`)");
+                code = 1;
             }
+            Some(Delivered { error: Some(e), .. }) => {
+                eprintln!("ota-agent: reports left queued: {e}");
+                code = 1;
+            }
+            Some(_) => {}
         }
     }
-    let s = q.state()?;
+    let q = Queue::new(&config.state_dir);
     println!(
-        "queued {} ({} bytes), dropped {}, next sequence {}, target {}",
+        "queued {}, dropped {}",
         q.entries().len(),
-        q.bytes(),
-        s.dropped,
-        s.next_seq,
-        r.target().unwrap_or_else(|| "none".into())
+        q.state()?.dropped
     );
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("os-release"), "VERSION_ID=1.3.2\n").unwrap();
+        let config = Config {
+            product: "rice-cooker".into(),
+            device_id: Some("rc-1".into()),
+            state_dir: dir.path().join("state"),
+            version_file: dir.path().join("os-release"),
+            ..Config::default()
+        };
+        (dir, config)
+    }
+
+    fn reports(c: &Config) -> Vec<Report> {
+        Queue::new(&c.state_dir)
+            .entries()
+            .iter()
+            .map(|e| Report::parse(&std::fs::read(&e.json).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_health_check_is_the_reason_of_the_rollback() {
+        let (_d, c) = setup();
+        let mut r = Reporter::new(&c);
+        r.record(Event::DownloadStarted { to: "1.4.0" });
+        r.record(Event::Installed {
+            to: "1.4.0",
+            slot: Slot::B,
+        });
+        let e = Error::Health {
+            hook: "/etc/ota/health.d/50-app".into(),
+            reason: "exited with status 1".into(),
+        };
+        r.record(Event::HealthFailed {
+            booted: Slot::B,
+            error: &e,
+        });
+        // A later mark-bad does not hide the first cause.
+        r.record(Event::MarkedBad { booted: Slot::B });
+        // A rollback of the other slot is not this release's.
+        r.record(Event::RolledBack {
+            from_slot: Some(Slot::A),
+            reason: "bootlimit",
+            boot_limit: Some(3),
+        });
+        r.record(Event::RolledBack {
+            from_slot: Some(Slot::B),
+            reason: "bootlimit",
+            boot_limit: Some(3),
+        });
+        // Nothing pending any more: a second sighting reports nothing.
+        r.record(Event::RolledBack {
+            from_slot: None,
+            reason: "unbootable",
+            boot_limit: None,
+        });
+        let got = reports(&c);
+        let kinds: Vec<Kind> = got.iter().map(|r| r.event).collect();
+        assert_eq!(
+            kinds,
+            [Kind::DownloadStarted, Kind::Installed, Kind::RolledBack]
+        );
+        let rb = &got[2];
+        assert_eq!(rb.reason.as_deref(), Some("health check 50-app failed"));
+        assert_eq!(rb.boot_attempts, Some(3));
+        assert_eq!(
+            (rb.from.as_deref(), rb.to.as_str()),
+            (Some("1.3.2"), "1.4.0")
+        );
+        assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), [0, 1, 2]);
+        // Each report verifies with the device key.
+        let id = Identity::load_or_create(&c.state_dir, "rc-1".into()).unwrap();
+        let key = crate::bundle::PublicKey::from_pem("rc-1", &id.public_pem()).unwrap();
+        for e in Queue::new(&c.state_dir).entries() {
+            let sig = std::fs::read(&e.sig).unwrap();
+            let sig = crate::bundle::signature::parse_signature(&sig).unwrap();
+            assert!(key.verify(&std::fs::read(&e.json).unwrap(), &sig));
+        }
+    }
+
+    #[test]
+    fn commit_only_on_the_new_slot_and_failures_once() {
+        let (_d, c) = setup();
+        let mut r = Reporter::new(&c);
+        r.record(Event::Installed {
+            to: "1.4.0",
+            slot: Slot::B,
+        });
+        // mark-good on the old slot (before the reboot) is no commit.
+        r.record(Event::Committed {
+            booted: Slot::A,
+            boot_attempts: Some(0),
+        });
+        r.record(Event::Deferred {
+            to: None,
+            why: "reboot deferred: cooking",
+        });
+        r.record(Event::Deferred {
+            to: None,
+            why: "reboot deferred: cooking",
+        });
+        r.record(Event::MarkedBad { booted: Slot::B });
+        r.record(Event::RolledBack {
+            from_slot: None,
+            reason: "unbootable",
+            boot_limit: None,
+        });
+        r.record(Event::Failed {
+            to: "1.5.0",
+            error: "server answered 404\nsecond line",
+        });
+        r.record(Event::Failed {
+            to: "1.5.0",
+            error: "server answered 404\nsecond line",
+        });
+        r.record(Event::Installed {
+            to: "1.5.0",
+            slot: Slot::B,
+        });
+        r.record(Event::Committed {
+            booted: Slot::B,
+            boot_attempts: Some(1),
+        });
+        let got: Vec<(Kind, String, Option<String>)> = reports(&c)
+            .into_iter()
+            .map(|r| (r.event, r.to, r.reason))
+            .collect();
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(
+            got,
+            [
+                (Kind::Installed, "1.4.0".into(), None),
+                (
+                    Kind::Deferred,
+                    "1.4.0".into(),
+                    s("reboot deferred: cooking")
+                ),
+                (Kind::RolledBack, "1.4.0".into(), s("marked bad")),
+                (
+                    Kind::Failed,
+                    "1.5.0".into(),
+                    s("checking: server answered 404")
+                ),
+                (Kind::Installed, "1.5.0".into(), None),
+                (Kind::Committed, "1.5.0".into(), None),
+            ]
+        );
+    }
 }

@@ -3,8 +3,7 @@
 //! * `report-state`: the next sequence number (advanced and synced
 //!   *before* a report with that number is written, so a number is never
 //!   used twice, even across a power cut), the count of reports dropped
-//!   because the queue was full, the report target named by the last
-//!   channel file, the installed-but-unconfirmed release ([`Pending`]) and
+//!   because the queue was full, the installed-but-unconfirmed release ([`Pending`]) and
 //!   the keys of recent events (a failure repeated every poll is reported
 //!   once).
 //! * `reports/<seq>@<product>@<to>@<device>.json` + `.json.sig`: one queued
@@ -44,8 +43,9 @@ pub struct Pending {
     pub to: String,
     /// The slot it was written to.
     pub slot: Slot,
-    /// The health check that failed on it, if one did (`mark-good`).
-    pub health_failed: Option<String>,
+    /// Why its trial is failing, if the device noted it (`health check X
+    /// failed` from `mark-good`, `marked bad` from `mark-bad`).
+    pub cause: Option<String>,
 }
 
 /// The state file: lines `name value`, written by hand (a serde derive
@@ -55,8 +55,7 @@ pub struct Pending {
 /// ota-report-state 1
 /// next_seq 12
 /// dropped 0
-/// target https://ota.example.com/reports
-/// pending 1.3.2 1.4.0 b 50-app        (from or -, to, slot, failed health check or -)
+/// pending 1.3.2 1.4.0 b health check 50-app failed   (from or -, to, slot, cause or -)
 /// recent committed|1.4.0|             (one line each, oldest first)
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,8 +64,6 @@ pub struct State {
     pub next_seq: u64,
     /// Reports dropped because the queue was full.
     pub dropped: u64,
-    /// The report target (`reports` of the last channel file).
-    pub target: Option<String>,
     /// See [`Pending`].
     pub pending: Option<Pending>,
     /// Keys of recent events, newest last.
@@ -140,16 +137,13 @@ impl Queue {
             "{STATE_HEADER}\nnext_seq {}\ndropped {}\n",
             s.next_seq, s.dropped
         );
-        if let Some(u) = &s.target {
-            t.push_str(&format!("target {u}\n"));
-        }
         if let Some(p) = &s.pending {
             t.push_str(&format!(
                 "pending {} {} {} {}\n",
                 p.from.as_deref().unwrap_or("-"),
                 p.to,
                 p.slot,
-                p.health_failed.as_deref().unwrap_or("-")
+                p.cause.as_deref().unwrap_or("-")
             ));
         }
         for r in &s.recent {
@@ -292,7 +286,6 @@ fn parse_state(t: &str) -> Option<State> {
         match k {
             "next_seq" => s.next_seq = v.parse().ok()?,
             "dropped" => s.dropped = v.parse().ok()?,
-            "target" => s.target = Some(v.to_owned()),
             "recent" => s.recent.push(v.to_owned()),
             "pending" => {
                 let mut f = v.splitn(4, ' ');
@@ -300,12 +293,12 @@ fn parse_state(t: &str) -> Option<State> {
                 let from = opt(f.next()?);
                 let to = f.next()?.to_owned();
                 let slot = f.next()?.parse().ok()?;
-                let health_failed = opt(f.next()?);
+                let cause = opt(f.next()?);
                 s.pending = Some(Pending {
                     from,
                     to,
                     slot,
-                    health_failed,
+                    cause,
                 });
             }
             _ => return None,
@@ -345,12 +338,11 @@ mod tests {
         let full = State {
             next_seq: 7,
             dropped: 2,
-            target: Some("https://r.example/reports".into()),
             pending: Some(Pending {
                 from: None,
                 to: "1.4.0".into(),
                 slot: Slot::B,
-                health_failed: Some("50 app".into()),
+                cause: Some("health check 50 app failed".into()),
             }),
             recent: vec!["failed|1.4.0|writing: disk full".into(), "x".into()],
         };
