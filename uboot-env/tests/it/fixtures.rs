@@ -3,7 +3,9 @@
 //! copy libubootenv picked, and encode byte-identical images.
 
 use uboot_env::image::{self, Layout};
-use uboot_env::{Env, EnvStore, FwEnvConfig};
+use uboot_env::{EnvStore, FwEnvConfig};
+
+use crate::common::env;
 
 const ENV_TXT: &[(&str, &str)] = &[
     ("bootcmd", "run distro_bootcmd"),
@@ -12,19 +14,11 @@ const ENV_TXT: &[(&str, &str)] = &[
     ("bootcount", "0"),
 ];
 
-fn env(pairs: &[(&str, &str)]) -> Env {
-    let mut e = Env::new();
-    for (n, v) in pairs {
-        e.set(n, v).unwrap();
-    }
-    e
-}
-
 #[test]
 fn mkenvimage_single_images_decode() {
     for img in [
-        &include_bytes!("../testdata/mkenvimage-single-ff.bin")[..],
-        &include_bytes!("../testdata/mkenvimage-single-00.bin")[..],
+        &include_bytes!("../../testdata/mkenvimage-single-ff.bin")[..],
+        &include_bytes!("../../testdata/mkenvimage-single-00.bin")[..],
     ] {
         assert_eq!(
             image::decode(img, Layout::Single).unwrap(),
@@ -38,17 +32,17 @@ fn our_images_equal_mkenvimage_with_sorted_input_and_zero_padding() {
     let e = env(ENV_TXT);
     assert_eq!(
         image::encode(&e, 0x100, Layout::Single, 0).unwrap(),
-        include_bytes!("../testdata/mkenvimage-single-00.bin")
+        include_bytes!("../../testdata/mkenvimage-single-00.bin")
     );
     assert_eq!(
         image::encode(&e, 0x100, Layout::Redundant, 1).unwrap(),
-        include_bytes!("../testdata/mkenvimage-redundant-00.bin")
+        include_bytes!("../../testdata/mkenvimage-redundant-00.bin")
     );
 }
 
 #[test]
 fn fw_setenv_redundant_pair_reads_the_newer_copy() {
-    let pair = include_bytes!("../testdata/fw_setenv-redundant.bin");
+    let pair = include_bytes!("../../testdata/fw_setenv-redundant.bin");
     let (older, f0) = image::decode(&pair[..0x100], Layout::Redundant).unwrap();
     let (newer, f1) = image::decode(&pair[0x100..], Layout::Redundant).unwrap();
     assert_eq!((f0, f1), (Some(2), Some(3)));

@@ -5,46 +5,17 @@
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ota_agent::bootctl::booted;
 use ota_agent::gpt;
 use ota_agent::slots::{Layout, Slot};
 
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); run scripts/install-deps"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::common::disk::{gpt_image, sfdisk};
 
 /// A 32 MiB image with `parts` = (name, size in KiB; 0 = rest).
 fn image(dir: &Path, parts: &[(&str, u32)]) -> PathBuf {
     let disk = dir.join("disk.img");
-    fs::File::create(&disk).unwrap().set_len(32 << 20).unwrap();
-    let mut args = vec!["-o".to_string()];
-    for (i, (name, kib)) in parts.iter().enumerate() {
-        let n = i + 1;
-        let start = if i == 0 { "4096" } else { "0" };
-        let end = if *kib == 0 {
-            "0".to_string()
-        } else {
-            format!("+{kib}K")
-        };
-        args.push("-n".into());
-        args.push(format!("{n}:{start}:{end}"));
-        args.push("-c".into());
-        args.push(format!("{n}:{name}"));
-    }
-    args.push(disk.to_str().unwrap().into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    tool("sgdisk", &args);
+    gpt_image(&disk, 32 << 20, parts);
     disk
 }
 
@@ -57,37 +28,6 @@ const PRODUCT: &[(&str, u32)] = &[
     ("boot_b", 512),
     ("data", 0),
 ];
-
-struct Oracle {
-    number: u32,
-    name: String,
-    start: u64,
-    size: u64,
-    uuid: String,
-}
-
-/// Parses `sfdisk --json` with serde_json (a real tool's view of the table).
-fn sfdisk(disk: &Path) -> Vec<Oracle> {
-    let text = tool("sfdisk", &["--json", disk.to_str().unwrap()]);
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["partitiontable"]["sectorsize"], 512);
-    v["partitiontable"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let node = p["node"].as_str().unwrap();
-            let number = node.trim_start_matches(disk.to_str().unwrap());
-            Oracle {
-                number: number.parse().unwrap(),
-                name: p["name"].as_str().unwrap().into(),
-                start: p["start"].as_u64().unwrap() * 512,
-                size: p["size"].as_u64().unwrap() * 512,
-                uuid: p["uuid"].as_str().unwrap().to_lowercase(),
-            }
-        })
-        .collect()
-}
 
 #[test]
 fn table_matches_sfdisk() {

@@ -9,34 +9,19 @@
 //!
 //! Each scenario's transcript (commands, exit statuses, outputs, environment
 //! after each transition) is compared with a golden file in `tests/golden/`.
-//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p ota-agent --test bootctl_cli`
+//! Regenerate with
+//! `UPDATE_GOLDEN=1 cargo test -p ota-agent --test it bootctl_cli::`
 //! and review the diff. A missing tool FAILS (scripts/install-deps).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
-const ENV_OFFSET: u64 = 0x100000;
-const ENV_SIZE: usize = 0x4000;
-const SECTOR: u64 = 512;
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); run scripts/install-deps"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::common::bootloader::{ab_power_on, uboot_power_on};
+use crate::common::disk::{UbootDisk, MIB};
+use crate::common::tools::AGENT;
 
 /// Replaces timestamps (they depend on the clock) with `<time>`.
 fn scrub_times(text: &str) -> String {
@@ -96,8 +81,7 @@ fn check_golden(name: &str, actual: &str) {
 struct Device {
     _dir: tempfile::TempDir,
     root: PathBuf,
-    disk: PathBuf,
-    fw_env: PathBuf,
+    disk: UbootDisk,
     config: PathBuf,
     cmdline: PathBuf,
     misc_offset: u64,
@@ -108,56 +92,22 @@ impl Device {
     fn new(bootloader: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
-        let disk = root.join("disk.img");
-        fs::File::create(&disk).unwrap().set_len(28 << 20).unwrap();
-        // CONTRACT.md layout: env before the first partition, which starts at 2 MiB.
-        let d = disk.to_str().unwrap();
-        tool(
-            "sgdisk",
+        // conf/fw_env.config layout: env before the first partition, at 2 MiB.
+        let disk = UbootDisk::new(
+            &root,
+            28 * MIB,
             &[
-                "-o",
-                "-n",
-                "1:4096:+2M",
-                "-c",
-                "1:boot",
-                "-n",
-                "2:0:+1M",
-                "-c",
-                "2:misc",
-                "-n",
-                "3:0:+8M",
-                "-c",
-                "3:rootfs_a",
-                "-n",
-                "4:0:+8M",
-                "-c",
-                "4:rootfs_b",
-                "-n",
-                "5:0:0",
-                "-c",
-                "5:data",
-                d,
+                ("boot", 2048),
+                ("misc", 1024),
+                ("rootfs_a", 8192),
+                ("rootfs_b", 8192),
+                ("data", 0),
             ],
         );
         // Where misc starts, from sfdisk (not from the agent's GPT reader).
-        let dump = tool("sfdisk", &["--dump", d]);
-        let misc_line = dump.lines().find(|l| l.contains("name=\"misc\"")).unwrap();
-        let start: u64 = misc_line
-            .split("start=")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let fw_env = root.join("fw_env.config");
-        fs::write(
-            &fw_env,
-            format!("{d} 0x100000 0x4000\n{d} 0x104000 0x4000\n"),
-        )
-        .unwrap();
+        let misc_offset = disk.offset("misc");
+        let d = disk.disk.display();
+        let fw_env = disk.fw_env.display();
         let health = root.join("health.d");
         fs::create_dir(&health).unwrap();
         let cmdline = root.join("cmdline");
@@ -169,9 +119,8 @@ impl Device {
             &config,
             format!(
                 "product = \"rice-cooker\"\ndisk = \"{d}\"\nbootloader = \"{bootloader}\"\n\
-                 fw_env_config = \"{}\"\nboot_tries = 3\nstate_dir = \"{}\"\n\
+                 fw_env_config = \"{fw_env}\"\nboot_tries = 3\nstate_dir = \"{}\"\n\
                  health_dir = \"{}\"\ncmdline = \"{}\"\nversion_file = \"{}\"\n",
-                fw_env.display(),
                 root.join("state").display(),
                 health.display(),
                 cmdline.display(),
@@ -183,10 +132,9 @@ impl Device {
             _dir: dir,
             root,
             disk,
-            fw_env,
             config,
             cmdline,
-            misc_offset: start * SECTOR,
+            misc_offset,
             log: String::new(),
         }
     }
@@ -221,37 +169,11 @@ impl Device {
     // ---- U-Boot environment (real tools) ----
 
     fn mkenv(&self, text: &str) {
-        let src = self.root.join("env.txt");
-        let bin = self.root.join("env.bin");
-        fs::write(&src, text).unwrap();
-        tool(
-            "mkenvimage",
-            &[
-                "-r",
-                "-s",
-                "0x4000",
-                "-o",
-                bin.to_str().unwrap(),
-                src.to_str().unwrap(),
-            ],
-        );
-        let image = fs::read(&bin).unwrap();
-        assert_eq!(image.len(), ENV_SIZE);
-        let mut f = fs::OpenOptions::new().write(true).open(&self.disk).unwrap();
-        f.seek(SeekFrom::Start(ENV_OFFSET)).unwrap();
-        f.write_all(&image).unwrap();
+        self.disk.mkenv(text);
     }
 
     fn printenv(&self) -> String {
-        tool("fw_printenv", &["-c", self.fw_env.to_str().unwrap()])
-    }
-
-    fn vars(&self) -> BTreeMap<String, String> {
-        self.printenv()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        self.disk.printenv()
     }
 
     fn log_env(&mut self) {
@@ -265,37 +187,19 @@ impl Device {
     /// One power-on under U-Boot's boot-count rules (boot.cmd): returns the
     /// slot it boots and writes the kernel command line for it.
     fn boot_uboot(&mut self) -> char {
-        let vars = self.vars();
-        let mut slot = vars.get("ota_slot").map_or("a", |s| s.as_str()).to_string();
-        let mut script = String::new();
-        if vars.get("upgrade_available").map(String::as_str) == Some("1") {
-            let count: u32 = vars.get("bootcount").map_or(0, |c| c.parse().unwrap()) + 1;
-            let limit: u32 = vars.get("bootlimit").map_or(3, |c| c.parse().unwrap());
-            if count > limit {
-                // altbootcmd: swap, end the trial, report.
-                let other = if slot == "b" { "a" } else { "b" };
-                script += &format!(
-                    "ota_rollback={slot}:bootlimit\nota_slot={other}\nupgrade_available=0\nbootcount=0\n"
-                );
-                slot = other.into();
-            } else {
-                script += &format!("bootcount={count}\n");
-            }
-            // libubootenv 0.3 scripts are `name=value` lines.
-            let s = self.root.join("boot.script");
-            fs::write(&s, &script).unwrap();
-            tool(
-                "fw_setenv",
-                &[
-                    "-c",
-                    self.fw_env.to_str().unwrap(),
-                    "-s",
-                    s.to_str().unwrap(),
-                ],
-            );
-        }
-        if slot != "b" {
-            slot = "a".into();
+        let before = self.disk.vars();
+        let mut after = before.clone();
+        let (slot, _) = uboot_power_on(&mut after);
+        let slot = slot.suffix().chars().nth(1).unwrap();
+        // What boot.cmd / altbootcmd change, saved with the real fw_setenv
+        // (libubootenv 0.3 scripts are `name=value` lines).
+        let script: String = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        if !script.is_empty() {
+            self.disk.setenv(&script);
         }
         fs::write(
             &self.cmdline,
@@ -303,17 +207,14 @@ impl Device {
         )
         .unwrap();
         let _ = writeln!(self.log, "## power on: U-Boot boots slot {slot}");
-        slot.chars().next().unwrap()
+        slot
     }
 
     // ---- Android bootctrl (raw bytes) ----
 
     fn bootctrl(&self) -> [u8; 32] {
-        let mut f = fs::File::open(&self.disk).unwrap();
-        f.seek(SeekFrom::Start(self.misc_offset + 2048)).unwrap();
-        let mut b = [0u8; 32];
-        f.read_exact(&mut b).unwrap();
-        b
+        let b = self.disk.read_at(self.misc_offset + 2048, 32);
+        b.try_into().unwrap()
     }
 
     fn log_bootctrl(&mut self) {
@@ -328,13 +229,11 @@ impl Device {
     /// One power-on under U-Boot `ab_select` rules, applied to the raw bytes.
     fn boot_android(&mut self) -> Option<char> {
         let mut b = self.bootctrl();
-        let slot = ab_select(&mut b);
-        let mut f = fs::OpenOptions::new().write(true).open(&self.disk).unwrap();
-        f.seek(SeekFrom::Start(self.misc_offset + 2048)).unwrap();
-        f.write_all(&b).unwrap();
+        let slot = ab_power_on(&mut b);
+        self.disk.write_at(self.misc_offset + 2048, &b);
         match slot {
-            Some(i) => {
-                let c = (b'a' + i as u8) as char;
+            Some((slot, _)) => {
+                let c = slot.suffix().chars().nth(1).unwrap();
                 fs::write(
                     &self.cmdline,
                     format!("root=PARTLABEL=rootfs_{c} androidboot.slot_suffix=_{c}\n"),
@@ -349,39 +248,6 @@ impl Device {
             }
         }
     }
-}
-
-/// U-Boot `ab_select_slot` (boot/android_ab.c) on the raw block: among slots
-/// with tries left and no verity error, the highest (priority, successful,
-/// tries) wins, lower index on ties; an unconfirmed winner loses one try.
-fn ab_select(b: &mut [u8; 32]) -> Option<usize> {
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-    assert_eq!(
-        u32::from_le_bytes(b[28..32].try_into().unwrap()),
-        crc.checksum(&b[..28])
-    );
-    let key = |b: &[u8; 32], i: usize| {
-        let x = b[12 + 2 * i];
-        (x & 0x0f, x >> 7, (x >> 4) & 7)
-    };
-    let mut best: Option<usize> = None;
-    for i in 0..usize::from(b[9] & 7) {
-        let (_, _, tries) = key(b, i);
-        if tries == 0 || b[13 + 2 * i] & 1 != 0 {
-            continue;
-        }
-        if best.is_none_or(|j| key(b, i) > key(b, j)) {
-            best = Some(i);
-        }
-    }
-    let i = best?;
-    if b[12 + 2 * i] & 0x80 == 0 {
-        b[12 + 2 * i] -= 0x10;
-    }
-    b[0..4].copy_from_slice(&[b'a' + i as u8, 0, 0, 0]);
-    let c = crc.checksum(&b[..28]);
-    b[28..32].copy_from_slice(&c.to_le_bytes());
-    Some(i)
 }
 
 const FACTORY_ENV: &str = "\
@@ -480,7 +346,7 @@ fn failed_health_check_changes_nothing() {
     assert_eq!(d.agent(&["set-active", "b"]), 0);
     assert_eq!(d.boot_uboot(), 'b');
     d.health("50-broken", 7);
-    let before = fs::read(&d.disk).unwrap();
+    let before = fs::read(&d.disk.disk).unwrap();
     assert_eq!(d.agent(&["mark-good"]), 1);
     assert!(
         d.log.contains("50-broken") && d.log.contains("status 7"),
@@ -488,7 +354,7 @@ fn failed_health_check_changes_nothing() {
         d.log
     );
     assert!(
-        fs::read(&d.disk).unwrap() == before,
+        fs::read(&d.disk.disk).unwrap() == before,
         "mark-good changed the disk"
     );
 }
@@ -549,10 +415,7 @@ fn android_corrupt_crc_is_reported_and_untouched() {
     let mut d = Device::new("android");
     fs::write(&d.cmdline, "androidboot.slot_suffix=_a\n").unwrap();
     assert_eq!(d.agent(&["set-active", "a", "--reinit"]), 0);
-    let mut f = fs::OpenOptions::new().write(true).open(&d.disk).unwrap();
-    f.seek(SeekFrom::Start(d.misc_offset + 2048 + 12)).unwrap();
-    f.write_all(&[0x00]).unwrap();
-    drop(f);
+    d.disk.write_at(d.misc_offset + 2048 + 12, &[0x00]);
     let before = d.bootctrl();
     for cmd in [
         &["status"][..],

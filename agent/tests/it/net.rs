@@ -19,54 +19,14 @@ use std::time::Duration;
 
 use ota_agent::net::fetch::Stats;
 
-/// The simulated appliance MCU of the MCU tests (a pseudo-terminal).
-#[allow(dead_code)]
-#[path = "mcu/sim.rs"]
-mod sim;
+use crate::common::disk::{UbootDisk, MIB, UBOOT_AB};
+use crate::common::mcu_sim as sim;
+use crate::common::openssl;
+use crate::common::rng::{pseudo_random, Rng};
+use crate::common::tools::{run, text, AGENT};
 use ota_agent::net::{
     fetch_to_file, Backoff, Client, Download, NetErrorKind, NetSettings, TlsFiles,
 };
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (scripts/install-deps installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A small deterministic PRNG (xorshift64*), seeded per run so a failure
-/// names the seed that reproduces it.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut r = Rng(seed | 1);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&r.next().to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 fn free_port() -> u16 {
     free_ports::<1>()[0]
@@ -303,6 +263,18 @@ enum Fault {
 }
 
 type Hook = Box<dyn FnMut(usize) + Send>;
+
+/// A proxy plan: connection number `conn` is cut after `keep(body length)`
+/// body bytes; every other connection passes.
+fn cut_once(conn: usize, keep: fn(u64) -> u64) -> impl FnMut(usize, u64) -> Fault + Send + 'static {
+    move |n, len| {
+        if n == conn {
+            Fault::Cut(keep(len))
+        } else {
+            Fault::Pass
+        }
+    }
+}
 
 /// A fault proxy: forwards to nginx one request per connection (it adds
 /// `Connection: close`), counts the body bytes it delivers, records each
@@ -567,13 +539,7 @@ fn file_changed_mid_download_restarts_never_splices() {
     let (p, newc) = (path.clone(), new.clone());
     let proxy = Proxy::start(
         nginx.port,
-        |n, _| {
-            if n == 0 {
-                Fault::Cut(300_000)
-            } else {
-                Fault::Pass
-            }
-        },
+        cut_once(0, |_| 300_000),
         Box::new(move |_| fs::write(&p, &newc).unwrap()),
     );
     let dest = out.path().join("a.bin");
@@ -661,28 +627,23 @@ fn expected_hash_mismatch_leaves_nothing() {
         size: 50_000,
         sha256: ota_agent::bundle::Digest::of(b"something else"),
     };
-    let e = fetch_to_file(
-        &http_client(0),
-        &nginx.url("p.bin"),
-        &dest,
-        Some(&wrong),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let fetch = |expected: &ota_agent::bundle::Blob| {
+        fetch_to_file(
+            &http_client(0),
+            &nginx.url("p.bin"),
+            &dest,
+            Some(expected),
+            &mut |_, _| {},
+        )
+    };
+    let e = fetch(&wrong).unwrap_err();
     assert!(e.to_string().contains("SHA-256"), "{e}");
     assert!(!dest.exists() && !out.path().join("p.bin.part").exists());
     let right = ota_agent::bundle::Blob {
         size: 50_000,
         sha256: ota_agent::bundle::Digest::of(&data),
     };
-    fetch_to_file(
-        &http_client(0),
-        &nginx.url("p.bin"),
-        &dest,
-        Some(&right),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    fetch(&right).unwrap();
     assert!(fs::read(&dest).unwrap() == data);
 }
 
@@ -743,12 +704,7 @@ fn https_pins_the_ca_and_checks_the_name() {
 fn sign(key: &Path, file: &Path) {
     let mut sig = file.as_os_str().to_owned();
     sig.push(".sig");
-    run(Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .arg("-out")
-        .arg(sig)
-        .arg(file));
+    openssl::sign(key, file, Path::new(&sig));
 }
 
 struct Device {
@@ -762,21 +718,7 @@ impl Device {
         let d = dir.path();
         fs::create_dir(d.join("keys")).unwrap();
         let key = d.join("release.key");
-        run(Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(&key));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(d.join("keys/release.pem")));
+        openssl::p256_key(&key, &d.join("keys/release.pem"));
         fs::write(d.join("os-release"), "VERSION_ID=1.3.2\n").unwrap();
         fs::write(
             d.join("ota-agent.toml"),
@@ -792,7 +734,7 @@ impl Device {
         Device { dir, key }
     }
     fn agent(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ota-agent"))
+        Command::new(AGENT)
             .arg("--config")
             .arg(self.dir.path().join("ota-agent.toml"))
             .args(args)
@@ -850,15 +792,6 @@ fn publish(www: &Path, key: &Path, percent: u8, paused: bool) -> Vec<u8> {
     fs::write(www.join("rice-cooker/stable.json"), c.to_json()).unwrap();
     sign(key, &www.join("rice-cooker/stable.json"));
     image
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The command exited with `code` and its stdout contains `needle`.
@@ -990,17 +923,7 @@ fn http_payloads_resume_at_the_installer_offset() {
         }],
     };
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
-        nginx.port,
-        |n, _| {
-            if n == 0 {
-                Fault::Cut(50_000)
-            } else {
-                Fault::Pass
-            }
-        },
-        Box::new(|_| {}),
-    );
+    let proxy = Proxy::start(nginx.port, cut_once(0, |_| 50_000), Box::new(|_| {}));
     let client = http_client(3);
     let murl = proxy.url("r/manifest.json");
     let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
@@ -1037,53 +960,11 @@ fn http_payloads_resume_at_the_installer_offset() {
 /// command. Then the same release is not fetched again before the reboot.
 #[test]
 fn update_streams_into_the_inactive_slot() {
-    const MIB: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let disk = d.join("disk.img");
-    fs::File::create(&disk).unwrap().set_len(16 * MIB).unwrap();
-    run(Command::new("sgdisk")
-        .args([
-            "-o",
-            "-n",
-            "1:4096:+1M",
-            "-c",
-            "1:boot",
-            "-n",
-            "2:0:+4M",
-            "-c",
-            "2:rootfs_a",
-            "-n",
-            "3:0:+4M",
-            "-c",
-            "3:rootfs_b",
-            "-n",
-            "4:0:0",
-            "-c",
-            "4:data",
-        ])
-        .arg(&disk));
-    fs::write(
-        d.join("env.txt"),
-        "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\naltbootcmd=run swap\n",
-    )
-    .unwrap();
-    run(Command::new("mkenvimage")
-        .args(["-r", "-s", "0x4000", "-o"])
-        .arg(d.join("env.bin"))
-        .arg(d.join("env.txt")));
-    let env = fs::read(d.join("env.bin")).unwrap();
-    {
-        use std::io::{Seek, SeekFrom};
-        let mut f = fs::OpenOptions::new().write(true).open(&disk).unwrap();
-        f.seek(SeekFrom::Start(0x100000)).unwrap();
-        f.write_all(&env).unwrap();
-    }
-    fs::write(
-        d.join("fw_env.config"),
-        format!("{0} 0x100000 0x4000\n{0} 0x104000 0x4000\n", disk.display()),
-    )
-    .unwrap();
+    let uboot = UbootDisk::new(d, 16 * MIB, UBOOT_AB);
+    uboot.mkenv("ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\naltbootcmd=run swap\n");
+    let disk = &uboot.disk;
     let pki = Pki::new(&d.join("pki"));
     let nginx = Nginx::start(None);
     // Issue 7: a snapshot of the status file taken by the proxy right
@@ -1094,13 +975,7 @@ fn update_streams_into_the_inactive_slot() {
     let (sf, snap) = (status_file.clone(), snapshot.clone());
     let proxy = Proxy::start(
         nginx.port,
-        |n, len| {
-            if n == 4 {
-                Fault::Cut(len / 2)
-            } else {
-                Fault::Pass
-            }
-        },
+        cut_once(4, |len| len / 2),
         Box::new(move |_| {
             let path = sf.lock().unwrap().clone().unwrap();
             *snap.lock().unwrap() = Some(fs::read(path).unwrap());
@@ -1130,14 +1005,7 @@ fn update_streams_into_the_inactive_slot() {
     prints(&o, 0, "into slot b");
     assert_eq!(fs::read_to_string(d.join("reboots")).unwrap(), "rebooted\n");
     // The image is in rootfs_b (the third partition, after boot and rootfs_a).
-    let slot_b = {
-        use std::io::{Seek, SeekFrom};
-        let mut f = fs::File::open(&disk).unwrap();
-        f.seek(SeekFrom::Start(4096 * 512 + MIB + 4 * MIB)).unwrap();
-        let mut b = vec![0u8; image.len()];
-        f.read_exact(&mut b).unwrap();
-        b
-    };
+    let slot_b = uboot.read_at(4096 * 512 + MIB + 4 * MIB, image.len());
     assert!(slot_b == image, "slot b does not hold the image");
     assert!(proxy.cuts() >= 1, "the payload connection was not cut");
     // While the payload streamed in, the file said so: downloading into
@@ -1201,16 +1069,7 @@ fn update_streams_into_the_inactive_slot() {
     // device runs 1.3.2 again; 1.4.0 must not be installed again.
     let cfg_text = fs::read_to_string(&cfg).unwrap();
     fs::write(&cfg, cfg_text.split("[mcu]").next().unwrap()).unwrap();
-    fs::write(
-        d.join("altboot.txt"),
-        "ota_slot=a\nupgrade_available=0\nbootcount=0\nota_rollback=b:bootlimit\n",
-    )
-    .unwrap();
-    run(Command::new("fw_setenv")
-        .arg("-c")
-        .arg(d.join("fw_env.config"))
-        .arg("-s")
-        .arg(d.join("altboot.txt")));
+    uboot.setenv("ota_slot=a\nupgrade_available=0\nbootcount=0\nota_rollback=b:bootlimit\n");
     let before = proxy.requests.lock().unwrap().len();
     let o = dev.agent(&["--booted-slot", "a", "update"]);
     complains(&o, 3, "went back to the old release");

@@ -15,71 +15,28 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
-const ENV_OFFSET: u64 = 0x100000;
-const MIB: u64 = 1 << 20;
+use crate::common::disk::{UbootDisk, MIB, UBOOT_AB};
+use crate::common::rng::Rng;
+use crate::common::tools::{ok, ota_sign, AGENT};
+
 const PART: u64 = 4 * MIB;
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); run scripts/install-deps"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The real `ota-sign` binary: built next to `ota-agent` by
-/// `cargo test --workspace`; built here when only this crate's tests run.
-fn ota_sign() -> PathBuf {
-    let path = Path::new(AGENT).with_file_name("ota-sign");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ota-sign", "--bin", "ota-sign"])
-            .status()
-            .expect("cargo build -p ota-sign");
-        assert!(st.success(), "building ota-sign failed");
-    }
-    assert!(path.exists(), "{} missing", path.display());
-    path
-}
 
 /// Deterministic test images: a noisy part (stands for binaries) and zero
 /// runs (free space), like a filesystem image.
-fn image(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        if x.is_multiple_of(7) {
-            out.extend(std::iter::repeat_n(0u8, (x % 3000) as usize));
-        } else {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-    out.truncate(len);
-    out
+fn image(seed: u64, len: usize) -> Vec<u8> {
+    Rng(seed.wrapping_mul(2_654_435_761) | 1).image(len, 7, 3000)
 }
 
 /// `old` with a few edits: what a small release changes.
-fn edited(old: &[u8], seed: u32) -> Vec<u8> {
+fn edited(old: &[u8], seed: u64) -> Vec<u8> {
     let mut new = old.to_vec();
-    let mut x = seed | 1;
+    let mut rng = Rng(seed | 1);
     for _ in 0..40 {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        let at = (x as usize) % (new.len() - 64);
-        new[at..at + 64].fill((x >> 8) as u8);
+        let at = rng.below(new.len() as u64 - 64) as usize;
+        new[at..at + 64].fill(rng.next() as u8);
     }
     new
 }
@@ -87,8 +44,7 @@ fn edited(old: &[u8], seed: u32) -> Vec<u8> {
 struct Device {
     _dir: tempfile::TempDir,
     root: PathBuf,
-    disk: PathBuf,
-    fw_env: PathBuf,
+    disk: UbootDisk,
     config: PathBuf,
     /// Byte offsets of rootfs_a / rootfs_b, from sfdisk (not the agent).
     slot_offset: [u64; 2],
@@ -98,57 +54,8 @@ impl Device {
     fn new() -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
-        let disk = root.join("disk.img");
-        fs::File::create(&disk).unwrap().set_len(16 * MIB).unwrap();
-        let d = disk.to_str().unwrap();
-        tool(
-            "sgdisk",
-            &[
-                "-o",
-                "-n",
-                "1:4096:+1M",
-                "-c",
-                "1:boot",
-                "-n",
-                "2:0:+4M",
-                "-c",
-                "2:rootfs_a",
-                "-n",
-                "3:0:+4M",
-                "-c",
-                "3:rootfs_b",
-                "-n",
-                "4:0:0",
-                "-c",
-                "4:data",
-                d,
-            ],
-        );
-        let dump = tool("sfdisk", &["--dump", d]);
-        let start = |name: &str| -> u64 {
-            let line = dump
-                .lines()
-                .find(|l| l.contains(&format!("name=\"{name}\"")))
-                .unwrap();
-            let s: u64 = line
-                .split("start=")
-                .nth(1)
-                .unwrap()
-                .split(',')
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            s * 512
-        };
-        let slot_offset = [start("rootfs_a"), start("rootfs_b")];
-        let fw_env = root.join("fw_env.config");
-        fs::write(
-            &fw_env,
-            format!("{d} 0x100000 0x4000\n{d} 0x104000 0x4000\n"),
-        )
-        .unwrap();
+        let disk = UbootDisk::new(&root, 16 * MIB, UBOOT_AB);
+        let slot_offset = [disk.offset("rootfs_a"), disk.offset("rootfs_b")];
         for sub in ["keys", "state", "health.d"] {
             fs::create_dir(root.join(sub)).unwrap();
         }
@@ -157,11 +64,12 @@ impl Device {
         fs::write(
             &config,
             format!(
-                "product = \"rice-cooker\"\ndisk = \"{d}\"\nfw_env_config = \"{}\"\n\
+                "product = \"rice-cooker\"\ndisk = \"{}\"\nfw_env_config = \"{}\"\n\
                  state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
                  version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n\
                  reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {r}/reboots\"]\n",
-                fw_env.display(),
+                disk.disk.display(),
+                disk.fw_env.display(),
                 r = root.display()
             ),
         )
@@ -170,34 +78,14 @@ impl Device {
             _dir: dir,
             root,
             disk,
-            fw_env,
             config,
             slot_offset,
         };
         // Factory environment: slot a, no trial, a fallback script.
-        let src = dev.root.join("env.txt");
-        fs::write(
-            &src,
+        dev.disk.mkenv(
             "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
              altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n",
-        )
-        .unwrap();
-        let bin = dev.root.join("env.bin");
-        tool(
-            "mkenvimage",
-            &[
-                "-r",
-                "-s",
-                "0x4000",
-                "-o",
-                bin.to_str().unwrap(),
-                src.to_str().unwrap(),
-            ],
         );
-        let image = fs::read(&bin).unwrap();
-        let mut f = fs::OpenOptions::new().write(true).open(&dev.disk).unwrap();
-        f.seek(SeekFrom::Start(ENV_OFFSET)).unwrap();
-        f.write_all(&image).unwrap();
         // Release key made by ota-sign; the device trusts its public half.
         sign(&dev.root, &["keygen", "--out", "release"]);
         fs::rename(
@@ -209,39 +97,19 @@ impl Device {
     }
 
     fn slot(&self, index: usize) -> Vec<u8> {
-        let mut f = fs::File::open(&self.disk).unwrap();
-        f.seek(SeekFrom::Start(self.slot_offset[index])).unwrap();
-        let mut b = vec![0u8; PART as usize];
-        f.read_exact(&mut b).unwrap();
-        b
+        self.disk.read_at(self.slot_offset[index], PART as usize)
     }
 
     fn put_slot(&self, index: usize, bytes: &[u8]) {
-        let mut f = fs::OpenOptions::new().write(true).open(&self.disk).unwrap();
-        f.seek(SeekFrom::Start(self.slot_offset[index])).unwrap();
-        f.write_all(bytes).unwrap();
+        self.disk.write_at(self.slot_offset[index], bytes);
     }
 
     fn vars(&self) -> BTreeMap<String, String> {
-        tool("fw_printenv", &["-c", self.fw_env.to_str().unwrap()])
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        self.disk.vars()
     }
 
     fn setenv(&self, script: &str) {
-        let s = self.root.join("boot.script");
-        fs::write(&s, script).unwrap();
-        tool(
-            "fw_setenv",
-            &[
-                "-c",
-                self.fw_env.to_str().unwrap(),
-                "-s",
-                s.to_str().unwrap(),
-            ],
-        );
+        self.disk.setenv(script);
     }
 
     fn agent(&self, booted: &str, args: &[&str]) -> Output {
@@ -276,14 +144,22 @@ fn sign(dir: &Path, args: &[&str]) {
     );
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "agent failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `ota-sign bundle` of rice-cooker `version` (security version 2) signed
+/// with the device's release key, plus `extra` arguments.
+fn release(dev: &Device, version: &str, extra: &[&str]) {
+    let mut args = vec![
+        "bundle",
+        "--key",
+        "release.key",
+        "--product",
+        "rice-cooker",
+        "--version",
+        version,
+        "--security-version",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    sign(&dev.root, &args);
 }
 
 fn refused(out: &Output, needle: &str) {
@@ -297,11 +173,19 @@ fn refused(out: &Output, needle: &str) {
 /// `ota-agent status --json` as parsed JSON (exit 0 required), and stderr.
 fn status_json(dev: &Device, booted: &str) -> (serde_json::Value, String) {
     let out = dev.agent(booted, &["status", "--json"]);
-    let text = ok(&out);
+    let text = ok(&out, "ota-agent");
     (
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Corrupts `file` in the middle (its size stays the same).
+fn flip_middle_byte(file: &Path) {
+    let mut bytes = fs::read(file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(file, &bytes).unwrap();
 }
 
 fn prefix_eq(slot: &[u8], image: &[u8]) -> bool {
@@ -320,18 +204,10 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
     let b_before = dev.slot(1);
 
     // Full image, bzip2, as a bundle directory.
-    sign(
-        &dev.root,
+    release(
+        &dev,
+        "2.0.0",
         &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "2.0.0",
-            "--security-version",
-            "2",
             "--image",
             "rootfs=v2.img",
             "--compress",
@@ -341,7 +217,7 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
         ],
     );
     let out = dev.agent("a", &["install", dev.file("full").to_str().unwrap()]);
-    let text = ok(&out);
+    let text = ok(&out, "ota-agent");
     assert!(
         text.contains("installed rice-cooker 2.0.0 into slot b"),
         "{text}"
@@ -370,7 +246,7 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
     assert_eq!(u["bytes_done"], v2.len() as u64, "{st:#}");
     assert_eq!(u["bytes_total"], v2.len() as u64, "{st:#}");
     assert_eq!(u["error"], serde_json::Value::Null, "{st:#}");
-    let text = ok(&dev.agent("a", &["status"]));
+    let text = ok(&dev.agent("a", &["status"]), "ota-agent");
     assert!(
         text.contains("update:         installed 2.0.0 in slot b\n"),
         "{text}"
@@ -385,23 +261,15 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
     // U-Boot boots b (trial), the system confirms it.
     dev.setenv("bootcount=1\n");
     fs::write(dev.file("os-release"), "VERSION_ID=2.0.0\n").unwrap();
-    ok(&dev.agent("b", &["mark-good"]));
+    ok(&dev.agent("b", &["mark-good"]), "ota-agent");
     assert_eq!(dev.state("min-security-version").as_deref(), Some("2\n"));
     assert_eq!(dev.state("pending-security-version"), None);
 
     // Delta v2 -> v3 as a single file, applied against the booted slot b.
-    sign(
-        &dev.root,
+    release(
+        &dev,
+        "3.0.0",
         &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "3.0.0",
-            "--security-version",
-            "2",
             "--image",
             "rootfs=v3.img",
             "--delta-from",
@@ -425,7 +293,7 @@ fn full_then_delta_install_switch_confirm_and_reboot() {
             dev.file("delta.otab").to_str().unwrap(),
         ],
     );
-    let text = ok(&out);
+    let text = ok(&out, "ota-agent");
     assert!(text.contains("into slot a"), "{text}");
     assert!(text.contains("rebooting"), "{text}");
     assert!(prefix_eq(&dev.slot(0), &v3), "slot a is not v3");
@@ -466,7 +334,7 @@ fn corrupt_update_status_shows_no_update_and_a_warning() {
             err.contains("update-status.json") && err.contains("corrupt"),
             "no warning: {err}"
         );
-        let text = ok(&dev.agent("a", &["status"]));
+        let text = ok(&dev.agent("a", &["status"]), "ota-agent");
         assert!(text.contains("update:         none\n"), "{text}");
     }
     // The files of earlier agents are not read.
@@ -567,11 +435,7 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
     // A payload corrupted in the middle (sizes intact, signature intact):
     // found while streaming, so the slot is left unbootable, not activated.
     let p = build("corrupt", "rice-cooker", &["--image", "rootfs=v2.img"]);
-    let payload = p.join("rootfs.img");
-    let mut bytes = fs::read(&payload).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    fs::write(&payload, &bytes).unwrap();
+    flip_middle_byte(&p.join("rootfs.img"));
     refused(
         &dev.agent("a", &["install", p.to_str().unwrap()]),
         "does not match the manifest",
@@ -584,11 +448,7 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
         "rice-cooker",
         &["--image", "rootfs=v2.img", "--compress", "bzip2"],
     );
-    let payload = p.join("rootfs.img.bz2");
-    let mut bytes = fs::read(&payload).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    fs::write(&payload, &bytes).unwrap();
+    flip_middle_byte(&p.join("rootfs.img.bz2"));
     refused(
         &dev.agent("a", &["install", p.to_str().unwrap()]),
         "rootfs.img.bz2",
@@ -597,7 +457,10 @@ fn hostile_bundles_change_nothing_or_leave_the_slot_unbootable() {
 
     // A good bundle afterwards still installs (nothing was wedged).
     let p = build("good", "rice-cooker", &["--image", "rootfs=v2.img"]);
-    ok(&dev.agent("a", &["install", p.to_str().unwrap()]));
+    ok(
+        &dev.agent("a", &["install", p.to_str().unwrap()]),
+        "ota-agent",
+    );
     assert!(prefix_eq(&dev.slot(1), &v2));
     assert_eq!(dev.vars()["ota_slot"], "b");
 }

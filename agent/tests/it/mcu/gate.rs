@@ -12,7 +12,7 @@ use ota_agent::mcu::{
     RebootGate, SerialPort, State,
 };
 
-use crate::sim::{count, Script, SimMcu};
+use crate::common::mcu_sim::{count, Script, SimMcu};
 
 #[derive(Clone, Default)]
 struct FakeClock {

@@ -15,17 +15,8 @@ use ota_agent::bundle::container::Header;
 use ota_agent::bundle::time::format_rfc3339_utc;
 use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (scripts/install-deps installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use crate::common::openssl::{self, sign};
+use crate::common::tools::{run, AGENT};
 
 fn blob(bytes: &[u8]) -> Blob {
     Blob {
@@ -57,21 +48,7 @@ impl Fixture {
             .arg("-out")
             .arg(d.join("keys/sec1.pem")));
         // PKCS#8 key from genpkey.
-        run(Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(d.join("p8.key")));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(d.join("p8.key"))
-            .arg("-out")
-            .arg(d.join("keys/p8.pem")));
+        openssl::p256_key(&d.join("p8.key"), &d.join("keys/p8.pem"));
         // A key the device does not trust.
         run(Command::new("openssl")
             .args([
@@ -104,7 +81,7 @@ impl Fixture {
     }
 
     fn verify(&self, bundle: &Path, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ota-agent"))
+        Command::new(AGENT)
             .arg("--config")
             .arg(self.path().join("ota-agent.toml"))
             .arg("verify")
@@ -113,15 +90,6 @@ impl Fixture {
             .output()
             .unwrap()
     }
-}
-
-fn sign(key: &Path, file: &Path, sig: &Path) {
-    run(Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .arg("-out")
-        .arg(sig)
-        .arg(file));
 }
 
 /// Old and new rootfs-like images: text with shared structure, small enough
@@ -526,18 +494,8 @@ fn non_p256_public_keys_are_refused_naming_what_they_are() {
     let f = Fixture::new();
     let d = f.path();
     let genpkey = |name: &str, args: &[&str]| {
-        let key = d.join(format!("{name}.key"));
-        run(Command::new("openssl")
-            .arg("genpkey")
-            .args(args)
-            .arg("-out")
-            .arg(&key));
         let pem = d.join(format!("{name}.pem"));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&pem));
+        openssl::genpkey(args, &d.join(format!("{name}.key")), &pem);
         pem
     };
     let rsa = genpkey(

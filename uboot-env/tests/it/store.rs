@@ -1,19 +1,13 @@
 //! EnvStore on regular files: single and redundant copies, alternation,
-//! corruption handling. (Interop with the real tools is in tests/interop.rs.)
+//! corruption handling. (Interop with the real tools is in interop.rs.)
 
 use std::fs;
 use std::path::Path;
 
 use uboot_env::image::{self, Layout};
-use uboot_env::{Env, EnvStore, Error, FwEnvConfig};
+use uboot_env::{EnvStore, Error, FwEnvConfig};
 
-fn env(pairs: &[(&str, &str)]) -> Env {
-    let mut e = Env::new();
-    for (n, v) in pairs {
-        e.set(n, v).unwrap();
-    }
-    e
-}
+use crate::common::env;
 
 fn store(text: &str) -> EnvStore {
     EnvStore::open(&FwEnvConfig::parse(text).unwrap()).unwrap()
@@ -131,7 +125,7 @@ fn missing_or_short_device_is_an_error() {
 /// The shipped reference config parses and describes the contract's layout.
 #[test]
 fn reference_config_matches_the_contract() {
-    let text = include_str!("../../conf/fw_env.config");
+    let text = include_str!("../../../conf/fw_env.config");
     let c = FwEnvConfig::parse(text).unwrap();
     assert_eq!(c.devices().len(), 1);
     let d = &c.devices()[0];

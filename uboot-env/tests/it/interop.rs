@@ -6,39 +6,12 @@
 //! These tests FAIL when a tool is missing (scripts/install-deps installs them).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use uboot_env::image::{self, Layout};
 use uboot_env::{Env, EnvStore, FwEnvConfig};
 
-/// Runs a real tool; a missing tool is a test failure, never a skip.
-fn run(tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{tool}` ({e}); install it with scripts/install-deps")
-        });
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn ok(tool: &str, args: &[&str]) -> String {
-    let out = run(tool, args, None);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::common::{env, ok};
 
 /// `fw_printenv -c CONFIG` output.
 fn fw_printenv(config: &Path) -> String {
@@ -57,14 +30,6 @@ fn listing(pairs: &[(&str, &str)]) -> String {
     let mut sorted = pairs.to_vec();
     sorted.sort();
     sorted.iter().map(|(n, v)| format!("{n}={v}\n")).collect()
-}
-
-fn env(pairs: &[(&str, &str)]) -> Env {
-    let mut e = Env::new();
-    for (n, v) in pairs {
-        e.set(n, v).unwrap();
-    }
-    e
 }
 
 /// Variables with the characters that matter: spaces, `=`, shell and U-Boot

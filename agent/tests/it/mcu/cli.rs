@@ -3,13 +3,14 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::sim::{Script, SimMcu};
+use crate::common::mcu_sim::{Script, SimMcu};
+use crate::common::tools::AGENT;
 
 fn run_status(config: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ota-agent.toml");
     std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ota-agent"))
+    Command::new(AGENT)
         .arg("--config")
         .arg(&path)
         .args(["mcu", "status"])
@@ -63,7 +64,7 @@ fn status_without_mcu_section_is_an_error() {
 
 #[test]
 fn mcu_usage_errors_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ota-agent"))
+    let out = Command::new(AGENT)
         .args(["mcu", "reboot"])
         .output()
         .unwrap();

@@ -3,40 +3,15 @@
 //! libubootenv-tool). A missing tool FAILS these tests (scripts/install-deps).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
+use crate::common::tools::{ok, output_with_stdin, AGENT};
+
 const SIZE: usize = 0x1000;
 
 fn run(program: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `{}` ({e}); install it with scripts/install-deps",
-                program.display()
-            )
-        });
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn stdout_of(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    output_with_stdin(Command::new(program).args(args), stdin)
 }
 
 struct Env {
@@ -78,18 +53,18 @@ impl Env {
     }
 
     fn both_print(&self, args: &[&str]) -> String {
-        let ours = stdout_of(self.agent("print", args, b""), "ota-agent env print");
-        let theirs = stdout_of(self.tool("fw_printenv", args, b""), "fw_printenv");
+        let ours = ok(&self.agent("print", args, b""), "ota-agent env print");
+        let theirs = ok(&self.tool("fw_printenv", args, b""), "fw_printenv");
         assert_eq!(ours, theirs, "print {args:?}");
         ours
     }
 
     fn set_ours(&self, args: &[&str]) {
-        stdout_of(self.agent("set", args, b""), "ota-agent env set");
+        ok(&self.agent("set", args, b""), "ota-agent env set");
     }
 
     fn set_theirs(&self, args: &[&str]) {
-        stdout_of(self.tool("fw_setenv", args, b""), "fw_setenv");
+        ok(&self.tool("fw_setenv", args, b""), "fw_setenv");
     }
 
     /// A default env file so fw_setenv can start on an empty area.
@@ -162,29 +137,29 @@ fn personalities_behave_like_the_tools() {
     let ours_set = bin.join("fw_setenv");
     let ours_print = bin.join("fw_printenv");
     let d = e.defenv();
-    stdout_of(
-        run(&ours_set, &["-c", e.cfg(), "-f", &d, "ota_slot", "a"], b""),
+    ok(
+        &run(&ours_set, &["-c", e.cfg(), "-f", &d, "ota_slot", "a"], b""),
         "fw_setenv",
     );
-    stdout_of(
-        run(
+    ok(
+        &run(
             &ours_set,
             &["--config", e.cfg(), "upgrade_available", "1"],
             b"",
         ),
         "fw_setenv",
     );
-    let ours = stdout_of(run(&ours_print, &["-c", e.cfg()], b""), "fw_printenv");
-    let theirs = stdout_of(e.tool("fw_printenv", &[], b""), "real fw_printenv");
+    let ours = ok(&run(&ours_print, &["-c", e.cfg()], b""), "fw_printenv");
+    let theirs = ok(&e.tool("fw_printenv", &[], b""), "real fw_printenv");
     assert_eq!(ours, theirs);
     assert_eq!(ours, "bootdelay=2\nota_slot=a\nupgrade_available=1\n");
-    let n = stdout_of(
-        run(&ours_print, &["-c", e.cfg(), "-n", "ota_slot"], b""),
+    let n = ok(
+        &run(&ours_print, &["-c", e.cfg(), "-n", "ota_slot"], b""),
         "fw_printenv -n",
     );
     assert_eq!(n, "a\n");
     // --help prints the personality's usage and succeeds.
-    let help = stdout_of(run(&ours_set, &["--help"], b""), "fw_setenv --help");
+    let help = ok(&run(&ours_set, &["--help"], b""), "fw_setenv --help");
     assert!(help.starts_with("usage: fw_setenv"), "{help}");
 }
 
@@ -201,16 +176,16 @@ fn script_in_libubootenv_syntax_matches_fw_setenv() {
     }
     let path = ours.dir.path().join("script");
     fs::write(&path, script).unwrap();
-    stdout_of(
-        ours.agent("set", &["-s", path.to_str().unwrap()], b""),
+    ok(
+        &ours.agent("set", &["-s", path.to_str().unwrap()], b""),
         "env set -s",
     );
-    stdout_of(
-        theirs.tool("fw_setenv", &["-s", path.to_str().unwrap()], b""),
+    ok(
+        &theirs.tool("fw_setenv", &["-s", path.to_str().unwrap()], b""),
         "fw_setenv -s",
     );
-    let a = stdout_of(ours.tool("fw_printenv", &[], b""), "fw_printenv");
-    let b = stdout_of(theirs.tool("fw_printenv", &[], b""), "fw_printenv");
+    let a = ok(&ours.tool("fw_printenv", &[], b""), "fw_printenv");
+    let b = ok(&theirs.tool("fw_printenv", &[], b""), "fw_printenv");
     assert_eq!(a, b);
     assert_eq!(
         a,
@@ -229,9 +204,9 @@ fn script_in_uboot_syntax_from_stdin() {
     for e in [&ours, &theirs] {
         e.set_theirs(&["-f", &e.defenv(), "ota_slot", "a"]);
     }
-    stdout_of(ours.agent("set", &["-s", "-"], script), "env set -s -");
-    stdout_of(
-        theirs.tool("fw_setenv", &["-s", "-"], script),
+    ok(&ours.agent("set", &["-s", "-"], script), "env set -s -");
+    ok(
+        &theirs.tool("fw_setenv", &["-s", "-"], script),
         "fw_setenv -s -",
     );
     assert_eq!(

@@ -47,32 +47,8 @@ use ota_agent::install::{self, Approved, Disk, Installer, NoProgress, Options, P
 use ota_agent::slots::{Layout, Slot};
 use ota_agent::state::StateDir;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len);
-        while out.len() < len {
-            let x = self.next();
-            if x.is_multiple_of(5) {
-                out.extend(std::iter::repeat_n(0u8, (x % 700) as usize));
-            } else {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        out.truncate(len);
-        out
-    }
-}
+use crate::common::bootloader::uboot_power_on;
+use crate::common::rng::Rng;
 
 /// Write events shared by the disk and the environment; the power fails at
 /// event number `cut_at` (1-based), after which every operation fails.
@@ -211,36 +187,6 @@ impl EnvAccess for CutEnv {
     }
 }
 
-/// U-Boot's boot-count rules (boot.cmd / CONFIG_BOOTCOUNT_LIMIT), as in
-/// tests/model.rs: while `upgrade_available=1` each boot adds 1 to
-/// `bootcount`; past `bootlimit` altbootcmd swaps `ota_slot`.
-fn uboot_power_on(vars: &mut BTreeMap<String, String>) -> Slot {
-    let get = |v: &BTreeMap<String, String>, k: &str| v.get(k).cloned().unwrap_or_default();
-    if get(vars, "upgrade_available") == "1" {
-        let count = get(vars, "bootcount").parse::<u32>().unwrap_or(0) + 1;
-        let limit = get(vars, "bootlimit").parse::<u32>().unwrap_or(3);
-        if count > limit {
-            let (failed, other) = if get(vars, "ota_slot") == "b" {
-                ("b", "a")
-            } else {
-                ("a", "b")
-            };
-            vars.insert("ota_rollback".into(), format!("{failed}:bootlimit"));
-            vars.insert("ota_slot".into(), other.into());
-            vars.insert("upgrade_available".into(), "0".into());
-            vars.insert("bootcount".into(), "0".into());
-        } else {
-            vars.insert("bootcount".into(), count.to_string());
-        }
-        vars.retain(|_, v| !v.is_empty());
-    }
-    if get(vars, "ota_slot") == "b" {
-        Slot::B
-    } else {
-        Slot::A
-    }
-}
-
 struct Bytes(Vec<u8>);
 
 impl ReadAt for Bytes {
@@ -333,6 +279,27 @@ fn part(number: u32, name: &str, offset: u64, size: u64) -> Partition {
     }
 }
 
+/// `m` signed by the test key and approved for product `p` at 1.0.0.
+fn approve(m: &Manifest) -> Approved {
+    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let json = m.to_json();
+    let sig: DerSignature = key.sign(json.as_bytes());
+    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
+        "k",
+        key.verifying_key().to_sec1_point(false).as_bytes(),
+    )
+    .unwrap()]);
+    let facts = DeviceFacts {
+        product: "p".into(),
+        hardware: None,
+        installed: semver::Version::new(1, 0, 0),
+        min_security_version: 0,
+        now: CLOCK_FLOOR + 10,
+        reinstall: false,
+    };
+    Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap()
+}
+
 /// One device with a release installed in slot a and an update to install.
 struct World {
     disk: MemDisk,
@@ -359,7 +326,7 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
     ];
     let total = 4096 + 2 * ROOTFS + 2 * BOOT;
     let layout = Layout::from_partitions(Path::new("mem"), parts).unwrap();
-    let mut durable = rng.bytes(total as usize); // garbage in slot b
+    let mut durable = rng.image(total as usize, 5, 700); // garbage in slot b
     let mut old = Vec::new();
     let mut new = Vec::new();
     let mut images = Vec::new();
@@ -371,7 +338,7 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
     };
     for (name, size) in names {
         let old_len = (size / 2 + rng.below(size / 2)) as usize;
-        let base = rng.bytes(old_len);
+        let base = rng.image(old_len, 5, 700);
         let a = layout.partition(name, Slot::A).unwrap();
         durable[a.offset as usize..a.offset as usize + old_len].copy_from_slice(&base);
         let new_len = (size / 2 + rng.below(size / 2)) as usize;
@@ -379,7 +346,7 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
         img.resize(new_len, 0);
         for _ in 0..8 {
             let at = rng.below(new_len as u64 - 100) as usize;
-            let fill = rng.bytes(100);
+            let fill = rng.image(100, 5, 700);
             img[at..at + 100].copy_from_slice(&fill);
         }
         let (payload, compression, kind) = match rng.below(3) {
@@ -415,23 +382,7 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
     };
     let mut m = m;
     tamper(&mut m);
-    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let json = m.to_json();
-    let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
-        "k",
-        key.verifying_key().to_sec1_point(false).as_bytes(),
-    )
-    .unwrap()]);
-    let facts = DeviceFacts {
-        product: "p".into(),
-        hardware: None,
-        installed: semver::Version::new(1, 0, 0),
-        min_security_version: 0,
-        now: CLOCK_FLOOR + 10,
-        reinstall: false,
-    };
-    let approved = Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap();
+    let approved = approve(&m);
     let mut vars = BTreeMap::new();
     for (k, v) in [
         ("ota_slot", "a"),
@@ -520,7 +471,7 @@ impl World {
         self.disk.lose_power(rng);
         self.power.dead.set(false);
         self.power.cut_at.set(None);
-        let slot = uboot_power_on(&mut self.env.borrow_mut());
+        let (slot, _) = uboot_power_on(&mut self.env.borrow_mut());
         // 1. What boots is a complete release.
         let ok = match slot {
             Slot::A => self.slot_holds(Slot::A, &self.old),
@@ -688,23 +639,7 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
     m.images[0].payload = blob(&w.payloads.data[0].0);
     m.images[0].result.size = full.len() as u64 - 1000;
     m.images.truncate(1);
-    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let json = m.to_json();
-    let sig: DerSignature = key.sign(json.as_bytes());
-    let keys = TrustedKeys::new(vec![PublicKey::from_uncompressed_point(
-        "k",
-        key.verifying_key().to_sec1_point(false).as_bytes(),
-    )
-    .unwrap()]);
-    let facts = DeviceFacts {
-        product: "p".into(),
-        hardware: None,
-        installed: semver::Version::new(1, 0, 0),
-        min_security_version: 0,
-        now: CLOCK_FLOOR + 10,
-        reinstall: false,
-    };
-    w.approved = Approved::new(json.as_bytes(), sig.as_bytes(), &keys, &facts).unwrap();
+    w.approved = approve(&m);
     let b = w.layout.partition("rootfs", Slot::B).unwrap().clone();
     let tail_before = w.disk.range(
         b.offset + m.images[0].result.size,
