@@ -164,7 +164,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 /// else (other alphabets, bad padding, stray characters).
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let t = text.as_bytes();
-    if t.len() % 4 != 0 {
+    if !t.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(t.len() / 4 * 3);

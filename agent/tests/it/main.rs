@@ -13,6 +13,7 @@ mod bootctl_cli;
 mod bootctl_model;
 mod bundle;
 mod env_cli;
+mod fleet;
 mod gpt_slots;
 mod install_cli;
 mod install_power;

@@ -352,6 +352,9 @@ pub fn html(s: &Status) -> String {
     o
 }
 
+/// One curve of the plot: name, colour, value at a point.
+type Series = (&'static str, &'static str, fn(&Point) -> usize);
+
 /// Cumulative committed / rolled back / failed as three polylines.
 fn svg(points: &[Point]) -> String {
     let (w, h, m) = (640.0f64, 240.0f64, 30.0f64);
@@ -371,7 +374,7 @@ fn svg(points: &[Point]) -> String {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let series: [(&str, &str, fn(&Point) -> usize); 3] = [
+        let series: [Series; 3] = [
             ("committed", "#2a2", |p| p.committed),
             ("rolled back", "#d22", |p| p.rolled_back),
             ("failed", "#e90", |p| p.failed),

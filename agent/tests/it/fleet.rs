@@ -21,49 +21,16 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
+use super::common::openssl;
+use super::common::rng::pseudo_random;
+use super::common::tools::{ota_sign, run, text, AGENT};
+
 const FLEET: usize = 200;
 /// Slot size (each of two) and image size: tiny, so 200 disks are cheap.
 const SLOT_KIB: u64 = 64;
 const IMAGE_LEN: usize = 40_000;
 /// Devices running concurrently (the machine is shared).
 const WORKERS: usize = 4;
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (scripts/install-deps installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The real `ota-sign`, built next to `ota-agent` (always rebuilt: a stale
-/// binary from an older tree must not judge this one's reports).
-fn ota_sign() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "ota-sign", "--bin", "ota-sign"])
-        .status()
-        .expect("cargo build -p ota-sign");
-    assert!(st.success(), "building ota-sign failed");
-    let path = Path::new(AGENT).with_file_name("ota-sign");
-    assert!(path.exists(), "{} missing", path.display());
-    path
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -151,18 +118,6 @@ impl Drop for Nginx {
     }
 }
 
-fn pseudo_random(len: usize, mut x: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// The oracle for the rollout bucket (docs/channel.md), computed here with
 /// sha2 rather than by the agent's code: SHA-256(id ‖ seed), first 8 bytes
 /// big-endian, modulo 10000.
@@ -179,22 +134,7 @@ struct Factory {
 impl Factory {
     fn new(dir: &Path) -> Factory {
         fs::create_dir_all(dir).unwrap();
-        let key = dir.join("release.key");
-        run(Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(&key));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(dir.join("release.pem")));
+        openssl::p256_key(&dir.join("release.key"), &dir.join("release.pem"));
         // GPT with the env in the gap before the first partition (sector 128).
         let disk = dir.join("disk.img");
         fs::File::create(&disk)
@@ -368,10 +308,7 @@ impl Device {
 }
 
 /// Runs `f` over the devices on [`WORKERS`] threads.
-fn each<T: Send>(devs: &mut [Device], f: impl Fn(&mut Device) -> T + Sync) -> Vec<T>
-where
-    T: Default + Clone,
-{
+fn each<T: Send + Default>(devs: &mut [Device], f: impl Fn(&mut Device) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<&mut Device>> = devs.iter_mut().map(Mutex::new).collect();
     let out: Vec<Mutex<T>> = (0..slots.len()).map(|_| Mutex::new(T::default())).collect();
@@ -419,12 +356,11 @@ fn release(www: &Path, key: &Path, v: &str, seed: u64) {
         }],
     };
     fs::write(rel.join("manifest.json"), m.to_json()).unwrap();
-    run(Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .arg("-out")
-        .arg(rel.join("manifest.json.sig"))
-        .arg(rel.join("manifest.json")));
+    openssl::sign(
+        key,
+        &rel.join("manifest.json"),
+        &rel.join("manifest.json.sig"),
+    );
 }
 
 fn sign_cmd(sign: &Path, args: &[&str]) -> String {
@@ -695,12 +631,7 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         b.push(b'\n');
         let p = w.join("forged.json");
         fs::write(&p, &b).unwrap();
-        run(Command::new("openssl")
-            .args(["dgst", "-sha256", "-sign"])
-            .arg(&key)
-            .arg("-out")
-            .arg(w.join("forged.sig"))
-            .arg(&p));
+        openssl::sign(&key, &p, &w.join("forged.sig"));
         put(
             &format!("{}/900.json", d.id),
             &b,
