@@ -63,6 +63,8 @@ pub struct Config {
     pub cmdline: PathBuf,
     /// Base URL of the release server.
     pub server: Option<String>,
+    /// Report target overriding the channel file's `reports` (docs/fleet.md).
+    pub report_url: Option<String>,
     /// Channel name (`<server>/<product>/<channel>.json`).
     pub channel: String,
     /// CA bundle the server's certificate must chain to.
@@ -121,6 +123,7 @@ impl Default for Config {
             health_timeout_s: crate::health::HOOK_TIMEOUT.as_secs(),
             cmdline: "/proc/cmdline".into(),
             server: None,
+            report_url: None,
             channel: "stable".into(),
             ca_file: "/etc/ota/ca.pem".into(),
             poll_interval_s: 21600,
@@ -242,6 +245,7 @@ impl Config {
                 "health_timeout_s" => c.health_timeout_s = f.int()?,
                 "cmdline" => c.cmdline = f.path()?,
                 "server" => c.server = Some(f.string()?),
+                "report_url" => c.report_url = Some(f.string()?),
                 "channel" => c.channel = f.string()?,
                 "ca_file" => c.ca_file = f.path()?,
                 "poll_interval_s" => c.poll_interval_s = f.int()?,
@@ -298,6 +302,7 @@ const TOP_KEYS: &[&str] = &[
     "health_timeout_s",
     "cmdline",
     "server",
+    "report_url",
     "channel",
     "ca_file",
     "poll_interval_s",

@@ -15,6 +15,7 @@ mod bundle;
 mod deadlines;
 mod durable_power;
 mod env_cli;
+mod fleet;
 mod gpt_slots;
 mod install_cli;
 mod install_power;
