@@ -63,7 +63,8 @@ pub fn check(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
 }
 
 /// Takes the update lock, or says who holds it.
-fn lock(config: &Config) -> Result<Flock<File>> {
+// hawkbit: pub(super) for cli/hawkbit_host.rs
+pub(super) fn lock(config: &Config) -> Result<Flock<File>> {
     std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;
     let path = config.state_dir.join(LOCK_FILE);
     let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
@@ -298,6 +299,9 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         }
     }
     let config = globals.config()?;
+    if config.hawkbit.is_some() {
+        return super::hawkbit_host::daemon(globals, &config, max_cycles); // hawkbit:
+    }
     // After a reboot: record a rollback the bootloader reported (the slot
     // itself is confirmed by `mark-good` after the health checks, a
     // separate boot service), so status/progress tell the truth.
