@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gpt;
+#[cfg(feature = "hawkbit")] // hawkbit:
 pub mod hawkbit; // hawkbit:
 pub mod health;
 pub mod install;

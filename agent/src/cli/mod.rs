@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::{Error, Result};
 
 mod env;
+#[cfg(feature = "hawkbit")] // hawkbit:
 mod hawkbit_host; // hawkbit:
 mod install;
 mod mcu;

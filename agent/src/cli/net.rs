@@ -300,7 +300,14 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     }
     let config = globals.config()?;
     if config.hawkbit.is_some() {
-        return super::hawkbit_host::daemon(globals, &config, max_cycles); // hawkbit:
+        // hawkbit: the DDI server replaces the channel file.
+        #[cfg(feature = "hawkbit")]
+        return super::hawkbit_host::daemon(globals, &config, max_cycles);
+        #[cfg(not(feature = "hawkbit"))]
+        return Err(Error::Usage(
+            "[hawkbit] is configured but this ota-agent was built without the hawkbit feature"
+                .into(),
+        ));
     }
     // After a reboot: record a rollback the bootloader reported (the slot
     // itself is confirmed by `mark-good` after the health checks, a

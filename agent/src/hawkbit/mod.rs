@@ -37,6 +37,8 @@ use ddi::{Feedback, Steps};
 pub const DIR: &str = "hawkbit";
 /// The recorded action.
 const ACTION_FILE: &str = "action.json";
+/// The last action closed with success (id, version, feedback).
+const DONE_FILE: &str = "last-success.json";
 /// Largest DDI JSON document accepted.
 const MAX_JSON: usize = 256 * 1024;
 /// Steps of the `progress` counter: download, write, read-back, activation.
@@ -137,10 +139,10 @@ pub fn cycle(config: &Config, host: &mut dyn Host) -> Result<Duration> {
         state,
     };
     let mut sleep = h.poll_floor_s.max(config.poll_interval_s.min(3600));
-    // An action recorded before a reboot decides first what we tell.
-    if !ddi.settle(host)? {
-        return Ok(jitter(sleep));
-    }
+    // An action recorded before a reboot decides first what we tell;
+    // while it awaits its reboot or mark-good no new action is taken (a
+    // cancel is still answered: refused).
+    let busy = !ddi.settle(host)?;
     let body = ddi.client.get_small(&ddi.base, MAX_JSON)?;
     let root: ddi::Root = serde_json::from_slice(&body)
         .map_err(|e| protocol(&ddi.base, &format!("root resource: {e}")))?;
@@ -158,7 +160,7 @@ pub fn cycle(config: &Config, host: &mut dyn Host) -> Result<Duration> {
     if let Some(link) = &root.links.cancel_action {
         ddi.cancel(&link.href)?;
     }
-    if let Some(link) = &root.links.deployment_base {
+    if let Some(link) = root.links.deployment_base.as_ref().filter(|_| !busy) {
         ddi.deploy(host, &link.href)?;
     }
     Ok(jitter(sleep))
@@ -236,6 +238,13 @@ impl Ddi {
     fn flush(&self, a: &Action) -> Result<()> {
         if let Some(f) = &a.final_feedback {
             self.send(&a.feedback, f)?;
+            if f.status.result.finished == "success" {
+                // An action offered again after its success is answered
+                // with the same feedback, not installed twice.
+                let bytes =
+                    serde_json::to_vec(a).map_err(|e| protocol(DONE_FILE, &e.to_string()))?;
+                crate::state::write_atomic(&self.state.join(DONE_FILE), &bytes)?;
+            }
             log::info!(
                 "hawkbit: action {}: reported {} {}",
                 a.id,
@@ -383,6 +392,18 @@ impl Ddi {
             .first()
             .map(|c| c.version.clone())
             .unwrap_or_default();
+        let done: Option<Action> = std::fs::read(self.state.join(DONE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(done) = done.filter(|a| a.id == d.id && a.version == version) {
+            if host.installed_version().as_deref() == Some(version.as_str()) {
+                log::info!(
+                    "hawkbit: action {} succeeded already; reporting it again",
+                    d.id
+                );
+                return self.flush(&done);
+            }
+        }
         let action = Action {
             id: d.id.clone(),
             feedback: feedback.clone(),

@@ -549,3 +549,279 @@ fn bundle_not_signed_by_a_trusted_key_fails_and_writes_nothing() {
         fs::read_dir(dev.file("state/hawkbit/download")).map_or(true, |mut d| d.next().is_none())
     );
 }
+
+// ------------------------------------------------------------------------
+// DDI fixture: a small server replaying the hawkBit DDI JSON documented by
+// Eclipse hawkBit ("DDI API": root resource, deploymentBase, cancelAction)
+// for what goosebit does not implement: cancelAction, download-only and the
+// maintenance window. Labelled as a fixture; goosebit remains the server for
+// everything it implements (above).
+
+/// What the fixture serves; the test changes it between cycles.
+#[derive(Clone, Default)]
+struct Script {
+    /// `deploymentBase` JSON of action 7, if linked.
+    deployment: Option<String>,
+    /// `cancelAction` 9 stopping action 7 is linked.
+    cancel: bool,
+    /// Answer the root resource with this status and body instead.
+    root_override: Option<(u16, String)>,
+}
+
+struct Fixture {
+    port: u16,
+    script: Arc<Mutex<Script>>,
+    /// (path, body) of every POST/PUT received.
+    received: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+fn read_request(s: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).ok()? == 0 || head.len() > 65536 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some((method, path, body))
+}
+
+impl Fixture {
+    fn start(artifact: Vec<u8>) -> Fixture {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (sc, rc) = (script.clone(), received.clone());
+        let base = format!("http://127.0.0.1:{port}/DEFAULT/controller/v1/{ID}");
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut s) = c else { return };
+                let Some((method, path, body)) = read_request(&mut s) else {
+                    continue;
+                };
+                let sc = sc.lock().unwrap().clone();
+                if method != "GET" {
+                    rc.lock()
+                        .unwrap()
+                        .push((path.clone(), String::from_utf8_lossy(&body).into_owned()));
+                }
+                let root_path = format!("/DEFAULT/controller/v1/{ID}");
+                let (status, body): (u16, Vec<u8>) = if method != "GET" {
+                    (200, b"{}".to_vec())
+                } else if path == root_path {
+                    if let Some((st, b)) = sc.root_override {
+                        (st, b.into_bytes())
+                    } else {
+                        let mut links = Vec::new();
+                        if sc.deployment.is_some() {
+                            links.push(format!(
+                                "\"deploymentBase\":{{\"href\":\"{base}/deploymentBase/7?c=-2129030598\"}}"
+                            ));
+                        }
+                        if sc.cancel {
+                            links.push(format!(
+                                "\"cancelAction\":{{\"href\":\"{base}/cancelAction/9\"}}"
+                            ));
+                        }
+                        let j = format!(
+                            "{{\"config\":{{\"polling\":{{\"sleep\":\"00:00:01\"}}}},\"_links\":{{{}}}}}",
+                            links.join(",")
+                        );
+                        (200, j.into_bytes())
+                    }
+                } else if path.starts_with(&format!("{root_path}/deploymentBase/7")) {
+                    match sc.deployment {
+                        Some(d) => (200, d.into_bytes()),
+                        None => (404, Vec::new()),
+                    }
+                } else if path == format!("{root_path}/cancelAction/9") {
+                    (200, br#"{"id":"9","cancelAction":{"stopId":"7"}}"#.to_vec())
+                } else if path.ends_with("/artifacts/bundle.otab") {
+                    (200, artifact.clone())
+                } else {
+                    (404, Vec::new())
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(&body);
+            }
+        });
+        Fixture {
+            port,
+            script,
+            received,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The documented deploymentBase of action 7 with this artifact.
+    fn deployment(
+        &self,
+        artifact: &[u8],
+        download: &str,
+        update: &str,
+        window: Option<&str>,
+    ) -> String {
+        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, artifact).as_ref());
+        let sha1 =
+            hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, artifact).as_ref());
+        let window = window.map_or(String::new(), |w| format!(",\"maintenanceWindow\":\"{w}\""));
+        format!(
+            r#"{{"id":"7","deployment":{{"download":"{download}","update":"{update}"{window},
+            "chunks":[{{"part":"os","version":"2.0.0","name":"rice-os","artifacts":[{{
+            "filename":"bundle.otab","hashes":{{"sha1":"{sha1}","md5":"0","sha256":"{sha256}"}},
+            "size":{},"_links":{{"download-http":{{"href":"{}/DEFAULT/controller/v1/{ID}/softwaremodules/1/artifacts/bundle.otab"}}}}}}]}}]}},
+            "actionHistory":{{"status":"RUNNING","messages":[]}}}}"#,
+            artifact.len(),
+            self.url()
+        )
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Script)) {
+        f(&mut self.script.lock().unwrap());
+    }
+
+    /// Feedback documents posted to `path_end`, as `execution/finished`.
+    fn feedback(&self, path_end: &str) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.ends_with(path_end))
+            .map(|(_, b)| {
+                let v: serde_json::Value = serde_json::from_str(b).unwrap();
+                format!(
+                    "{}/{}",
+                    v["status"]["execution"].as_str().unwrap(),
+                    v["status"]["result"]["finished"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Fixture: download-only is downloaded and verified (`downloaded`), never
+/// written; a closed maintenance window downloads and reports `scheduled`,
+/// and installs once the window opens; a cancel before activation is
+/// accepted, one after activation refused.
+#[test]
+fn fixture_download_only_maintenance_window_and_cancel() {
+    let probe = Device::new("http://127.0.0.1:1");
+    let bundle = fs::read(probe.bundle("2.0.0", &image(5), "release.key")).unwrap();
+    let fx = Fixture::start(bundle.clone());
+    let mut dev = Device::new(&fx.url());
+    // The device must trust the key the bundle was signed with.
+    fs::copy(probe.file("keys/release.pem"), dev.file("keys/release.pem")).unwrap();
+    let (a, b, env) = (dev.slot(0), dev.slot(1), dev.vars());
+
+    // Cancel of an action the device has not started: accepted.
+    fx.set(|s| s.cancel = true);
+    dev.daemon(1);
+    assert_eq!(fx.feedback("/cancelAction/9/feedback"), ["closed/success"]);
+    fx.set(|s| s.cancel = false);
+
+    // Download only.
+    let d = fx.deployment(&bundle, "forced", "skip", None);
+    fx.set(|s| s.deployment = Some(d));
+    dev.daemon(1);
+    let fb = fx.feedback("/deploymentBase/7/feedback");
+    assert_eq!(
+        fb.last().map(String::as_str),
+        Some("downloaded/none"),
+        "{fb:?}"
+    );
+    assert!(!fb.iter().any(|f| f.starts_with("closed")), "{fb:?}");
+    assert!(
+        dev.slot(0) == a && dev.slot(1) == b && dev.vars() == env,
+        "download-only wrote"
+    );
+
+    // Maintenance window unavailable: scheduled, nothing written.
+    let d = fx.deployment(&bundle, "forced", "forced", Some("unavailable"));
+    fx.set(|s| s.deployment = Some(d));
+    dev.daemon(1);
+    let fb = fx.feedback("/deploymentBase/7/feedback");
+    assert_eq!(
+        fb.last().map(String::as_str),
+        Some("scheduled/none"),
+        "{fb:?}"
+    );
+    assert!(dev.slot(1) == b && dev.vars() == env && dev.reboots() == 0);
+
+    // The window opens: installed, activated, rebooting.
+    let d = fx.deployment(&bundle, "forced", "forced", Some("available"));
+    fx.set(|s| s.deployment = Some(d));
+    dev.daemon(1);
+    assert_eq!(dev.reboots(), 1);
+    assert!(prefix_eq(&dev.slot(1), &image(5)));
+    assert_eq!(dev.vars()["ota_slot"], "b");
+
+    // Cancel after activation: refused; the action goes on.
+    fx.set(|s| s.cancel = true);
+    dev.daemon(1);
+    assert_eq!(
+        fx.feedback("/cancelAction/9/feedback"),
+        ["closed/success", "rejected/none"]
+    );
+    assert_eq!(dev.vars()["ota_slot"], "b");
+    assert_eq!(dev.power_on(["1.0.0", "2.0.0"]), "b");
+    assert!(dev.agent(&["mark-good"]).status.success());
+    fx.set(|s| s.cancel = false);
+    let log = dev.daemon(1);
+    let fb = fx.feedback("/deploymentBase/7/feedback");
+    assert_eq!(
+        fb.last().map(String::as_str),
+        Some("closed/success"),
+        "{fb:?}\n{log}"
+    );
+}
+
+/// A server answering 500 and then garbage: each cycle fails with one
+/// log line, the daemon goes on, nothing is written.
+#[test]
+fn fixture_server_errors_and_garbage_change_nothing() {
+    let fx = Fixture::start(Vec::new());
+    let dev = Device::new(&fx.url());
+    let cfg = fs::read_to_string(&dev.config)
+        .unwrap()
+        .replace("retry_attempts = 6", "retry_attempts = 0");
+    fs::write(&dev.config, cfg).unwrap();
+    let (a, b, env) = (dev.slot(0), dev.slot(1), dev.vars());
+    fx.set(|s| s.root_override = Some((500, "oops".into())));
+    let log = dev.daemon(1);
+    assert!(
+        log.contains("hawkbit cycle 1 failed") && log.contains("500"),
+        "{log}"
+    );
+    fx.set(|s| s.root_override = Some((200, "{\"_links\": [garbage".into())));
+    let log = dev.daemon(1);
+    let failed: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("cycle 1 failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(failed[0].contains("root resource"), "{log}");
+    assert!(dev.slot(0) == a && dev.slot(1) == b && dev.vars() == env);
+}

@@ -14,6 +14,7 @@ mod bootctl_model;
 mod bundle;
 mod env_cli;
 mod gpt_slots;
+#[cfg(feature = "hawkbit")]
 mod hawkbit;
 mod install_cli;
 mod install_power;
