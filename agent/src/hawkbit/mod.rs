@@ -24,8 +24,6 @@ pub mod ddi;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{Config, HawkbitAuth, HawkbitConfig};
 use crate::net::{self, Client};
 use crate::slots::Slot;
@@ -36,9 +34,9 @@ use ddi::{Feedback, Steps};
 /// Subdirectory of `state_dir`.
 pub const DIR: &str = "hawkbit";
 /// The recorded action.
-const ACTION_FILE: &str = "action.json";
+const ACTION_FILE: &str = "action";
 /// The last action closed with success (id, version, feedback).
-const DONE_FILE: &str = "last-success.json";
+const DONE_FILE: &str = "last-success";
 /// Largest DDI JSON document accepted.
 const MAX_JSON: usize = 256 * 1024;
 /// Steps of the `progress` counter: download, write, read-back, activation.
@@ -73,7 +71,7 @@ pub struct BootView {
 }
 
 /// The action the device works on, as recorded in `state_dir`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Action {
     /// The action id.
     id: String,
@@ -84,8 +82,72 @@ struct Action {
     /// The slot written and activated; `None` until activation.
     slot: Option<Slot>,
     /// The final feedback not yet accepted by the server.
-    #[serde(default)]
     final_feedback: Option<Feedback>,
+}
+
+/// First line of the action file.
+const ACTION_HEADER: &str = "ota-hawkbit-action 1";
+
+impl Action {
+    /// Lines `name value` (written by hand: a serde derive costs the
+    /// binary more than this):
+    ///
+    /// ```text
+    /// ota-hawkbit-action 1
+    /// id 7
+    /// version 2.0.0
+    /// slot b                  (- before activation)
+    /// feedback <url>
+    /// final closed failure {"status":…}      (only once decided)
+    /// ```
+    fn to_text(&self) -> String {
+        let mut t = format!(
+            "{ACTION_HEADER}\nid {}\nversion {}\nslot {}\nfeedback {}\n",
+            self.id,
+            self.version,
+            self.slot.map_or("-".into(), |s| s.to_string()),
+            self.feedback
+        );
+        if let Some(f) = &self.final_feedback {
+            t += &format!("final {} {} {}\n", f.execution, f.finished, f.json);
+        }
+        t
+    }
+
+    fn parse(text: &str) -> Option<Action> {
+        let mut lines = text.lines();
+        if lines.next()? != ACTION_HEADER {
+            return None;
+        }
+        let mut a = Action {
+            id: String::new(),
+            feedback: String::new(),
+            version: String::new(),
+            slot: None,
+            final_feedback: None,
+        };
+        for l in lines {
+            let (k, v) = l.split_once(' ')?;
+            match k {
+                "id" => a.id = v.into(),
+                "version" => a.version = v.into(),
+                "feedback" => a.feedback = v.into(),
+                "slot" if v == "-" => a.slot = None,
+                "slot" => a.slot = Some(v.parse().ok()?),
+                "final" => {
+                    let mut p = v.splitn(3, ' ');
+                    let (execution, finished, json) = (p.next()?, p.next()?, p.next()?);
+                    a.final_feedback = Some(Feedback {
+                        execution: execution.into(),
+                        finished: finished.into(),
+                        json: json.into(),
+                    });
+                }
+                _ => return None,
+            }
+        }
+        (!a.id.is_empty() && !a.feedback.is_empty()).then_some(a)
+    }
 }
 
 /// The configured client and where things are.
@@ -144,24 +206,18 @@ pub fn cycle(config: &Config, host: &mut dyn Host) -> Result<Duration> {
     // cancel is still answered: refused).
     let busy = !ddi.settle(host)?;
     let body = ddi.client.get_small(&ddi.base, MAX_JSON)?;
-    let root: ddi::Root = serde_json::from_slice(&body)
-        .map_err(|e| protocol(&ddi.base, &format!("root resource: {e}")))?;
-    if let Some(s) = root
-        .config
-        .and_then(|c| c.polling)
-        .and_then(|p| p.sleep)
-        .and_then(|s| ddi::parse_sleep(&s))
-    {
+    let root = ddi::Root::parse(&body).map_err(|e| protocol(&ddi.base, &e))?;
+    if let Some(s) = root.sleep.as_deref().and_then(ddi::parse_sleep) {
         sleep = s.max(h.poll_floor_s);
     }
-    if let Some(link) = &root.links.config_data {
-        ddi.put_config_data(config, host, &link.href)?;
+    if let Some(link) = &root.config_data {
+        ddi.put_config_data(config, host, link)?;
     }
-    if let Some(link) = &root.links.cancel_action {
-        ddi.cancel(&link.href)?;
+    if let Some(link) = &root.cancel_action {
+        ddi.cancel(link)?;
     }
-    if let Some(link) = root.links.deployment_base.as_ref().filter(|_| !busy) {
-        ddi.deploy(host, &link.href)?;
+    if let Some(link) = root.deployment_base.as_ref().filter(|_| !busy) {
+        ddi.deploy(host, link)?;
     }
     Ok(jitter(sleep))
 }
@@ -188,20 +244,11 @@ impl Ddi {
     }
 
     fn load(&self) -> Option<Action> {
-        let p = self.action_path();
-        let bytes = std::fs::read(&p).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                log::warn!("{}: {e}; ignored", p.display());
-                None
-            }
-        }
+        read_action(&self.action_path())
     }
 
     fn save(&self, a: &Action) -> Result<()> {
-        let bytes = serde_json::to_vec(a).map_err(|e| protocol("action.json", &e.to_string()))?;
-        crate::state::write_atomic(&self.action_path(), &bytes)
+        crate::state::write_atomic(&self.action_path(), a.to_text().as_bytes())
     }
 
     fn forget(&self) -> Result<()> {
@@ -214,8 +261,7 @@ impl Ddi {
     }
 
     fn send(&self, url: &str, f: &Feedback) -> Result<()> {
-        let body = serde_json::to_vec(f).map_err(|e| protocol(url, &e.to_string()))?;
-        self.client.send_json("POST", url, &body)?;
+        self.client.send_json("POST", url, f.json.as_bytes())?;
         Ok(())
     }
 
@@ -238,18 +284,16 @@ impl Ddi {
     fn flush(&self, a: &Action) -> Result<()> {
         if let Some(f) = &a.final_feedback {
             self.send(&a.feedback, f)?;
-            if f.status.result.finished == "success" {
+            if f.finished == "success" {
                 // An action offered again after its success is answered
                 // with the same feedback, not installed twice.
-                let bytes =
-                    serde_json::to_vec(a).map_err(|e| protocol(DONE_FILE, &e.to_string()))?;
-                crate::state::write_atomic(&self.state.join(DONE_FILE), &bytes)?;
+                crate::state::write_atomic(&self.state.join(DONE_FILE), a.to_text().as_bytes())?;
             }
             log::info!(
                 "hawkbit: action {}: reported {} {}",
                 a.id,
-                f.status.execution,
-                f.status.result.finished
+                f.execution,
+                f.finished
             );
         }
         self.forget()
@@ -317,10 +361,10 @@ impl Ddi {
     }
 
     fn put_config_data(&self, config: &Config, host: &mut dyn Host, url: &str) -> Result<()> {
-        let mut data = serde_json::Map::new();
+        let mut data = Vec::new();
         let mut put = |k: &str, v: Option<String>| {
             if let Some(v) = v {
-                data.insert(k.into(), serde_json::Value::String(v));
+                data.push(format!("{}:{}", ddi::quote(k), ddi::quote(&v)));
             }
         };
         // goosebit keys its hardware and version on these names (as SWUpdate sends them).
@@ -335,9 +379,8 @@ impl Ddi {
             }
             Err(e) => log::warn!("hawkbit: boot control unavailable: {e}"),
         }
-        let doc = serde_json::json!({"mode": "replace", "data": data});
-        self.client
-            .send_json("PUT", url, doc.to_string().as_bytes())?;
+        let doc = format!("{{\"mode\":\"replace\",\"data\":{{{}}}}}", data.join(","));
+        self.client.send_json("PUT", url, doc.as_bytes())?;
         log::info!("hawkbit: configData sent");
         Ok(())
     }
@@ -345,10 +388,9 @@ impl Ddi {
     /// cancelAction: accepted while nothing is activated, refused after.
     fn cancel(&self, url: &str) -> Result<()> {
         let body = self.client.get_small(url, MAX_JSON)?;
-        let c: ddi::CancelAction = serde_json::from_slice(&body)
-            .map_err(|e| protocol(url, &format!("cancelAction: {e}")))?;
+        let stop_id = ddi::cancel_stop_id(&body).map_err(|e| protocol(url, &e))?;
         let feedback = format!("{}/feedback", url.trim_end_matches('/'));
-        let current = self.load().filter(|a| a.id == c.cancel.stop_id);
+        let current = self.load().filter(|a| a.id == stop_id);
         let f = match current {
             Some(a) if a.slot.is_some() => Feedback::new(
                 "rejected",
@@ -368,7 +410,7 @@ impl Ddi {
                     "closed",
                     "success",
                     None,
-                    format!("action {} cancelled", c.cancel.stop_id),
+                    format!("action {stop_id} cancelled"),
                 )
             }
         };
@@ -377,24 +419,17 @@ impl Ddi {
 
     fn deploy(&self, host: &mut dyn Host, url: &str) -> Result<()> {
         let body = self.client.get_small(url, MAX_JSON)?;
-        let d: ddi::DeploymentBase = serde_json::from_slice(&body)
-            .map_err(|e| protocol(url, &format!("deploymentBase: {e}")))?;
+        let d = ddi::DeploymentBase::parse(&body).map_err(|e| protocol(url, &e))?;
         let feedback = format!(
             "{}/feedback",
             url.split('?').next().unwrap_or(url).trim_end_matches('/')
         );
-        let dep = &d.deployment;
+        let dep = &d;
         if dep.download == "skip" && dep.update == "skip" {
             return Ok(());
         }
-        let version = dep
-            .chunks
-            .first()
-            .map(|c| c.version.clone())
-            .unwrap_or_default();
-        let done: Option<Action> = std::fs::read(self.state.join(DONE_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let version = d.version.clone();
+        let done = read_action(&self.state.join(DONE_FILE));
         if let Some(done) = done.filter(|a| a.id == d.id && a.version == version) {
             if host.installed_version().as_deref() == Some(version.as_str()) {
                 log::info!(
@@ -423,13 +458,7 @@ impl Ddi {
         let dir = self.state.join("download");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let file = dir.join(safe_name(&artifact.filename));
-        let href = artifact
-            .links
-            .download
-            .as_ref()
-            .or(artifact.links.download_http.as_ref())
-            .map(|h| h.href.clone());
-        let Some(href) = href else {
+        let Some(href) = artifact.href.clone() else {
             return fail(action, &protocol(url, "the artifact has no download link"));
         };
         self.proceeding(
@@ -490,7 +519,7 @@ impl Ddi {
 
     /// Downloads `href` into `file` (resuming), then checks the server's hashes.
     fn download(&self, href: &str, file: &Path, art: &ddi::Artifact, feedback: &str) -> Result<()> {
-        if art.hashes.sha1.is_none() && art.hashes.sha256.is_none() {
+        if art.sha1.is_none() && art.sha256.is_none() {
             return Err(protocol(
                 href,
                 "the artifact has neither a sha256 nor a sha1 hash",
@@ -519,16 +548,20 @@ impl Ddi {
     }
 }
 
+/// Reads an action file; a damaged one is logged and ignored.
+fn read_action(p: &Path) -> Option<Action> {
+    let text = std::fs::read_to_string(p).ok()?;
+    let a = Action::parse(&text);
+    if a.is_none() {
+        log::warn!("{}: damaged; ignored", p.display());
+    }
+    a
+}
+
 fn one_artifact(d: &ddi::DeploymentBase) -> Result<&ddi::Artifact> {
-    let arts: Vec<_> = d
-        .deployment
-        .chunks
-        .iter()
-        .flat_map(|c| &c.artifacts)
-        .collect();
-    match arts.as_slice() {
+    match d.artifacts.as_slice() {
         [a] => Ok(a),
-        _ => Err(protocol(
+        arts => Err(protocol(
             "deploymentBase",
             &format!(
                 "expected exactly one artifact (a single-file bundle), found {}",
@@ -581,8 +614,8 @@ fn check_hashes(file: &Path, art: &ddi::Artifact) -> Result<()> {
         }
     }
     for (what, want, got) in [
-        ("sha256", &art.hashes.sha256, hex(s256.finish())),
-        ("sha1", &art.hashes.sha1, hex(s1.finish())),
+        ("sha256", &art.sha256, hex(s256.finish())),
+        ("sha1", &art.sha1, hex(s1.finish())),
     ] {
         if let Some(want) = want {
             if !want.eq_ignore_ascii_case(&got) {
@@ -639,12 +672,10 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let art = |sha1: &str, sha256: Option<&str>| ddi::Artifact {
             filename: "f".into(),
-            hashes: ddi::Hashes {
-                sha1: Some(sha1.into()),
-                sha256: sha256.map(Into::into),
-            },
+            sha1: Some(sha1.into()),
+            sha256: sha256.map(Into::into),
             size: Some(3),
-            links: Default::default(),
+            href: None,
         };
         // FIPS 180-2 test vectors for "abc".
         let sha1 = "a9993e364706816aba3e25717850c26c9cd0d89d";
@@ -659,6 +690,25 @@ mod tests {
             .to_string();
         assert!(e.contains("sha256"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn action_record_round_trips_and_damage_is_refused() {
+        let mut a = Action {
+            id: "7".into(),
+            feedback: "http://h/T/controller/v1/c/deploymentBase/7/feedback".into(),
+            version: "2.0.0".into(),
+            slot: None,
+            final_feedback: None,
+        };
+        assert_eq!(Action::parse(&a.to_text()), Some(a.clone()));
+        a.slot = Some(Slot::B);
+        a.final_feedback = Some(Feedback::new("closed", "failure", None, "x y\nz".into()));
+        assert_eq!(Action::parse(&a.to_text()), Some(a.clone()));
+        let t = a.to_text();
+        assert_eq!(Action::parse(&t.replace("slot b", "slot q")), None);
+        assert_eq!(Action::parse(&t[1..]), None);
+        assert_eq!(Action::parse(&t.replace("id 7\n", "")), None);
     }
 
     #[test]
