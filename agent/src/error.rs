@@ -58,6 +58,29 @@ pub enum Error {
         /// Exit status or spawn error.
         reason: String,
     },
+    /// A file that describes this device (os-release `VERSION_ID`, the
+    /// device id file) has no usable value.
+    #[error("{}: {reason}", path.display())]
+    DeviceFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        reason: String,
+    },
+    /// Another process holds `state_dir/update.lock` (install, update,
+    /// mark-good, set-active, mark-bad and each daemon cycle take it).
+    #[error("another update is running (pid {}, since {})",
+        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        since.map_or_else(|| "unknown".to_owned(), crate::bundle::time::format_rfc3339_utc))]
+    Busy {
+        /// The holder's process id, as it recorded it.
+        pid: Option<u32>,
+        /// When the holder took the lock (seconds since the epoch).
+        since: Option<i64>,
+    },
+    /// A caller broke an API contract of the library (a bug, not bad input).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A record in `state_dir` is corrupt.
     #[error("state {}: {reason}", path.display())]
     State {

@@ -41,8 +41,6 @@ use crate::{Error, Result};
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The detached signature of [`MANIFEST_FILE`].
 pub const SIGNATURE_FILE: &str = "manifest.json.sig";
-/// The file in `state_dir` holding the lowest acceptable `security_version`.
-pub const MIN_SECURITY_VERSION_FILE: &str = "min-security-version";
 
 /// A device clock before this instant (2026-11-01T00:00:00Z, before this
 /// code was written) is taken as unset: see [`check_policy`].
@@ -253,22 +251,6 @@ pub struct DeviceFacts {
     pub reinstall: bool,
 }
 
-impl DeviceFacts {
-    /// The facts of this device as its configuration names them: product and
-    /// hardware, the running version (`version_file`), the stored minimum
-    /// security version (`state_dir`) and the clock.
-    pub fn from_config(config: &crate::config::Config, reinstall: bool) -> Result<DeviceFacts> {
-        Ok(DeviceFacts {
-            product: config.product.clone(),
-            hardware: config.hardware.clone(),
-            installed: installed_version(&config.version_file)?,
-            min_security_version: load_min_security_version(&config.state_dir)?,
-            now: time::now(),
-            reinstall,
-        })
-    }
-}
-
 /// Checks a verified manifest against the device. Returns warnings to show
 /// (e.g. an unset clock); refusals are errors.
 ///
@@ -346,49 +328,12 @@ pub fn check_policy(m: &Manifest, d: &DeviceFacts) -> Result<Vec<String>, Bundle
     Ok(warnings)
 }
 
-/// Reads the stored minimum security version from `state_dir`: a file of
-/// one decimal `u32` and a newline. Absent = 0 (a fresh device). Anything
-/// else is an error, never 0: a damaged file must not re-open downgrades.
-pub fn load_min_security_version(state_dir: &Path) -> Result<u32> {
-    let path = state_dir.join(MIN_SECURITY_VERSION_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim_end_matches('\n')
-            .parse::<u32>()
-            .map_err(|_| Error::Config {
-                path: path.clone(),
-                reason: format!("{:?} is not a decimal security version", text.trim()),
-            }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Raises the stored minimum security version to `value` (never lowers it),
-/// atomically: write a temporary file, fsync, rename, fsync the directory.
-pub fn store_min_security_version(state_dir: &Path, value: u32) -> Result<()> {
-    if load_min_security_version(state_dir)? >= value {
-        return Ok(());
-    }
-    let path = state_dir.join(MIN_SECURITY_VERSION_FILE);
-    let tmp = state_dir.join(format!("{MIN_SECURITY_VERSION_FILE}.tmp"));
-    let io = |p: &Path, e| Error::io(p, e);
-    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .map_err(|e| io(&tmp, e))?;
-    f.sync_all().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-    File::open(state_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(state_dir, e))
-}
-
 /// The installed release's version: `VERSION_ID` of an os-release file
 /// (config `version_file`, default `/etc/os-release`; the image build sets
 /// it to the release version), parsed as SemVer.
 pub fn installed_version(os_release: &Path) -> Result<semver::Version> {
     let text = std::fs::read_to_string(os_release).map_err(|e| Error::io(os_release, e))?;
-    let bad = |reason: String| Error::Config {
+    let bad = |reason: String| Error::DeviceFile {
         path: os_release.to_owned(),
         reason,
     };
@@ -562,7 +507,7 @@ impl Bundle {
             .manifest
             .images
             .get(index)
-            .ok_or_else(|| Error::Usage(format!("no image number {index}")))?;
+            .ok_or_else(|| Error::Internal(format!("bundle has no image number {index}")))?;
         match &self.layout {
             Layout::Dir(dir) => {
                 let path = dir.join(&img.file);

@@ -20,6 +20,9 @@
 //! it (same document each time: idempotent).
 
 pub mod ddi;
+mod host;
+
+pub use host::daemon;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -187,7 +190,7 @@ pub fn cycle(config: &Config, host: &mut dyn Host) -> Result<Duration> {
     })?;
     let id = match &h.controller_id {
         Some(id) => id.clone(),
-        None => net::update::device_id(config)?,
+        None => crate::update::device_id(config)?,
     };
     let state = config.state_dir.join(DIR);
     std::fs::create_dir_all(&state).map_err(|e| Error::io(&state, e))?;
@@ -248,7 +251,7 @@ impl Ddi {
     }
 
     fn save(&self, a: &Action) -> Result<()> {
-        crate::state::write_atomic(&self.action_path(), a.to_text().as_bytes())
+        crate::durable::replace(&self.action_path(), a.to_text().as_bytes())
     }
 
     fn forget(&self) -> Result<()> {
@@ -287,7 +290,7 @@ impl Ddi {
             if f.finished == "success" {
                 // An action offered again after its success is answered
                 // with the same feedback, not installed twice.
-                crate::state::write_atomic(&self.state.join(DONE_FILE), a.to_text().as_bytes())?;
+                crate::durable::replace(&self.state.join(DONE_FILE), a.to_text().as_bytes())?;
             }
             log::info!(
                 "hawkbit: action {}: reported {} {}",

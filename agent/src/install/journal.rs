@@ -29,8 +29,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::bundle::Digest;
+use crate::durable::replace as write_atomic;
 use crate::slots::Slot;
-use crate::state::write_atomic;
 use crate::{Error, Result};
 
 /// The journal's file name in `state_dir`.

@@ -55,8 +55,9 @@ use crate::bundle::{
     self, Blob, Bundle, BundleError, Compression, DeviceFacts, Digest, Image, Kind, Manifest,
     PayloadSource, TrustedKeys,
 };
+use crate::durable::replace as write_atomic;
 use crate::slots::{Layout, Slot};
-use crate::state::{write_atomic, StateDir};
+use crate::state::StateDir;
 use crate::{Error, Result};
 
 pub mod journal;
@@ -252,7 +253,7 @@ pub fn confirm_security_version(state_dir: &Path, booted: Slot) -> Result<Option
     if p.slot != booted {
         return Ok(None);
     }
-    bundle::store_min_security_version(state_dir, p.security_version)?;
+    StateDir::new(state_dir).raise_min_security_version(p.security_version)?;
     remove_if_present(&path)?;
     Ok(Some(p.security_version))
 }

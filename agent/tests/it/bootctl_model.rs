@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use ota_agent::bootctl::android::{Android, BlockAccess, MemBlock};
-use ota_agent::bootctl::bootctrl::BootCtrl;
+use ota_agent::bootctl::bootloader_control::BootloaderControl;
 use ota_agent::bootctl::uboot::{EnvAccess, MemEnv, Uboot};
 use ota_agent::bootctl::BootControl;
 use ota_agent::slots::Slot;
@@ -147,7 +147,7 @@ struct Device {
 impl Device {
     fn new(android: bool) -> Device {
         let store = if android {
-            let mut c = BootCtrl::initial(0, LIMIT);
+            let mut c = BootloaderControl::initial(0, LIMIT);
             c.slots[0].successful = true;
             Store::Ctrl(c.build())
         } else {

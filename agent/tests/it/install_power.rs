@@ -538,7 +538,9 @@ fn iteration(seed: u64, tally: &mut Tally) {
                     "seed {seed}: install reported success, slot b is not the release"
                 );
                 assert_eq!(
-                    ota_agent::bundle::load_min_security_version(w.state.path()).unwrap(),
+                    ota_agent::state::StateDir::new(w.state.path())
+                        .min_security_version()
+                        .unwrap(),
                     0,
                     "seed {seed}: security floor raised before confirmation"
                 );
@@ -569,7 +571,9 @@ fn iteration(seed: u64, tally: &mut Tally) {
     let raised = install::confirm_security_version(w.state.path(), Slot::B).unwrap();
     assert_eq!(raised, Some(5), "seed {seed}");
     assert_eq!(
-        ota_agent::bundle::load_min_security_version(w.state.path()).unwrap(),
+        ota_agent::state::StateDir::new(w.state.path())
+            .min_security_version()
+            .unwrap(),
         5
     );
     assert!(!w.state.path().join("install-journal").exists());

@@ -12,6 +12,7 @@ mod common;
 mod bootctl_cli;
 mod bootctl_model;
 mod bundle;
+mod deadlines;
 mod env_cli;
 mod gpt_slots;
 #[cfg(feature = "hawkbit")]

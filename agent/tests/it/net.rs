@@ -237,6 +237,7 @@ fn settings(attempts: u32) -> NetSettings {
             attempts,
         ),
         danger_allow_http: true,
+        ..NetSettings::default()
     }
 }
 
@@ -733,6 +734,16 @@ impl Device {
         .unwrap();
         Device { dir, key }
     }
+    /// Points the config (written with `disk = "/dev/null"`) at `disk`.
+    fn use_disk(&self, disk: &Path) {
+        let cfg = self.dir.path().join("ota-agent.toml");
+        let text = fs::read_to_string(&cfg).unwrap().replace(
+            "disk = \"/dev/null\"",
+            &format!("disk = \"{}\"", disk.display()),
+        );
+        fs::write(&cfg, text).unwrap();
+    }
+
     fn agent(&self, args: &[&str]) -> Output {
         Command::new(AGENT)
             .arg("--config")
@@ -850,7 +861,7 @@ fn check_update_daemon_end_to_end() {
             .map_err(|(_, e)| e)
             .unwrap();
         let o = dev.agent(&["update"]);
-        complains(&o, 1, "another update run holds the lock");
+        complains(&o, 1, "another update is running");
     }
 
     publish(&nginx.www(), &dev.key, 0, false);
@@ -893,7 +904,8 @@ fn check_update_daemon_end_to_end() {
 #[test]
 fn http_payloads_resume_at_the_installer_offset() {
     use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
-    use ota_agent::net::payloads::{HttpPayloads, VALIDATORS_FILE};
+    use ota_agent::net::payloads::HttpPayloads;
+    use ota_agent::state::StateDir;
     let nginx = Nginx::start(None);
     let data = pseudo_random(700_000, 21);
     let rel = nginx.www().join("r");
@@ -920,11 +932,12 @@ fn http_payloads_resume_at_the_installer_offset() {
             result: blob,
         }],
     };
-    let state = tempfile::tempdir().unwrap();
+    let state_tmp = tempfile::tempdir().unwrap();
+    let state = StateDir::new(state_tmp.path());
     let proxy = Proxy::start(nginx.port, cut_once(0, |_| 50_000), Box::new(|_| {}));
     let client = http_client(3);
     let murl = proxy.url("r/manifest.json");
-    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
+    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(&state));
     let mut got = Vec::new();
     p.open_at(0, 100_000)
         .unwrap()
@@ -935,7 +948,7 @@ fn http_payloads_resume_at_the_installer_offset() {
     assert_eq!(reqs[0].0.as_deref(), Some("bytes=100000-"));
     assert_eq!(reqs[1].0.as_deref(), Some("bytes=150000-"));
     assert!(reqs[1].1.is_some(), "the resumed request carries If-Range");
-    assert!(state.path().join(VALIDATORS_FILE).exists());
+    assert!(state.validators_path().exists());
 
     // "Power cut", then the same bytes are uploaded again (new mtime → new
     // ETag): a fresh HttpPayloads reads the stored validator, nginx answers
@@ -944,12 +957,62 @@ fn http_payloads_resume_at_the_installer_offset() {
     f.set_modified(std::time::SystemTime::now() + Duration::from_secs(100))
         .unwrap();
     drop(f);
-    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(state.path()));
+    let mut p = HttpPayloads::new(&client, &murl, &manifest, Some(&state));
     let mut r = p.open_at(0, 300_000).unwrap();
     let mut got = Vec::new();
     r.read_to_end(&mut got).unwrap();
     assert!(got == data[300_000..], "wrong bytes after the re-upload");
     assert_eq!(r.stats().restarts, 1, "{:?}", r.stats());
+}
+
+/// `install URL`: a bundle directory on a server (or its manifest.json) is
+/// streamed into the inactive slot the way `update` streams a release.
+#[test]
+fn install_from_a_url_streams_into_the_inactive_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let uboot = UbootDisk::new(d, 16 * MIB, UBOOT_AB);
+    uboot.mkenv("ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\naltbootcmd=run swap\n");
+    let disk = &uboot.disk;
+    let slot_b = |len| uboot.read_at(uboot.offset("rootfs_b"), len);
+    let pki = Pki::new(&d.join("pki"));
+    let nginx = Nginx::start(None);
+    let extra = format!(
+        "danger_allow_http = true\nfw_env_config = \"{0}/fw_env.config\"\n\
+         reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {0}/reboots\"]\n",
+        d.display()
+    );
+    let dev = Device::new(&format!("http://127.0.0.1:{}", nginx.port), &pki, &extra);
+    dev.use_disk(disk);
+    let image = publish(&nginx.www(), &dev.key, 100, false);
+    let url = format!(
+        "http://127.0.0.1:{}/rice-cooker/releases/1.4.0/",
+        nginx.port
+    );
+
+    // Not a URL the configuration allows: refused before anything changes.
+    let https = url.replace("http://", "https://");
+    let o = dev.agent(&["--booted-slot", "a", "install", &https]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(slot_b(image.len()) != image);
+
+    let o = dev.agent(&["--booted-slot", "a", "install", &url]);
+    prints(&o, 0, "installed rice-cooker 1.4.0 into slot b");
+    assert!(
+        slot_b(image.len()) == image,
+        "slot b does not hold the image"
+    );
+    assert!(!d.join("reboots").exists(), "rebooted without --reboot");
+    // The manifest's own URL names the same bundle; --reboot reboots.
+    let o = dev.agent(&[
+        "--booted-slot",
+        "a",
+        "install",
+        &format!("{url}manifest.json"),
+        "--reboot",
+    ]);
+    prints(&o, 0, "installed rice-cooker 1.4.0 into slot b");
+    assert_eq!(fs::read_to_string(d.join("reboots")).unwrap(), "rebooted\n");
 }
 
 /// `update` end to end over HTTP with a cut connection: check, manifest,
@@ -989,13 +1052,7 @@ fn update_streams_into_the_inactive_slot() {
         mcu.path().display()
     );
     let dev = Device::new(&format!("http://127.0.0.1:{}", proxy.port), &pki, &extra);
-    // Device::new wrote disk = /dev/null; point it at the GPT image.
-    let cfg = dev.dir.path().join("ota-agent.toml");
-    let text_cfg = fs::read_to_string(&cfg).unwrap().replace(
-        "disk = \"/dev/null\"",
-        &format!("disk = \"{}\"", disk.display()),
-    );
-    fs::write(&cfg, text_cfg).unwrap();
+    dev.use_disk(disk);
     *status_file.lock().unwrap() = Some(dev.dir.path().join("state/update-status.json"));
     let image = publish(&nginx.www(), &dev.key, 100, false);
 
@@ -1065,6 +1122,7 @@ fn update_streams_into_the_inactive_slot() {
     // The new slot fails its trial boots and the bootloader falls back, as
     // the factory `altbootcmd` does (written with the real fw_setenv). The
     // device runs 1.3.2 again; 1.4.0 must not be installed again.
+    let cfg = dev.dir.path().join("ota-agent.toml");
     let cfg_text = fs::read_to_string(&cfg).unwrap();
     fs::write(&cfg, cfg_text.split("[mcu]").next().unwrap()).unwrap();
     uboot.setenv("ota_slot=a\nupgrade_available=0\nbootcount=0\nota_rollback=b:bootlimit\n");

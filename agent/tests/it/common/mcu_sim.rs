@@ -1,7 +1,7 @@
 //! A simulated appliance MCU on the master side of a pseudo-terminal pair.
 //! The agent code under test opens the slave's path like a real UART.
 //!
-//! The simulator implements DESIGN.md's command table itself (frames built
+//! The simulator implements docs/mcu-protocol.md's command table itself (frames built
 //! with the `crc` crate directly, not with the agent's encoder) and answers
 //! per a [`Script`]. It records every request frame it receives.
 

@@ -10,45 +10,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{string, usage, Globals};
-use crate::bootctl::{self, BootControl, BootStatus, OpenOptions};
-use crate::config::Config;
-use crate::health;
+use super::args::{string, usage, Globals};
+use crate::bundle::time::format_rfc3339_utc;
 use crate::slots::Slot;
-use crate::state::{format_utc, Rollback, StateDir};
-use crate::update_status::{self, UpdateStatus};
+use crate::update::{self, StatusReport, Target};
+use crate::update_status::UpdateStatus;
 use crate::{Error, Result};
 
 /// Version of the `status --json` document; bumped only on incompatible change.
 pub const STATUS_JSON_FORMAT: u32 = 1;
-
-pub(super) fn open(
-    globals: &Globals,
-    config: &Config,
-    reinit: bool,
-) -> Result<Box<dyn BootControl>> {
-    let booted = globals
-        .booted_slot
-        .as_deref()
-        .map(|s| {
-            s.parse::<Slot>()
-                .map_err(|_| Error::Usage(format!("--booted-slot `{s}`: expected a or b")))
-        })
-        .transpose()?;
-    let mut bc = bootctl::open(config, OpenOptions { booted, reinit })?;
-    match bc.record_rollback() {
-        Ok(Some(r)) => log::warn!(
-            "the bootloader left slot {} for slot {} ({}); recorded",
-            r.from,
-            r.to,
-            r.reason
-        ),
-        Ok(None) => {}
-        // Recording is bookkeeping: it must not block confirming a slot.
-        Err(e) => log::warn!("could not record the last rollback: {e}"),
-    }
-    Ok(bc)
-}
 
 fn no_more_args(parser: &mut lexopt::Parser) -> Result<()> {
     match parser.next().map_err(usage)? {
@@ -68,24 +38,11 @@ pub fn status(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
             other => return Err(usage(other.unexpected())),
         }
     }
-    let config = globals.config()?;
-    let bc = open(globals, &config, false)?;
-    let last = StateDir::new(&config.state_dir).last_rollback()?;
-    let status = bc.status();
-    let installed = super::install::installed_version(&config);
-    // A torn or foreign file must not hide the boot state: warn, show none.
-    let update = update_status::read(&config.state_dir).unwrap_or_else(|e| {
-        log::warn!("{e}; shown as no update");
-        None
-    });
-    let extra = Extra {
-        installed_version: installed.as_deref(),
-        update: update.as_ref(),
-    };
+    let report = update::status(&mut globals.device()?)?;
     if json {
-        println!("{}", render_json(&status, last.as_ref(), extra)?);
+        println!("{}", render_json(&report)?);
     } else {
-        print!("{}", render_text(&status, last.as_ref(), extra));
+        print!("{}", render_text(&report));
     }
     Ok(0)
 }
@@ -93,34 +50,16 @@ pub fn status(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
 /// `ota-agent mark-good`
 pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     no_more_args(&mut lexopt::Parser::from_args(args))?;
-    let config = globals.config()?;
-    let mut bc = open(globals, &config, false)?;
-    let booted = bc.booted_slot();
-    let n = health::run_all_within(
-        &config.health_dir,
-        std::time::Duration::from_secs(config.health_timeout_s),
-    )?;
-    bc.mark_successful()?;
-    log::info!("{n} health checks passed");
-    // The installed release's anti-rollback floor applies once it is confirmed.
-    if let Some(v) = crate::install::confirm_security_version(&config.state_dir, booted)? {
-        log::info!("minimum security version raised to {v}");
-    }
-    println!("slot {booted} marked good");
+    let done = update::mark_good(&mut globals.device()?)?;
+    println!("slot {} marked good", done.slot);
     Ok(0)
 }
 
 /// `ota-agent mark-bad`
 pub fn mark_bad(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     no_more_args(&mut lexopt::Parser::from_args(args))?;
-    let config = globals.config()?;
-    let mut bc = open(globals, &config, false)?;
-    let booted = bc.booted_slot();
-    bc.mark_unbootable(booted)?;
-    println!(
-        "slot {booted} marked bad; the next boot uses slot {}",
-        bc.active_slot()
-    );
+    let (booted, next) = update::mark_bad(&mut globals.device()?)?;
+    println!("slot {booted} marked bad; the next boot uses slot {next}");
     Ok(0)
 }
 
@@ -138,16 +77,14 @@ pub fn set_active(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         }
     }
     let target = target.ok_or_else(|| Error::Usage("set-active needs a, b or other".into()))?;
-    let config = globals.config()?;
-    let mut bc = open(globals, &config, reinit)?;
-    let slot = match target.as_str() {
-        "other" => bc.booted_slot().other(),
-        s => s
-            .parse::<Slot>()
-            .map_err(|_| Error::Usage(format!("set-active `{s}`: expected a, b or other")))?,
+    let target = match target.as_str() {
+        "other" => Target::Other,
+        s => Target::Slot(
+            s.parse::<Slot>()
+                .map_err(|_| Error::Usage(format!("set-active `{s}`: expected a, b or other")))?,
+        ),
     };
-    bc.set_active(slot)?;
-    let st = bc.status();
+    let (slot, st) = update::set_active(&mut globals.device()?, target, reinit)?;
     match st.trial {
         Some(t) if t == slot => println!(
             "slot {slot} is active for the next boot (trial: {} boots to confirm it)",
@@ -158,6 +95,11 @@ pub fn set_active(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     Ok(0)
 }
 
+/// A record's time (seconds since the epoch) as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc(t: u64) -> String {
+    format_rfc3339_utc(i64::try_from(t).unwrap_or(i64::MAX))
+}
+
 fn yes(b: bool, y: &'static str, n: &'static str) -> &'static str {
     if b {
         y
@@ -166,17 +108,10 @@ fn yes(b: bool, y: &'static str, n: &'static str) -> &'static str {
     }
 }
 
-/// What `status` shows besides boot control.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Extra<'a> {
-    /// `VERSION_ID` of `version_file`, if readable.
-    pub installed_version: Option<&'a str>,
-    /// The update status document, if there is a valid one.
-    pub update: Option<&'a UpdateStatus>,
-}
-
 /// The human-readable `status` (golden-tested; scripts should use `--json`).
-pub fn render_text(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -> String {
+pub fn render_text(report: &StatusReport) -> String {
+    let st = &report.boot;
+    let last = report.last_rollback.as_ref();
     let mut out = String::new();
     let _ = writeln!(out, "backend:        {}", st.backend);
     let _ = writeln!(out, "booted slot:    {}", st.booted);
@@ -231,7 +166,7 @@ pub fn render_text(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -
             let _ = writeln!(
                 out,
                 "last rollback:  {} from slot {} to slot {} ({})",
-                format_utc(r.time),
+                utc(r.time),
                 r.from,
                 r.to,
                 r.reason
@@ -247,13 +182,14 @@ pub fn render_text(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -
     let _ = writeln!(
         out,
         "installed:      {}",
-        extra.installed_version.unwrap_or("unknown")
+        report.installed_version.as_deref().unwrap_or("unknown")
     );
     let _ = writeln!(
         out,
         "update:         {}",
-        extra
+        report
             .update
+            .as_ref()
             .map_or_else(|| "none".to_owned(), UpdateStatus::summary)
     );
     out
@@ -296,7 +232,9 @@ struct JsonStatus<'a> {
 }
 
 /// `status --json` (schema: docs/status-json.md).
-pub fn render_json(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -> Result<String> {
+pub fn render_json(report: &StatusReport) -> Result<String> {
+    let st = &report.boot;
+    let last = report.last_rollback.as_ref();
     let doc = JsonStatus {
         format: STATUS_JSON_FORMAT,
         backend: st.backend,
@@ -320,14 +258,14 @@ pub fn render_json(st: &BootStatus, last: Option<&Rollback>, extra: Extra<'_>) -
             .collect(),
         last_rollback: last.map(|r| JsonRollback {
             time: r.time,
-            time_utc: format_utc(r.time),
+            time_utc: utc(r.time),
             from: r.from,
             to: r.to,
             reason: &r.reason,
         }),
         unrecorded_rollback: st.unrecorded_rollback.as_deref(),
-        installed_version: extra.installed_version,
-        update: extra.update,
+        installed_version: report.installed_version.as_deref(),
+        update: report.update.as_ref(),
     };
     serde_json::to_string_pretty(&doc)
         .map_err(|e| Error::io("status json", std::io::Error::other(e)))

@@ -120,16 +120,16 @@ impl std::fmt::Display for Invalid {
 
 /// The decoded block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BootCtrl {
+pub struct BootloaderControl {
     raw: [u8; SIZE],
     /// Per-slot metadata (index 0 = a, 1 = b, 2/3 unused by us).
     pub slots: [SlotMeta; 4],
 }
 
-impl BootCtrl {
+impl BootloaderControl {
     /// Parses and checks a block. Magic is checked before the CRC so that a
     /// never-initialised (all zero / erased) block says so.
-    pub fn parse(raw: &[u8; SIZE]) -> Result<BootCtrl, Invalid> {
+    pub fn parse(raw: &[u8; SIZE]) -> Result<BootloaderControl, Invalid> {
         let magic = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
         if magic != MAGIC {
             return Err(Invalid::Magic(magic));
@@ -151,13 +151,13 @@ impl BootCtrl {
             let at = SLOT_INFO + 2 * i;
             *s = SlotMeta::decode([raw[at], raw[at + 1]]);
         }
-        Ok(BootCtrl { raw: *raw, slots })
+        Ok(BootloaderControl { raw: *raw, slots })
     }
 
     /// A fresh block like U-Boot's `ab_control_default` (both slots priority
     /// 15, `tries` tries, unconfirmed), except that `active` gets priority 15
     /// and the other slot 14, so the choice does not rest on a tie-break.
-    pub fn initial(active: usize, tries: u8) -> BootCtrl {
+    pub fn initial(active: usize, tries: u8) -> BootloaderControl {
         let mut raw = [0u8; SIZE];
         raw[0] = b'a' + active as u8;
         raw[4..8].copy_from_slice(&MAGIC.to_le_bytes());
@@ -175,7 +175,7 @@ impl BootCtrl {
                 ..SlotMeta::default()
             };
         }
-        BootCtrl { raw, slots }
+        BootloaderControl { raw, slots }
     }
 
     /// `nb_slot`.
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn parses_a_uboot_default_block() {
-        let b = BootCtrl::parse(&UBOOT_DEFAULT).unwrap();
+        let b = BootloaderControl::parse(&UBOOT_DEFAULT).unwrap();
         assert_eq!(b.slot_count(), 2);
         assert_eq!(b.slots[0].priority, 15);
         assert_eq!(b.slots[1].tries_remaining, 7);
@@ -260,21 +260,30 @@ mod tests {
 
     #[test]
     fn rejects_magic_crc_version_and_slot_count() {
-        assert_eq!(BootCtrl::parse(&[0; 32]), Err(Invalid::Magic(0)));
+        assert_eq!(BootloaderControl::parse(&[0; 32]), Err(Invalid::Magic(0)));
         let mut torn = UBOOT_DEFAULT;
         torn[13] = 0x01;
-        assert!(matches!(BootCtrl::parse(&torn), Err(Invalid::Crc { .. })));
-        let mut newer = BootCtrl::parse(&UBOOT_DEFAULT).unwrap();
+        assert!(matches!(
+            BootloaderControl::parse(&torn),
+            Err(Invalid::Crc { .. })
+        ));
+        let mut newer = BootloaderControl::parse(&UBOOT_DEFAULT).unwrap();
         newer.raw[8] = 2;
-        assert_eq!(BootCtrl::parse(&newer.build()), Err(Invalid::Version(2)));
-        let mut one = BootCtrl::parse(&UBOOT_DEFAULT).unwrap();
+        assert_eq!(
+            BootloaderControl::parse(&newer.build()),
+            Err(Invalid::Version(2))
+        );
+        let mut one = BootloaderControl::parse(&UBOOT_DEFAULT).unwrap();
         one.raw[9] = 1;
-        assert_eq!(BootCtrl::parse(&one.build()), Err(Invalid::SlotCount(1)));
+        assert_eq!(
+            BootloaderControl::parse(&one.build()),
+            Err(Invalid::SlotCount(1))
+        );
     }
 
     #[test]
     fn bitfields_land_where_uboot_reads_them() {
-        let mut b = BootCtrl::initial(1, 3);
+        let mut b = BootloaderControl::initial(1, 3);
         b.slots[1].successful = true;
         b.slots[0].verity_corrupted = true;
         let raw = b.build();
@@ -286,7 +295,7 @@ mod tests {
 
     #[test]
     fn selection_follows_ab_select() {
-        let mut b = BootCtrl::initial(0, 2);
+        let mut b = BootloaderControl::initial(0, 2);
         assert_eq!(b.boot_attempt(), Some(0));
         assert_eq!(b.boot_attempt(), Some(0));
         assert_eq!(b.slots[0].tries_remaining, 0);
@@ -295,7 +304,7 @@ mod tests {
         b.slots[1].tries_remaining = 0;
         assert_eq!(b.select(), None);
         // Same priority: the successful slot wins.
-        let mut t = BootCtrl::initial(0, 2);
+        let mut t = BootloaderControl::initial(0, 2);
         t.slots[1].priority = 15;
         t.slots[1].successful = true;
         assert_eq!(t.select(), Some(1));
@@ -311,15 +320,15 @@ mod tests {
             raw[9] = (raw[9] & !7) | 2;
             let crc = CRC32.checksum(&raw[..28]);
             raw[28..].copy_from_slice(&crc.to_le_bytes());
-            let parsed = BootCtrl::parse(&raw).unwrap();
+            let parsed = BootloaderControl::parse(&raw).unwrap();
             prop_assert_eq!(parsed.build(), raw);
         }
 
         #[test]
         fn any_single_bit_flip_is_detected(bit in 0usize..256) {
-            let mut raw = BootCtrl::initial(0, 3).build();
+            let mut raw = BootloaderControl::initial(0, 3).build();
             raw[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(BootCtrl::parse(&raw).is_err());
+            prop_assert!(BootloaderControl::parse(&raw).is_err());
         }
     }
 }
