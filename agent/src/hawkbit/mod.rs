@@ -15,7 +15,7 @@
 //!
 //! The signed bundle stays the trust root: the server's hash only guards
 //! the transfer. What must survive a power cut (the action being worked
-//! on and its unsent final feedback) is in `<state_dir>/hawkbit/action.json`,
+//! on and its unsent final feedback) is in `<state_dir>/hawkbit/action`,
 //! written atomically; a final feedback is re-sent until the server takes
 //! it (same document each time: idempotent).
 
@@ -503,6 +503,9 @@ impl Ddi {
         };
         let slot = match host.install(&file, &mut progress) {
             Ok(s) => s,
+            // Another update run holds the lock: not this action's failure;
+            // the next poll tries again with the file already here.
+            Err(e @ Error::Busy { .. }) => return Err(e),
             Err(e) => {
                 let _ = std::fs::remove_file(&file);
                 return fail(action, &e);
