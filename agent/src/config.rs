@@ -63,6 +63,8 @@ pub struct Config {
     pub cmdline: PathBuf,
     /// Base URL of the release server.
     pub server: Option<String>,
+    /// Report target overriding the channel file's `reports` (docs/fleet.md).
+    pub report_url: Option<String>,
     /// Channel name (`<server>/<product>/<channel>.json`).
     pub channel: String,
     /// CA bundle the server's certificate must chain to.
@@ -153,6 +155,7 @@ impl Default for Config {
             health_timeout_s: crate::health::HOOK_TIMEOUT.as_secs(),
             cmdline: "/proc/cmdline".into(),
             server: None,
+            report_url: None,
             channel: "stable".into(),
             ca_file: "/etc/ota/ca.pem".into(),
             poll_interval_s: 21600,
@@ -185,7 +188,11 @@ impl Config {
         };
         let doc = syntax::parse(text).map_err(|e| bad(e.to_string()))?;
         for unknown in unknown_keys(&doc) {
-            log::warn!("config {}: unknown key `{unknown}` ignored", path.display());
+            log::warn!(
+                "config {}: unknown key `{}` ignored",
+                path.display(),
+                crate::error::quote(&unknown)
+            );
         }
         let mut config = Config::from_document(&doc).map_err(bad)?;
         config.source = path.to_owned();
@@ -272,7 +279,8 @@ impl Config {
                         "android" => Bootloader::Android,
                         other => {
                             return Err(f.wrong(format!(
-                                "unknown backend \"{other}\", expected \"uboot\" or \"android\""
+                                "unknown backend \"{}\", expected \"uboot\" or \"android\"",
+                                crate::error::quote(other)
                             )))
                         }
                     }
@@ -287,6 +295,7 @@ impl Config {
                 "health_timeout_s" => c.health_timeout_s = f.int()?,
                 "cmdline" => c.cmdline = f.path()?,
                 "server" => c.server = Some(f.string()?),
+                "report_url" => c.report_url = Some(f.string()?),
                 "channel" => c.channel = f.string()?,
                 "ca_file" => c.ca_file = f.path()?,
                 "poll_interval_s" => c.poll_interval_s = f.int()?,
@@ -375,6 +384,7 @@ const TOP_KEYS: &[&str] = &[
     "health_timeout_s",
     "cmdline",
     "server",
+    "report_url",
     "channel",
     "ca_file",
     "poll_interval_s",

@@ -43,6 +43,7 @@ pub mod install;
 pub mod logger;
 pub mod mcu;
 pub mod net;
+pub mod report;
 pub mod slots;
 pub mod state;
 pub mod update;

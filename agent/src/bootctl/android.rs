@@ -56,6 +56,10 @@ pub trait BlockAccess {
     fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()>;
     /// Where the block lives, for messages.
     fn describe(&self) -> String;
+    /// Where the block lives on disk, if it does.
+    fn location(&self) -> Option<crate::slots::Reserved> {
+        None
+    }
 }
 
 /// The block at a byte offset of a disk or image file.
@@ -103,6 +107,14 @@ impl BlockAccess for MiscFile {
             self.path.display()
         )
     }
+    fn location(&self) -> Option<crate::slots::Reserved> {
+        Some(crate::slots::Reserved {
+            what: "Android bootloader_control block".into(),
+            device: self.path.clone(),
+            offset: i64::try_from(self.offset).unwrap_or(i64::MAX),
+            len: bootloader_control::SIZE as u64,
+        })
+    }
 }
 
 /// In-memory [`BlockAccess`] for tests; counts writes.
@@ -137,6 +149,9 @@ impl<B: BlockAccess + ?Sized> BlockAccess for Box<B> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn location(&self) -> Option<crate::slots::Reserved> {
+        (**self).location()
     }
 }
 
@@ -296,6 +311,10 @@ impl<B: BlockAccess> Android<B> {
 impl<B: BlockAccess> BootControl for Android<B> {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn storage(&self) -> Vec<crate::slots::Reserved> {
+        self.misc.location().into_iter().collect()
     }
 
     fn booted_slot(&self) -> Slot {

@@ -141,4 +141,18 @@ pub trait BootControl {
     /// each rollback is recorded exactly once even across power cuts.
     /// Returns the new record, if any.
     fn record_rollback(&mut self) -> Result<Option<Rollback>>;
+
+    /// Where this backend keeps its state on disk (U-Boot env copies, the
+    /// `bootloader_control` block): the installer refuses to write a slot
+    /// partition that overlaps any of it.
+    fn storage(&self) -> Vec<crate::slots::Reserved> {
+        Vec::new()
+    }
+
+    /// Refuses, before the installer writes anything, when the bootloader
+    /// state lacks what activating a slot later needs (the uboot backend:
+    /// a contract variable). One line naming what is missing.
+    fn check_ready(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -55,6 +55,10 @@ pub mod var {
     pub const GOOD: &str = "ota_good";
     /// Agent-private: slots marked unbootable.
     pub const BAD: &str = "ota_bad";
+    /// What the environment must hold before an install writes anything
+    /// (`ota_rollback`, `ota_good` and `ota_bad` are absent by design until
+    /// used).
+    pub const REQUIRED: [&str; 5] = [SLOT, UPGRADE_AVAILABLE, BOOTCOUNT, BOOTLIMIT, ALTBOOTCMD];
 }
 
 /// The boot script's `bootlimit` when the variable is missing.
@@ -82,6 +86,10 @@ pub trait EnvAccess {
         &mut self,
         edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
     ) -> Result<bool>;
+    /// Where the copies live (the installer never writes over them).
+    fn locations(&self) -> Vec<crate::slots::Reserved> {
+        Vec::new()
+    }
 }
 
 /// The in-memory fake of [`EnvAccess`] for tests: counts writes.
@@ -255,6 +263,9 @@ impl<E: EnvAccess + ?Sized> EnvAccess for Box<E> {
         edit: &mut dyn FnMut(&mut BTreeMap<String, String>) -> Result<()>,
     ) -> Result<bool> {
         (**self).update(edit)
+    }
+    fn locations(&self) -> Vec<crate::slots::Reserved> {
+        (**self).locations()
     }
 }
 
@@ -454,6 +465,25 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
         BACKEND
     }
 
+    fn storage(&self) -> Vec<crate::slots::Reserved> {
+        self.env.locations()
+    }
+
+    fn check_ready(&self) -> Result<()> {
+        let missing: Vec<&str> = var::REQUIRED
+            .into_iter()
+            .filter(|v| !self.vars.contains_key(*v))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(err(format!(
+            "the U-Boot environment lacks {} (every one of {} is needed to activate a slot); nothing was written",
+            missing.join(", "),
+            var::REQUIRED.join(", ")
+        )))
+    }
+
     fn booted_slot(&self) -> Slot {
         self.booted
     }
@@ -555,6 +585,7 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
 /// `fw_env.config` describes it (redundant copies, CRC, flags byte).
 pub struct FwEnv {
     store: uboot_env::EnvStore,
+    devices: Vec<uboot_env::EnvDevice>,
 }
 
 impl FwEnv {
@@ -563,11 +594,29 @@ impl FwEnv {
         let config = uboot_env::FwEnvConfig::load(path)?;
         Ok(FwEnv {
             store: uboot_env::EnvStore::open(&config)?,
+            devices: config.devices().to_vec(),
         })
     }
 }
 
 impl EnvAccess for FwEnv {
+    fn locations(&self) -> Vec<crate::slots::Reserved> {
+        self.devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| crate::slots::Reserved {
+                what: format!("U-Boot env copy {}", i + 1),
+                device: d.path.clone(),
+                offset: d.offset,
+                // An MTD copy may span several erase blocks.
+                len: match (d.sector_size, d.sector_count) {
+                    (Some(size), Some(count)) => (size * count).max(d.size as u64),
+                    _ => d.size as u64,
+                },
+            })
+            .collect()
+    }
+
     /// No valid copy is an error: boot control never starts from a guess.
     fn load(&mut self) -> Result<BTreeMap<String, String>> {
         let env = self.store.read()?;

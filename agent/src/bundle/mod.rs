@@ -432,8 +432,51 @@ pub struct Bundle {
     layout: Layout,
 }
 
+/// Opens `path` for reading only if it is a regular file (a FIFO would
+/// block `open` or `read` forever, a device or directory is no bundle
+/// part), and, with `within`, only if it resolves to a file inside that
+/// directory (a symlink may not lead out of the bundle). Never blocks.
+pub fn open_regular(path: &Path, within: Option<&Path>) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let real = std::fs::canonicalize(path)?;
+    if let Some(dir) = within {
+        if !real.starts_with(std::fs::canonicalize(dir)?) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a link leading out of the bundle, refused",
+            ));
+        }
+    }
+    // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a
+    // writer; the type check below then refuses it.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&real)?;
+    let t = f.metadata()?.file_type();
+    let kind = if t.is_file() {
+        return Ok(f);
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{kind}, not a regular file; refused"),
+    ))
+}
+
 fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let f = open_regular(path, path.parent()).map_err(|e| Error::io(path, e))?;
     let mut buf = Vec::new();
     f.take(limit as u64 + 1)
         .read_to_end(&mut buf)
@@ -458,7 +501,7 @@ impl Bundle {
                 layout: Layout::Dir(path.to_owned()),
             });
         }
-        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut f = open_regular(path, None).map_err(|e| Error::io(path, e))?;
         let io = |e| Error::io(path, e);
         let mut head = Vec::new();
         (&mut f)
@@ -511,7 +554,12 @@ impl Bundle {
         match &self.layout {
             Layout::Dir(dir) => {
                 let path = dir.join(&img.file);
-                let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let file = open_regular(&path, Some(dir)).map_err(|e| {
+                    Error::from(BundleError::Payload {
+                        file: img.file.clone(),
+                        reason: e.to_string(),
+                    })
+                })?;
                 let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
                 if len != img.payload.size {
                     let what = if len > img.payload.size {
@@ -532,7 +580,7 @@ impl Bundle {
                 })
             }
             Layout::File { path, ranges } => {
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let file = open_regular(path, None).map_err(|e| Error::io(path, e))?;
                 let (start, len) = ranges[index.min(ranges.len() - 1)];
                 Ok(PayloadSource { file, start, len })
             }

@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+use crate::error::quote;
+
 /// One value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -206,13 +208,16 @@ impl Parser<'_> {
                 Some('[') => {
                     let line = self.line;
                     let name = self.header()?;
+                    let shown = quote(&name);
                     if let Some(s) = doc.sections.iter().find(|s| s.name == name) {
-                        return self
-                            .err(format!("table [{name}] already defined on line {}", s.line));
+                        return self.err(format!(
+                            "table [{shown}] already defined on line {}",
+                            s.line
+                        ));
                     }
                     if let Some(e) = doc.root.iter().find(|e| e.key == name) {
                         return self.err(format!(
-                            "table [{name}]: key `{name}` already defined on line {}",
+                            "table [{shown}]: key `{shown}` already defined on line {}",
                             e.line
                         ));
                     }
@@ -231,7 +236,8 @@ impl Parser<'_> {
                     if let Some(e) = table.iter().find(|e| e.key == entry.key) {
                         return self.err(format!(
                             "key `{}` already defined on line {}",
-                            entry.key, e.line
+                            quote(&entry.key),
+                            e.line
                         ));
                     }
                     table.push(entry);
@@ -255,6 +261,7 @@ impl Parser<'_> {
         let key = self.s[start..self.pos].to_owned();
         self.skip_ws();
         if self.peek() == Some('.') {
+            let key = quote(&key);
             return self.err(format!("dotted {what}s (`{key}.…`) are not supported"));
         }
         Ok(key)
@@ -267,24 +274,27 @@ impl Parser<'_> {
         }
         self.skip_ws();
         let name = self.bare_key("table name")?;
+        let shown = quote(&name);
         if self.peek() != Some(']') {
-            return self.err(format!("expected `]` after table name `{name}`"));
+            return self.err(format!("expected `]` after table name `{shown}`"));
         }
         self.pos += 1;
-        self.end_of_line(&format!("table header [{name}]"))?;
+        self.end_of_line(&format!("table header [{shown}]"))?;
         Ok(name)
     }
 
     fn key_value(&mut self) -> Result<Entry, SyntaxError> {
         let line = self.line;
         let key = self.bare_key("key")?;
+        // Messages quote at most QUOTE_MAX bytes of the key.
+        let shown = quote(&key);
         if self.peek() != Some('=') {
-            return self.err(format!("expected `=` after key `{key}`"));
+            return self.err(format!("expected `=` after key `{shown}`"));
         }
         self.pos += 1;
         self.skip_ws();
-        let value = self.value(&key, true)?;
-        self.end_of_line(&format!("the value of `{key}`"))?;
+        let value = self.value(&shown, true)?;
+        self.end_of_line(&format!("the value of `{shown}`"))?;
         Ok(Entry { key, value, line })
     }
 
@@ -459,6 +469,7 @@ impl Parser<'_> {
 
 /// A TOML 1.0 integer, or why `token` is not one.
 fn parse_integer(token: &str) -> Result<i64, String> {
+    let shown = quote(token);
     let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
     let (radix, digits) = match unsigned.get(..2) {
         Some("0x") => (16, &unsigned[2..]),
@@ -467,7 +478,7 @@ fn parse_integer(token: &str) -> Result<i64, String> {
         _ => (10, unsigned),
     };
     if radix != 10 && unsigned.len() != token.len() {
-        return Err(format!("`{token}`: a sign is not allowed before 0x/0o/0b"));
+        return Err(format!("`{shown}`: a sign is not allowed before 0x/0o/0b"));
     }
     let float_like = matches!(unsigned, "inf" | "nan")
         || (radix == 10
@@ -475,10 +486,10 @@ fn parse_integer(token: &str) -> Result<i64, String> {
             && unsigned.contains(['.', 'e', 'E'])
             && !unsigned.contains(':'));
     if float_like {
-        return Err(format!("`{token}`: floats are not supported"));
+        return Err(format!("`{shown}`: floats are not supported"));
     }
     if radix == 10 && (unsigned.contains(':') || unsigned.get(4..5) == Some("-")) {
-        return Err(format!("`{token}`: dates and times are not supported"));
+        return Err(format!("`{shown}`: dates and times are not supported"));
     }
     // Underscores only between two digits.
     let b = digits.as_bytes();
@@ -494,18 +505,18 @@ fn parse_integer(token: &str) -> Result<i64, String> {
         });
     if !well_formed {
         return Err(format!(
-            "`{token}` is not a value (expected a string, integer, boolean or array)"
+            "`{shown}` is not a value (expected a string, integer, boolean or array)"
         ));
     }
     if radix == 10 && b.len() > 1 && b[0] == b'0' {
-        return Err(format!("`{token}`: leading zeros are not allowed"));
+        return Err(format!("`{shown}`: leading zeros are not allowed"));
     }
     let mut clean: String = digits.chars().filter(|&c| c != '_').collect();
     if token.starts_with('-') {
         clean.insert(0, '-');
     }
     i64::from_str_radix(&clean, radix)
-        .map_err(|_| format!("`{token}` is out of the 64-bit integer range"))
+        .map_err(|_| format!("`{shown}` is out of the 64-bit integer range"))
 }
 
 #[cfg(test)]

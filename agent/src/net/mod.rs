@@ -419,6 +419,24 @@ impl Client {
     }
 }
 
+impl Client {
+    /// PUTs `body` to `url` once (the caller retries; used by device reports,
+    /// `report::deliver`). Success is any 2xx; the response body is never
+    /// read (the device takes no data from a report target).
+    pub fn put_once(&self, url: &str, body: &[u8]) -> Result<(), NetError> {
+        self.check_scheme(url)?;
+        let resp = self
+            .agent
+            .put(url)
+            .send(body)
+            .map_err(|e| classify(url, e))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            s => Err(NetError::new(url, status_kind(s))),
+        }
+    }
+}
+
 /// The class of an HTTP status that is not the one expected.
 pub(crate) fn status_kind(status: u16) -> NetErrorKind {
     match status {

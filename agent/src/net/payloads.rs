@@ -132,8 +132,11 @@ impl Read for PayloadReader<'_> {
                     // A file that keeps changing under us: give up this run.
                     Some(ne) if matches!(ne.kind, NetErrorKind::Changed) && self.changes < 3 => {
                         self.changes += 1;
+                        // Not `{ne}`: its text ("restarting from the
+                        // beginning") is what other consumers do, not this one.
                         log::warn!(
-                            "{ne}; continuing at byte {} (the installer verifies the result)",
+                            "{}: the file changed on the server; continuing at byte {} (the installer checks the result against the signed hash)",
+                            ne.url,
                             self.dl.position()
                         );
                         self.dl.skip_on_change();

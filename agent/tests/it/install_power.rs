@@ -8,8 +8,11 @@
 //! Storage model: flash writes land in a volatile list until `sync`; a power
 //! cut keeps a random prefix of the unsynced writes (some reached the chip,
 //! the rest did not). The environment store is atomic (old or new), as the
-//! redundant-copy env guarantees. The state directory is a real directory;
-//! its records are written atomically (rename), so a cut lands before or
+//! redundant-copy env guarantees. The install journal lives on the model
+//! filesystem of `durable::model` (unsynced data torn or lost, unsynced
+//! name changes undone or left empty), and its operations are write events
+//! too: cuts land inside checkpoint updates. The other state records are in
+//! a real directory, written atomically (rename), so a cut lands before or
 //! after each of them.
 //!
 //! Every iteration asserts, at every power-on:
@@ -21,7 +24,11 @@
 //!    until the new one is confirmed;
 //! 3. re-running the agent completes the install (resuming where the journal
 //!    allows: the iterations that resumed mid-image are counted);
-//! 4. the stored minimum security version rises only after `mark-good`.
+//! 4. the stored minimum security version rises only after `mark-good`;
+//! 5. a run after a cut writes again at most one checkpoint interval of
+//!    what earlier runs wrote (plus one write chunk, plus one bzip2 stream
+//!    for a bzip2 payload, whose checkpoints wait for a stream end): the
+//!    figure is printed.
 //!
 //! Default: 500 iterations (`OTA_POWER_CUT_RUNS=N` for long runs,
 //! `OTA_POWER_CUT_SEED=S` to replay; see README "Long runs").
@@ -42,6 +49,8 @@ use ota_agent::bundle::{
     Blob, Compression, DeviceFacts, Digest, Image, Kind, Manifest, PublicKey, TrustedKeys,
     CLOCK_FLOOR,
 };
+use ota_agent::durable::model::ModelFs;
+use ota_agent::durable::Medium;
 use ota_agent::gpt::{Guid, Partition};
 use ota_agent::install::{self, Approved, Disk, Installer, NoProgress, Options, Payloads};
 use ota_agent::slots::{Layout, Slot};
@@ -84,6 +93,11 @@ struct MemDisk {
     power: Rc<Power>,
     /// Partitions of the running slot: any write there is a bug.
     protected: RefCell<Vec<(u64, u64, String)>>,
+    /// Partitions of the slot being written, with how far earlier runs
+    /// wrote into each (relative end offset).
+    targets: RefCell<Vec<(u64, u64, u64)>>,
+    /// Bytes written in this run below what earlier runs had written.
+    rewritten: Cell<u64>,
 }
 
 impl MemDisk {
@@ -138,6 +152,13 @@ impl Disk for MemDisk {
             );
         }
         self.power.event()?;
+        let end = offset + buf.len() as u64;
+        for (start, len, before) in self.targets.borrow().iter() {
+            if offset >= *start && end <= start + len && *before > offset - start {
+                let again = (*before).min(end - start) - (offset - start);
+                self.rewritten.set(self.rewritten.get() + again);
+            }
+        }
         self.flash.borrow_mut().pending.push((offset, buf.to_vec()));
         Ok(())
     }
@@ -152,6 +173,49 @@ impl Disk for MemDisk {
     }
     fn describe(&self) -> String {
         "mem".into()
+    }
+}
+
+/// The model filesystem holding the install journal, failing with the
+/// same power as the disk.
+struct CutMedium {
+    fs: ModelFs,
+    power: Rc<Power>,
+}
+
+impl CutMedium {
+    fn alive(&self) -> io::Result<()> {
+        match self.power.dead.get() {
+            true => Err(io::Error::other("power is off")),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Medium for CutMedium {
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        self.alive()?;
+        self.fs.read(path)
+    }
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.power.event()?;
+        self.fs.write_new(path, bytes)
+    }
+    fn overwrite(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.power.event()?;
+        self.fs.overwrite(path, offset, bytes)
+    }
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        self.power.event()?;
+        self.fs.sync_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.power.event()?;
+        self.fs.sync_dir(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.power.event()?;
+        self.fs.rename(from, to)
     }
 }
 
@@ -203,13 +267,30 @@ struct MemPayloads {
     local: bool,
     /// Every `open_at` of the current install: (image, payload offset).
     opened: Vec<(usize, u64)>,
+    /// A slow source: this pause per read of at most 1 KiB.
+    delay: Option<std::time::Duration>,
+}
+
+/// Reads at most 1 KiB at a time, pausing before each read.
+struct Slow<R>(R, std::time::Duration);
+
+impl<R: Read> Read for Slow<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::thread::sleep(self.1);
+        let n = buf.len().min(1024);
+        self.0.read(&mut buf[..n])
+    }
 }
 
 impl Payloads for MemPayloads {
     fn open_at(&mut self, index: usize, offset: u64) -> io::Result<Box<dyn Read + '_>> {
         self.opened.push((index, offset));
         let d = &self.data[index].0;
-        Ok(Box::new(Cursor::new(&d[(offset as usize).min(d.len())..])))
+        let r = Cursor::new(&d[(offset as usize).min(d.len())..]);
+        Ok(match self.delay {
+            Some(pause) => Box::new(Slow(r, pause)),
+            None => Box::new(r),
+        })
     }
     fn local(&self, index: usize) -> Option<&dyn ReadAt> {
         self.local.then(|| &self.data[index] as &dyn ReadAt)
@@ -307,6 +388,9 @@ struct World {
     env: Rc<RefCell<BTreeMap<String, String>>>,
     power: Rc<Power>,
     state: tempfile::TempDir,
+    journal: Rc<CutMedium>,
+    /// Replaces the harness tuning.
+    options: Option<Options>,
     old: Vec<(String, Vec<u8>)>,
     new: Vec<(String, Vec<u8>)>,
     approved: Approved,
@@ -402,9 +486,15 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
             }),
             power: power.clone(),
             protected: RefCell::new(Vec::new()),
+            targets: RefCell::new(Vec::new()),
+            rewritten: Cell::new(0),
         },
         layout,
         env: Rc::new(RefCell::new(vars)),
+        journal: Rc::new(CutMedium {
+            fs: ModelFs::new(rng.next()),
+            power: power.clone(),
+        }),
         power,
         state: state_dir(),
         old,
@@ -414,7 +504,9 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
             opened: Vec::new(),
             data: payloads,
             local: rng.below(2) == 0,
+            delay: None,
         },
+        options: None,
     }
 }
 
@@ -449,11 +541,25 @@ impl World {
                 (r.offset, r.size, r.name.clone())
             })
             .collect();
+        // How far earlier runs wrote into each target partition.
+        let mut targets = self.disk.targets.borrow_mut();
+        let earlier: Vec<u64> = targets.iter().map(|t| t.2).collect();
+        *targets = self
+            .layout
+            .pairs
+            .values()
+            .map(|p| &p[booted.other().index()])
+            .enumerate()
+            .map(|(i, r)| (r.offset, r.size, earlier.get(i).copied().unwrap_or(0)))
+            .collect();
+        drop(targets);
+        self.disk.rewritten.set(0);
         let mut bc = self.backend(booted);
         let mut progress = NoProgress;
         let options = Options {
-            checkpoint: 16 << 10,
-            chunk: 4 << 10,
+            checkpoint: CHECKPOINT,
+            chunk: CHUNK as usize,
+            ..Options::default()
         };
         Installer::new(
             &self.disk,
@@ -462,20 +568,44 @@ impl World {
             self.state.path(),
             &mut progress,
         )
-        .with_options(options)
+        .with_options(self.options.unwrap_or(options))
+        .with_journal_medium(self.journal.clone())
         .install(&self.approved, &mut self.payloads)
+        .inspect(|_| self.note_high_water())
+        .inspect_err(|_| self.note_high_water())
+    }
+
+    /// Records how far this run wrote into each target partition.
+    fn note_high_water(&self) {
+        let f = self.disk.flash.borrow();
+        let mut targets = self.disk.targets.borrow_mut();
+        for (start, len, before) in targets.iter_mut() {
+            for (off, data) in &f.pending {
+                let end = off + data.len() as u64;
+                if *off >= *start && end <= *start + *len {
+                    *before = (*before).max(end - *start);
+                }
+            }
+        }
+    }
+
+    /// The journal as the installer sees it.
+    fn journal(&self) -> ota_agent::install::journal::Journal {
+        ota_agent::install::journal::Journal::with_medium(self.state.path(), self.journal.clone())
     }
 
     /// Power on after a cut (or a clean shutdown): returns the booted slot.
-    fn power_on(&mut self, rng: &mut Rng, activated: bool, seed: u64) -> Slot {
+    fn power_on(&mut self, rng: &mut Rng, seed: u64) -> Slot {
         self.disk.lose_power(rng);
+        self.journal.fs.power_on();
         self.power.dead.set(false);
         self.power.cut_at.set(None);
         let (slot, _) = uboot_power_on(&mut self.env.borrow_mut());
         // 1. What boots is a complete release.
         let ok = match slot {
             Slot::A => self.slot_holds(Slot::A, &self.old),
-            Slot::B => activated && self.slot_holds(Slot::B, &self.new),
+            // Activated (possibly by a run cut right after set_active).
+            Slot::B => self.slot_holds(Slot::B, &self.new),
         };
         assert!(
             ok,
@@ -498,7 +628,18 @@ struct Tally {
     resumed_mid_image: u64,
     /// Mid-image resumes of a bzip2 image, continued at a stream start.
     resumed_mid_bzip2: u64,
+    /// Mid-image resumes of a delta image, continued at a checkpoint.
+    resumed_mid_delta: u64,
+    /// Bytes written again after a cut: the most in one run, and in all.
+    max_rewritten: u64,
+    total_rewritten: u64,
 }
+
+/// Harness tuning: a checkpoint every 16 KiB, 4 KiB writes, bzip2 streams
+/// of 6 KiB of image.
+const CHECKPOINT: u64 = 16 << 10;
+const CHUNK: u64 = 4 << 10;
+const STREAM: u64 = 6 << 10;
 
 fn iteration(seed: u64, tally: &mut Tally) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -512,10 +653,23 @@ fn iteration(seed: u64, tally: &mut Tally) {
     let mut cuts_left = 1 + rng.below(3);
     let mut booted = Slot::A;
     let mut activated = false;
+    let mut cut_after_activation = false;
     for round in 0..12 {
         let cut = (cuts_left > 0).then(|| 1 + rng.below(events));
+        let after_cut = round > 0;
         let result = w.install(booted, cut);
         let fired = w.power.dead.get();
+        if after_cut {
+            let again = w.disk.rewritten.get();
+            tally.total_rewritten += again;
+            tally.max_rewritten = tally.max_rewritten.max(again);
+            // 5. At most one checkpoint interval written again.
+            let bound = CHECKPOINT + CHUNK + STREAM;
+            assert!(
+                again <= bound,
+                "seed {seed}: round {round} wrote {again} bytes again (bound {bound})"
+            );
+        }
         match (&result, fired) {
             (Ok(outcome), false) => {
                 activated = true;
@@ -531,6 +685,9 @@ fn iteration(seed: u64, tally: &mut Tally) {
                             w.payloads.opened
                         );
                         tally.resumed_mid_bzip2 += 1;
+                    }
+                    if matches!(w.approved.manifest().images[i].kind, Kind::Bsdiff { .. }) {
+                        tally.resumed_mid_delta += 1;
                     }
                 }
                 assert!(
@@ -549,8 +706,14 @@ fn iteration(seed: u64, tally: &mut Tally) {
             (Err(_), true) => {
                 tally.cuts += 1;
                 cuts_left -= 1;
-                booted = w.power_on(&mut rng, false, seed);
-                assert_eq!(booted, Slot::A, "seed {seed}: booted b before activation");
+                booted = w.power_on(&mut rng, seed);
+                if booted == Slot::B {
+                    // The cut came after set_active (while the journal was
+                    // being emptied): the update is activated.
+                    activated = true;
+                    cut_after_activation = true;
+                    break;
+                }
             }
             (Ok(_), true) => unreachable!("success after the power went off"),
             (Err(e), false) => panic!("seed {seed}: round {round}: install failed: {e}"),
@@ -560,7 +723,8 @@ fn iteration(seed: u64, tally: &mut Tally) {
         }
     }
     // The new slot boots (trial), is confirmed; only now the floor rises.
-    let slot = w.power_on(&mut rng, activated, seed);
+    assert!(activated, "seed {seed}");
+    let slot = w.power_on(&mut rng, seed);
     assert_eq!(
         slot,
         Slot::B,
@@ -577,6 +741,13 @@ fn iteration(seed: u64, tally: &mut Tally) {
         5
     );
     assert!(!w.state.path().join("install-journal").exists());
+    if !cut_after_activation {
+        assert_eq!(
+            w.journal().load(),
+            None,
+            "seed {seed}: journal left after the install"
+        );
+    }
     tally.iterations += 1;
 }
 
@@ -595,11 +766,17 @@ fn power_cuts_at_random_writes_always_leave_a_bootable_verified_device() {
         iteration(base + i, &mut tally);
     }
     eprintln!("power-cut harness: {tally:?}");
+    eprintln!(
+        "power-cut harness: bytes written again after a cut: at most {} in one run (bound: checkpoint {CHECKPOINT} + chunk {CHUNK} + bzip2 stream {STREAM}), {} per cut on average",
+        tally.max_rewritten,
+        tally.total_rewritten / tally.cuts.max(1)
+    );
     assert_eq!(tally.iterations, runs);
     // The harness must actually exercise cuts and mid-image resumes.
     assert!(tally.cuts >= runs, "{tally:?}");
     assert!(tally.resumed_mid_image > runs / 10, "{tally:?}");
     assert!(tally.resumed_mid_bzip2 > runs / 50, "{tally:?}");
+    assert!(tally.resumed_mid_delta > runs / 50, "{tally:?}");
 }
 
 /// A journal for another manifest is discarded and the install starts over.
@@ -616,9 +793,8 @@ fn journal_of_another_manifest_is_discarded() {
         payload_offset: 8192,
         prefix: Digest([1; 32]),
     };
-    ota_agent::install::journal::Journal::new(w.state.path())
-        .store(&other)
-        .unwrap();
+    w.journal().store(&other).unwrap();
+    assert!(w.journal().load().is_some());
     let out = w.install(Slot::A, None).unwrap();
     assert_eq!(out.resumed, None);
     assert!(w.slot_holds(Slot::B, &w.new));
@@ -666,4 +842,46 @@ fn stream_longer_than_result_size_is_stopped_and_not_activated() {
         "{env:?}"
     );
     assert!(w.slot_holds(Slot::A, &w.old));
+}
+
+/// The time rule of the checkpoint interval: with a byte interval the image
+/// never reaches, a slow source still gets checkpoints every
+/// `checkpoint_time`, so a cut mid-image resumes past byte 0; with a time
+/// interval that never passes either, it restarts at 0.
+#[test]
+fn slow_sources_are_checkpointed_by_time() {
+    use std::time::Duration;
+    let resumed_at = |time: Duration| -> u64 {
+        let mut w = (0..500u64)
+            .map(|s| world(&mut Rng(1000 + s)))
+            .find(|w| {
+                let img = &w.approved.manifest().images[0];
+                img.compression == Compression::None && matches!(img.kind, Kind::Full)
+            })
+            .expect("a world with an uncompressed full image first");
+        w.options = Some(Options {
+            checkpoint: 1 << 40,
+            checkpoint_time: time,
+            chunk: CHUNK as usize,
+        });
+        w.payloads.delay = Some(Duration::from_millis(1));
+        // Events: 1 env write, 3 for the journal's first record, then one
+        // per 4 KiB chunk, and per checkpoint a sync and 2-3 journal
+        // operations. The 12th lands inside image 0 (≥ 32 KiB) either way.
+        assert!(w.install(Slot::A, Some(12)).is_err());
+        assert!(w.power.dead.get(), "the cut did not happen");
+        assert_eq!(w.power_on(&mut Rng(5), 1), Slot::A);
+        w.payloads.delay = None;
+        let out = w.install(Slot::A, None).unwrap();
+        assert!(w.slot_holds(Slot::B, &w.new));
+        out.resumed.map(|(_, off)| off).unwrap_or(0)
+    };
+    let by_time = resumed_at(Duration::from_millis(3));
+    assert!(by_time > 0, "no checkpoint by time");
+    assert_eq!(
+        resumed_at(Duration::from_secs(3600)),
+        0,
+        "the control resumed"
+    );
+    eprintln!("slow source: resumed at byte {by_time} with a 3 ms time interval");
 }

@@ -3,6 +3,30 @@
 use super::*;
 use proptest::prelude::*;
 
+/// A 900 KB key or number is quoted with at most 80 bytes.
+#[test]
+fn error_lines_quote_long_input_bounded() {
+    let key = "k".repeat(900_000);
+    let num = "9".repeat(900_000);
+    for text in [
+        format!("{key} = 1.5\n"),
+        format!("{key} 1\n"),
+        format!("a = {num}\n"),
+        format!("[{key}]\n[{key}]\n"),
+        format!("{key} = 1\n{key} = 2\n"),
+        format!("{key}.x = 1\n"),
+    ] {
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.len() < 300,
+            "{} bytes: {}",
+            e.len(),
+            &e[..300.min(e.len())]
+        );
+        assert!(e.contains("…(+899920 bytes)"), "{e}");
+    }
+}
+
 fn s(v: &str) -> Value {
     Value::String(v.into())
 }

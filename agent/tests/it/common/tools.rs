@@ -78,3 +78,11 @@ pub fn ota_sign() -> PathBuf {
     assert!(path.exists(), "{} missing", path.display());
     path
 }
+
+/// Runs `ota-sign args…` in `dir`; it must succeed.
+pub fn ota_sign_in(dir: &Path, args: &[&str]) {
+    ok(
+        &output(Command::new(ota_sign()).current_dir(dir).args(args)),
+        &format!("ota-sign {args:?}"),
+    );
+}
