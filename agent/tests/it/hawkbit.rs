@@ -518,6 +518,8 @@ fn failing_health_check_reports_failure_after_the_rollback() {
         l.contains("rolled back") && l.contains("bootlimit"),
         "{d:#}"
     );
+    // The reason names the health check that failed (noted by mark-good).
+    assert!(l.contains("health check 50-app failed"), "{d:#}");
 }
 
 /// An artifact signed by a key the device does not trust: `failure` with
