@@ -34,12 +34,10 @@ use crate::update_status::{Phase, Progress};
 use crate::{Error, Result};
 use ddi::{Feedback, Steps};
 
-/// Subdirectory of `state_dir`.
-pub const DIR: &str = "hawkbit";
-/// The recorded action.
-const ACTION_FILE: &str = "action";
-/// The last action closed with success (id, version, feedback).
-const DONE_FILE: &str = "last-success";
+// The hawkBit files in `state_dir` are named, with every other state file,
+// in `crate::state`.
+pub use crate::state::HAWKBIT_DIR as DIR;
+use crate::state::{HAWKBIT_ACTION_FILE as ACTION_FILE, HAWKBIT_DONE_FILE as DONE_FILE};
 /// Largest DDI JSON document accepted.
 const MAX_JSON: usize = 256 * 1024;
 /// Steps of the `progress` counter: download, write, read-back, activation.
@@ -408,7 +406,7 @@ impl Ddi {
                 if current.is_some() {
                     self.forget()?;
                 }
-                let _ = std::fs::remove_dir_all(self.state.join("download"));
+                let _ = std::fs::remove_dir_all(self.state.join(crate::state::DOWNLOAD_DIR));
                 Feedback::new(
                     "closed",
                     "success",
@@ -458,7 +456,7 @@ impl Ddi {
             Err(e) => return fail(action, &e),
         };
         self.save(&action)?;
-        let dir = self.state.join("download");
+        let dir = self.state.join(crate::state::DOWNLOAD_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let file = dir.join(safe_name(&artifact.filename));
         let Some(href) = artifact.href.clone() else {
