@@ -1,7 +1,10 @@
-//! Sending DDI feedback: final and `proceeding` documents, and the
-//! install's progress reported as `proceeding` feedback.
+//! What the device tells the server: action feedback (final and
+//! `proceeding` documents, the install's progress as `proceeding`
+//! feedback) and the configData attributes.
 
-use super::ddi::{Feedback, Steps};
+use super::ddi::{self, Feedback, Steps};
+use super::host::Host;
+use crate::config::Config;
 use crate::net::Client;
 use crate::slots::Slot;
 use crate::update_status::{Phase, Progress};
@@ -22,6 +25,37 @@ pub(super) fn proceeding(client: &Client, url: &str, cnt: u32, detail: String) {
     if let Err(e) = send(client, url, &f) {
         log::warn!("hawkbit: progress feedback not sent: {e}");
     }
+}
+
+/// Answers configData: PUTs the device's attributes (mode `replace`).
+pub(super) fn put_config_data(
+    client: &Client,
+    config: &Config,
+    host: &mut dyn Host,
+    url: &str,
+) -> Result<()> {
+    let mut data = Vec::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            data.push(format!("{}:{}", ddi::quote(k), ddi::quote(&v)));
+        }
+    };
+    // goosebit keys its hardware and version on these names (as SWUpdate sends them).
+    put("hw_boardname", Some(config.product.clone()));
+    put("hw_revision", config.hardware.clone());
+    put("sw_version", host.installed_version());
+    put("agent_version", Some(env!("CARGO_PKG_VERSION").into()));
+    match host.boot() {
+        Ok(b) => {
+            put("booted_slot", Some(b.booted.to_string()));
+            put("boot_control", Some(b.backend.into()));
+        }
+        Err(e) => log::warn!("hawkbit: boot control unavailable: {e}"),
+    }
+    let doc = format!("{{\"mode\":\"replace\",\"data\":{{{}}}}}", data.join(","));
+    client.send_json("PUT", url, doc.as_bytes())?;
+    log::info!("hawkbit: configData sent");
+    Ok(())
 }
 
 /// Install progress as DDI `proceeding` feedback (write = 2, read-back = 3,

@@ -107,7 +107,7 @@ pub fn cycle(config: &Config, host: &mut dyn Host) -> Result<Duration> {
         sleep = s.max(h.poll_floor_s);
     }
     if let Some(link) = &root.config_data {
-        ddi.put_config_data(config, host, link)?;
+        feedback::put_config_data(&ddi.client, config, host, link)?;
     }
     if let Some(link) = &root.cancel_action {
         ddi.cancel(link)?;
@@ -261,31 +261,6 @@ impl Ddi {
         let f = Feedback::new("closed", "failure", None, detail);
         self.finish(a, f)?;
         Ok(true)
-    }
-
-    fn put_config_data(&self, config: &Config, host: &mut dyn Host, url: &str) -> Result<()> {
-        let mut data = Vec::new();
-        let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                data.push(format!("{}:{}", ddi::quote(k), ddi::quote(&v)));
-            }
-        };
-        // goosebit keys its hardware and version on these names (as SWUpdate sends them).
-        put("hw_boardname", Some(config.product.clone()));
-        put("hw_revision", config.hardware.clone());
-        put("sw_version", host.installed_version());
-        put("agent_version", Some(env!("CARGO_PKG_VERSION").into()));
-        match host.boot() {
-            Ok(b) => {
-                put("booted_slot", Some(b.booted.to_string()));
-                put("boot_control", Some(b.backend.into()));
-            }
-            Err(e) => log::warn!("hawkbit: boot control unavailable: {e}"),
-        }
-        let doc = format!("{{\"mode\":\"replace\",\"data\":{{{}}}}}", data.join(","));
-        self.client.send_json("PUT", url, doc.as_bytes())?;
-        log::info!("hawkbit: configData sent");
-        Ok(())
     }
 
     /// cancelAction: accepted while nothing is activated, refused after.
