@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::bootloader::{ab_power_on, uboot_power_on};
+use crate::common::bootloader::ab_power_on;
 use crate::common::disk::{UbootDisk, MIB};
 use crate::common::tools::AGENT;
 
@@ -187,20 +187,8 @@ impl Device {
     /// One power-on under U-Boot's boot-count rules (boot.cmd): returns the
     /// slot it boots and writes the kernel command line for it.
     fn boot_uboot(&mut self) -> char {
-        let before = self.disk.vars();
-        let mut after = before.clone();
-        let (slot, _) = uboot_power_on(&mut after);
+        let slot = self.disk.uboot_power_on();
         let slot = slot.suffix().chars().nth(1).unwrap();
-        // What boot.cmd / altbootcmd change, saved with the real fw_setenv
-        // (libubootenv 0.3 scripts are `name=value` lines).
-        let script: String = after
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(*v))
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect();
-        if !script.is_empty() {
-            self.disk.setenv(&script);
-        }
         fs::write(
             &self.cmdline,
             format!("console=ttyAMA0 root=PARTLABEL=rootfs_{slot} ota.slot={slot} quiet\n"),

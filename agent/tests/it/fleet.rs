@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
+use super::common::nginx;
 use super::common::openssl;
+use super::common::ports::free_port;
+use super::common::release::write_one_image_release;
 use super::common::rng::pseudo_random;
 use super::common::tools::{ota_sign, run, text, AGENT};
 
@@ -31,14 +34,6 @@ const SLOT_KIB: u64 = 64;
 const IMAGE_LEN: usize = 40_000;
 /// Devices running concurrently (the machine is shared).
 const WORKERS: usize = 4;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// nginx in the foreground: `www/` is the release server, `www/reports/`
 /// accepts PUT (WebDAV) and lists directories as JSON.
@@ -76,32 +71,8 @@ impl Nginx {
              }}\n",
             d = d.display()
         );
-        fs::write(d.join("nginx.conf"), conf).unwrap();
-        let mut child = Command::new("nginx")
-            .arg("-p")
-            .arg(d)
-            .arg("-e")
-            .arg(d.join("error.log"))
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .args(["-g", "daemon off; master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start nginx (scripts/install-deps: nginx-light)");
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx { child, dir, port };
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!(
-                    "nginx exited {st}: {}",
-                    fs::read_to_string(d.join("error.log")).unwrap_or_default()
-                );
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        panic!("nginx did not listen on 127.0.0.1:{port}");
+        let child = nginx::start(d, &conf, port).unwrap_or_else(|e| panic!("{e}"));
+        Nginx { child, dir, port }
     }
     fn www(&self) -> PathBuf {
         self.dir.path().join("www")
@@ -329,38 +300,8 @@ fn each<T: Send + Default>(devs: &mut [Device], f: impl Fn(&mut Device) -> T + S
 
 /// Writes and signs release `v` (one image) below `www`.
 fn release(www: &Path, key: &Path, v: &str, seed: u64) {
-    use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
     let rel = www.join(format!("rice-cooker/releases/{v}"));
-    fs::create_dir_all(&rel).unwrap();
-    let image = pseudo_random(IMAGE_LEN, seed);
-    fs::write(rel.join("rootfs.img"), &image).unwrap();
-    let blob = Blob {
-        size: image.len() as u64,
-        sha256: Digest::of(&image),
-    };
-    let now = ota_agent::bundle::time::now();
-    let m = Manifest {
-        product: "rice-cooker".into(),
-        hardware: vec![],
-        version: v.parse().unwrap(),
-        security_version: 1,
-        created: now - 60,
-        expires: now + 86400,
-        images: vec![Image {
-            name: "rootfs".into(),
-            file: "rootfs.img".into(),
-            payload: blob,
-            compression: Compression::None,
-            kind: Kind::Full,
-            result: blob,
-        }],
-    };
-    fs::write(rel.join("manifest.json"), m.to_json()).unwrap();
-    openssl::sign(
-        key,
-        &rel.join("manifest.json"),
-        &rel.join("manifest.json.sig"),
-    );
+    write_one_image_release(&rel, key, v, &pseudo_random(IMAGE_LEN, seed));
 }
 
 fn sign_cmd(sign: &Path, args: &[&str]) -> String {
@@ -384,6 +325,22 @@ fn status_json(sign: &Path, reports: &str, devices: &Path) -> serde_json::Value 
         ])
         .arg(devices));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `ota-sign rollout status` (the text table) of the reports below
+/// `www/reports` and the device registry `devices`, plus `extra` arguments.
+fn status_text(sign: &Path, www: &Path, devices: &Path, extra: &[&str]) -> String {
+    let reports = www.join("reports");
+    let mut args = vec![
+        "rollout",
+        "status",
+        "--reports",
+        reports.to_str().unwrap(),
+        "--devices",
+        devices.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sign_cmd(sign, &args)
 }
 
 fn release_of<'a>(st: &'a serde_json::Value, v: &str) -> &'a serde_json::Value {
@@ -528,17 +485,7 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     assert_eq!(sum("devices"), FLEET as u64);
     assert_eq!(sum("offered"), stage1.len() as u64);
     assert_eq!(sum("started"), stage1.len() as u64);
-    let table = sign_cmd(
-        &sign,
-        &[
-            "rollout",
-            "status",
-            "--reports",
-            www.join("reports").to_str().unwrap(),
-            "--devices",
-            registry.to_str().unwrap(),
-        ],
-    );
+    let table = status_text(&sign, &www, &registry, &[]);
     assert!(
         table.contains(&format!(
             "  rolled back  {stage1_bad} ({stage1_bad} health check 50-app failed)\n"
@@ -593,16 +540,19 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
 
     // Hostile reports: forged, replayed, 1 MB, invalid JSON, unknown device.
     // The verdict before them (a pause), computed without writing.
-    let decision = sign_cmd(
-        &sign,
-        &[
-            "rollout",
-            "evaluate",
-            "--dry-run",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    let dry_run = || {
+        sign_cmd(
+            &sign,
+            &[
+                "rollout",
+                "evaluate",
+                "--dry-run",
+                "--policy",
+                policy.to_str().unwrap(),
+            ],
+        )
+    };
+    let decision = dry_run();
     assert!(decision.starts_with("paused: "), "{decision}");
     let genuine = fs::read(&last).unwrap();
     let genuine_sig = fs::read(&sig).unwrap();
@@ -675,16 +625,7 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
         "{st:#}"
     );
     assert_eq!(release_of(&st, "1.4.0")["committed"], r["committed"]);
-    let decision2 = sign_cmd(
-        &sign,
-        &[
-            "rollout",
-            "evaluate",
-            "--dry-run",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    let decision2 = dry_run();
     let strip = |s: &str| s.trim_end().split(" [").next().unwrap().to_owned();
     assert_eq!(strip(&decision2), strip(&decision));
     assert!(
@@ -770,19 +711,7 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     assert_eq!(release_of(&st, "1.5.0")["committed"], FLEET);
     // The HTML page: one file, an inline SVG, no script.
     let html = w.join("status.html");
-    sign_cmd(
-        &sign,
-        &[
-            "rollout",
-            "status",
-            "--reports",
-            www.join("reports").to_str().unwrap(),
-            "--devices",
-            registry.to_str().unwrap(),
-            "--html",
-            html.to_str().unwrap(),
-        ],
-    );
+    status_text(&sign, &www, &registry, &["--html", html.to_str().unwrap()]);
     let page = fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("<polyline") && !page.contains("<script"));
     eprintln!(

@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::bootloader::uboot_power_on;
-use crate::common::disk::{UbootDisk, MIB, UBOOT_AB};
+use crate::common::device::agent_root;
+use crate::common::disk::{UbootDisk, FACTORY_ENV, MIB, UBOOT_AB};
+use crate::common::ports::free_port;
 use crate::common::rng::Rng;
 use crate::common::tools::{ota_sign, text, AGENT};
 
@@ -32,14 +33,6 @@ const PART: u64 = 4 * MIB;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hawkbit/goosebit-server")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One goosebit process with its own state directory; killed on drop.
@@ -151,44 +144,30 @@ impl Device {
         let root = dir.path().to_owned();
         let disk = UbootDisk::new(&root, 16 * MIB, UBOOT_AB);
         let slot_offset = [disk.offset("rootfs_a"), disk.offset("rootfs_b")];
-        for sub in ["keys", "state", "health.d"] {
-            fs::create_dir(root.join(sub)).unwrap();
-        }
-        fs::write(root.join("os-release"), "VERSION_ID=1.0.0\n").unwrap();
         fs::write(root.join("token"), "t0ken-rc-1\n").unwrap();
-        let config = root.join("ota-agent.toml");
-        fs::write(
-            &config,
-            format!(
-                "product = \"rice-cooker\"\ndisk = \"{}\"\nfw_env_config = \"{}\"\n\
-                 device_id = \"{ID}\"\n\
-                 state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
-                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n\
+        // The device trusts a release key made by ota-sign.
+        let config = agent_root(
+            &root,
+            &disk.disk,
+            &disk.fw_env,
+            &format!(
+                "device_id = \"{ID}\"\n\
                  reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {r}/reboots\"]\n\
                  danger_allow_http = true\nretry_attempts = 6\nread_timeout_s = 10\n\
                  [hawkbit]\nurl = \"{server}\"\ntenant = \"DEFAULT\"\n\
                  auth = \"target_token\"\ntoken_file = \"{r}/token\"\npoll_floor_s = 1\n",
-                disk.disk.display(),
-                disk.fw_env.display(),
                 r = root.display()
             ),
-        )
-        .unwrap();
-        disk.mkenv(
-            "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
-             altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n",
         );
-        let dev = Device {
+        disk.mkenv(FACTORY_ENV);
+        Device {
             _dir: dir,
             root,
             disk,
             config,
             slot_offset,
             booted: "a",
-        };
-        dev.sign(&["keygen", "--out", "release"]);
-        fs::rename(dev.file("release.pub"), dev.file("keys/release.pem")).unwrap();
-        dev
+        }
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -265,17 +244,7 @@ impl Device {
     /// One power-on under U-Boot's rules; the slot booted becomes `booted`
     /// and its release the os-release `VERSION_ID`.
     fn power_on(&mut self, versions: [&str; 2]) -> &'static str {
-        let before = self.vars();
-        let mut after = before.clone();
-        let (slot, _) = uboot_power_on(&mut after);
-        let script: String = after
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(*v))
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect();
-        if !script.is_empty() {
-            self.disk.setenv(&script);
-        }
+        let slot = self.disk.uboot_power_on();
         let (name, v) = if slot.suffix() == "_b" {
             ("b", versions[1])
         } else {

@@ -18,7 +18,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::disk::{UbootDisk, MIB, UBOOT_AB};
+use crate::common::device::agent_root;
+use crate::common::disk::{UbootDisk, FACTORY_ENV, MIB, UBOOT_AB};
 use crate::common::rng::Rng;
 use crate::common::tools::{ok, ota_sign_in, AGENT};
 
@@ -56,24 +57,16 @@ impl Device {
         let root = dir.path().to_owned();
         let disk = UbootDisk::new(&root, 16 * MIB, UBOOT_AB);
         let slot_offset = [disk.offset("rootfs_a"), disk.offset("rootfs_b")];
-        for sub in ["keys", "state", "health.d"] {
-            fs::create_dir(root.join(sub)).unwrap();
-        }
-        fs::write(root.join("os-release"), "VERSION_ID=1.0.0\n").unwrap();
-        let config = root.join("ota-agent.toml");
-        fs::write(
-            &config,
-            format!(
-                "product = \"rice-cooker\"\ndisk = \"{}\"\nfw_env_config = \"{}\"\n\
-                 state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
-                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n\
-                 reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {r}/reboots\"]\n",
-                disk.disk.display(),
-                disk.fw_env.display(),
-                r = root.display()
+        // The device trusts a release key made by ota-sign.
+        let config = agent_root(
+            &root,
+            &disk.disk,
+            &disk.fw_env,
+            &format!(
+                "reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {}/reboots\"]\n",
+                root.display()
             ),
-        )
-        .unwrap();
+        );
         let dev = Device {
             _dir: dir,
             root,
@@ -81,18 +74,7 @@ impl Device {
             config,
             slot_offset,
         };
-        // Factory environment: slot a, no trial, a fallback script.
-        dev.disk.mkenv(
-            "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
-             altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n",
-        );
-        // Release key made by ota-sign; the device trusts its public half.
-        ota_sign_in(&dev.root, &["keygen", "--out", "release"]);
-        fs::rename(
-            dev.root.join("release.pub"),
-            dev.root.join("keys/release.pem"),
-        )
-        .unwrap();
+        dev.disk.mkenv(FACTORY_ENV);
         dev
     }
 

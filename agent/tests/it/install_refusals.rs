@@ -19,13 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::disk::{UbootDisk, ENV_OFFSET, ENV_SIZE, MIB};
+use crate::common::device::agent_root;
+use crate::common::disk::{UbootDisk, ENV_OFFSET, ENV_SIZE, FACTORY_ENV, MIB};
 use crate::common::tools::{ota_sign_in, tool, AGENT};
 
 const DISK: u64 = 16 * MIB;
 const STATUS: &str = "update-status.json";
-const FULL_ENV: &str = "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
-                        altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n";
 /// The usual layout: boot at 2 MiB (after the env copies), two 2 MiB slots,
 /// data to the end.
 const LAYOUT: &[(&str, u32)] = &[
@@ -72,25 +71,7 @@ impl Rig {
         let first = ud.read_at(ENV_OFFSET, ENV_SIZE);
         ud.write_at(ENV_OFFSET + ENV_SIZE as u64, &first);
         let (disk, fw_env) = (ud.disk.clone(), ud.fw_env.clone());
-        let d = disk.to_str().unwrap();
-        for sub in ["keys", "state", "health.d"] {
-            fs::create_dir(root.join(sub)).unwrap();
-        }
-        fs::write(root.join("os-release"), "VERSION_ID=1.0.0\n").unwrap();
-        let config = root.join("ota-agent.toml");
-        fs::write(
-            &config,
-            format!(
-                "product = \"rice-cooker\"\ndisk = \"{d}\"\nfw_env_config = \"{}\"\n\
-                 state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
-                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n{extra}",
-                fw_env.display(),
-                r = root.display()
-            ),
-        )
-        .unwrap();
-        ota_sign_in(&root, &["keygen", "--out", "release"]);
-        fs::rename(root.join("release.pub"), root.join("keys/release.pem")).unwrap();
+        let config = agent_root(&root, &disk, &fw_env, extra);
         let img: Vec<u8> = (0..MIB as u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
@@ -243,7 +224,7 @@ fn slot_over_the_env_copies_is_refused() {
         "-c",
         "4:data",
     ];
-    let rig = Rig::new(LAYOUT, Some(&layout), FULL_ENV);
+    let rig = Rig::new(LAYOUT, Some(&layout), FACTORY_ENV);
     let e = rig.refused("overlaps the U-Boot env copy 1");
     assert!(
         e.contains("rootfs_b") && e.contains("nothing was written"),
@@ -254,7 +235,7 @@ fn slot_over_the_env_copies_is_refused() {
 /// rootfs_b moved over the start of `data`.
 #[test]
 fn slot_over_another_partition_is_refused() {
-    let rig = Rig::new(LAYOUT, None, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FACTORY_ENV);
     // Usual layout: rootfs_b is LBAs 10240..=14335, data starts at 14336.
     move_entry(&rig.disk, "rootfs_b", 12288, 16383);
     rig.refused("overlaps partition `data`");
@@ -263,10 +244,10 @@ fn slot_over_another_partition_is_refused() {
 /// rootfs_b over the primary GPT, and over the backup GPT at the disk's end.
 #[test]
 fn slot_over_a_gpt_area_is_refused() {
-    let rig = Rig::new(LAYOUT, None, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FACTORY_ENV);
     move_entry(&rig.disk, "rootfs_b", 1, 4096);
     rig.refused("outside the GPT's usable area");
-    let rig = Rig::new(&LAYOUT[..3], None, FULL_ENV); // no data partition
+    let rig = Rig::new(&LAYOUT[..3], None, FACTORY_ENV); // no data partition
     let last = DISK / 512 - 1;
     move_entry(&rig.disk, "rootfs_b", last - 4095, last);
     rig.refused("outside the GPT's usable area");
@@ -286,7 +267,7 @@ fn slot_over_the_bootctrl_block_is_refused() {
     let rig = Rig::with_config(
         layout,
         None,
-        FULL_ENV,
+        FACTORY_ENV,
         "bootloader = \"android\"\nmisc_partition = \"misc\"\n",
     );
     rig.agent_ok(&["set-active", "a", "--reinit"]);
@@ -310,7 +291,7 @@ fn env_without_contract_variables_is_refused() {
 /// A payload that is a FIFO: refused at once, not a hang.
 #[test]
 fn fifo_payload_is_refused_without_waiting() {
-    let rig = Rig::new(LAYOUT, None, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FACTORY_ENV);
     let payload = rig.root.join("bundle/rootfs.img");
     fs::remove_file(&payload).unwrap();
     tool("mkfifo", &[payload.to_str().unwrap()]);
@@ -320,7 +301,7 @@ fn fifo_payload_is_refused_without_waiting() {
 /// A payload symlink leading out of the bundle directory.
 #[test]
 fn payload_link_out_of_the_bundle_is_refused() {
-    let rig = Rig::new(LAYOUT, None, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FACTORY_ENV);
     let payload = rig.root.join("bundle/rootfs.img");
     fs::rename(&payload, rig.root.join("outside.img")).unwrap();
     std::os::unix::fs::symlink("../outside.img", &payload).unwrap();
@@ -344,7 +325,7 @@ fn payload_link_out_of_the_bundle_is_refused() {
 /// `state_dir` on a 64 KiB tmpfs: less than the install needs there.
 #[test]
 fn full_state_dir_is_refused() {
-    let rig = Rig::new(LAYOUT, None, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FACTORY_ENV);
     let state = rig.root.join("state");
     tool(
         "mount",
@@ -372,7 +353,7 @@ fn full_state_dir_is_refused() {
 /// the rig's fault), and the local payload was hashed before slot b changed.
 #[test]
 fn the_rig_installs_when_nothing_is_wrong() {
-    let rig = Rig::new(LAYOUT, None, FULL_ENV);
+    let rig = Rig::new(LAYOUT, None, FACTORY_ENV);
     let (out, _) = rig.install();
     assert!(
         out.status.success(),

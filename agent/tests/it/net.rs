@@ -11,7 +11,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,25 +21,15 @@ use ota_agent::net::fetch::Stats;
 
 use crate::common::disk::{UbootDisk, MIB, UBOOT_AB};
 use crate::common::mcu_sim as sim;
+use crate::common::nginx;
 use crate::common::openssl;
+use crate::common::ports::{free_port, free_ports};
+use crate::common::release::{one_image_manifest, write_one_image_release};
 use crate::common::rng::{pseudo_random, Rng};
 use crate::common::tools::{run, text, AGENT};
 use ota_agent::net::{
     fetch_to_file, Backoff, Client, Download, NetErrorKind, NetSettings, TlsFiles,
 };
-
-fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-/// `N` distinct free ports: the listeners are held until all are picked
-/// (one after the other, the kernel may hand out the same port twice).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
 
 /// nginx in the foreground from a temporary prefix: `www/` is its root; an
 /// http server, and with `tls` an https server (and an https server that
@@ -174,42 +164,14 @@ impl Nginx {
              }}\n",
             d = d.display()
         );
-        fs::write(d.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(d)
-            .arg("-e")
-            .arg(d.join("error.log"))
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .args(["-g", "daemon off; master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nginx (scripts/install-deps: nginx-light): {e}")
-            });
-        let mut n = Nginx {
+        let child = nginx::start(d, &conf, port)?;
+        Ok(Nginx {
             child,
             dir,
             port,
             tls_port,
             mtls_port,
-        };
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(n);
-            }
-            if let Ok(Some(st)) = n.child.try_wait() {
-                return Err(format!(
-                    "nginx exited {st}: {}",
-                    fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default()
-                ));
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        let _ = n.child.kill();
-        Err(format!("nginx did not listen on 127.0.0.1:{port}"))
+        })
     }
     fn www(&self) -> PathBuf {
         self.dir.path().join("www")
@@ -757,34 +719,13 @@ impl Device {
 /// Publishes release 1.4.0 (one full image) and the stable channel.
 fn publish(www: &Path, key: &Path, percent: u8, paused: bool) -> Vec<u8> {
     use ota_agent::bundle::channel::{Channel, Rollout};
-    use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
-    let rel = www.join("rice-cooker/releases/1.4.0");
-    fs::create_dir_all(&rel).unwrap();
     let image = pseudo_random(300_000, 9);
-    fs::write(rel.join("rootfs.img"), &image).unwrap();
-    let blob = Blob {
-        size: image.len() as u64,
-        sha256: Digest::of(&image),
-    };
-    let now = ota_agent::bundle::time::now();
-    let m = Manifest {
-        product: "rice-cooker".into(),
-        hardware: vec![],
-        version: semver::Version::new(1, 4, 0),
-        security_version: 1,
-        created: now - 60,
-        expires: now + 86400,
-        images: vec![Image {
-            name: "rootfs".into(),
-            file: "rootfs.img".into(),
-            payload: blob,
-            compression: Compression::None,
-            kind: Kind::Full,
-            result: blob,
-        }],
-    };
-    fs::write(rel.join("manifest.json"), m.to_json()).unwrap();
-    sign(key, &rel.join("manifest.json"));
+    let m = write_one_image_release(
+        &www.join("rice-cooker/releases/1.4.0"),
+        key,
+        "1.4.0",
+        &image,
+    );
     let c = Channel {
         product: "rice-cooker".into(),
         channel: "stable".into(),
@@ -796,8 +737,8 @@ fn publish(www: &Path, key: &Path, percent: u8, paused: bool) -> Vec<u8> {
             paused,
             lease_until: None,
         },
-        created: now - 60,
-        expires: now + 86400,
+        created: m.created,
+        expires: m.expires,
         reports: None,
     };
     fs::write(www.join("rice-cooker/stable.json"), c.to_json()).unwrap();
@@ -905,7 +846,6 @@ fn check_update_daemon_end_to_end() {
 /// re-upload of the same bytes (new ETag) continues at the same offset.
 #[test]
 fn http_payloads_resume_at_the_installer_offset() {
-    use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
     use ota_agent::net::payloads::HttpPayloads;
     use ota_agent::state::StateDir;
     let nginx = Nginx::start(None);
@@ -914,26 +854,7 @@ fn http_payloads_resume_at_the_installer_offset() {
     fs::create_dir(&rel).unwrap();
     let path = rel.join("rootfs.img");
     fs::write(&path, &data).unwrap();
-    let blob = Blob {
-        size: data.len() as u64,
-        sha256: Digest::of(&data),
-    };
-    let manifest = Manifest {
-        product: "p".into(),
-        hardware: vec![],
-        version: semver::Version::new(1, 0, 0),
-        security_version: 0,
-        created: 0,
-        expires: 1,
-        images: vec![Image {
-            name: "rootfs".into(),
-            file: "rootfs.img".into(),
-            payload: blob,
-            compression: Compression::None,
-            kind: Kind::Full,
-            result: blob,
-        }],
-    };
+    let manifest = one_image_manifest("p", semver::Version::new(1, 0, 0), 0, (0, 1), &data);
     let state_tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(state_tmp.path());
     let proxy = Proxy::start(nginx.port, cut_once(0, |_| 50_000), Box::new(|_| {}));

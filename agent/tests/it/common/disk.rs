@@ -10,6 +10,9 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use ota_agent::slots::Slot;
+
+use super::bootloader::uboot_power_on;
 use super::tools::tool;
 
 pub const MIB: u64 = 1 << 20;
@@ -24,6 +27,11 @@ pub const UBOOT_AB: &[(&str, u32)] = &[
     ("rootfs_b", 4096),
     ("data", 0),
 ];
+
+/// A factory environment (for [`UbootDisk::mkenv`]): slot a, no trial, the
+/// contract's boot counting and a fallback script.
+pub const FACTORY_ENV: &str = "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
+                               altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n";
 
 /// Partitions `path`, a new image of `size` bytes, with `sgdisk`: `parts`
 /// are (name, size in KiB; 0 = the rest) in order, the first one at sector
@@ -156,6 +164,25 @@ impl UbootDisk {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// One power-on under U-Boot's boot-count rules
+    /// ([`uboot_power_on`]) on this environment; what boot.cmd /
+    /// altbootcmd change is saved with the real fw_setenv (libubootenv 0.3
+    /// scripts are `name=value` lines). Returns the slot booted.
+    pub fn uboot_power_on(&self) -> Slot {
+        let before = self.vars();
+        let mut after = before.clone();
+        let (slot, _) = uboot_power_on(&mut after);
+        let script: String = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        if !script.is_empty() {
+            self.setenv(&script);
+        }
+        slot
     }
 
     /// Applies `script` (libubootenv `name=value` lines; an empty value

@@ -1,0 +1,45 @@
+//! nginx (the real server, from scripts/install-deps: nginx-light) in the
+//! foreground from a temporary prefix, for the tests that fetch over HTTP.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+/// Starts nginx with `conf` written to `prefix/nginx.conf` (its error log
+/// is `prefix/error.log`), and waits (at most 5 s) until it accepts on
+/// 127.0.0.1:`port`. The error says why it did not: nginx's error log when
+/// it exited (the child is then reaped), or that it never listened (the
+/// child is then killed).
+pub fn start(prefix: &Path, conf: &str, port: u16) -> Result<Child, String> {
+    fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    let mut child = Command::new("nginx")
+        .arg("-p")
+        .arg(prefix)
+        .arg("-e")
+        .arg(prefix.join("error.log"))
+        .arg("-c")
+        .arg(prefix.join("nginx.conf"))
+        .args(["-g", "daemon off; master_process off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start nginx (scripts/install-deps: nginx-light): {e}"));
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!(
+                "nginx exited {st}: {}",
+                fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+            ));
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("nginx did not listen on 127.0.0.1:{port}"))
+}
