@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
-use super::common::nginx;
+use super::common::nginx::Nginx;
 use super::common::openssl;
 use super::common::ports::free_port;
 use super::common::release::write_one_image_release;
@@ -37,56 +37,34 @@ const WORKERS: usize = 4;
 
 /// nginx in the foreground: `www/` is the release server, `www/reports/`
 /// accepts PUT (WebDAV) and lists directories as JSON.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Nginx {
-    fn start() -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::create_dir_all(d.join("www/reports")).unwrap();
-        fs::create_dir(d.join("tmp")).unwrap();
-        let port = free_port();
-        let conf = format!(
-            "worker_processes 1;
-             pid {d}/nginx.pid;
-             events {{ worker_connections 256; }}
-             http {{
-               access_log {d}/access.log;
-               client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
-               uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
-               types {{ application/json json; }}
-               default_type application/octet-stream;
-               server {{
-                 listen 127.0.0.1:{port}; root {d}/www;
-                 location /reports/ {{
-                   dav_methods PUT; create_full_put_path on; dav_access user:rw all:r;
-                   client_max_body_size 4k;
-                   autoindex on; autoindex_format json;
-                 }}
-               }}
-             }}\n",
-            d = d.display()
-        );
-        let child = nginx::start(d, &conf, port).unwrap_or_else(|e| panic!("{e}"));
-        Nginx { child, dir, port }
-    }
-    fn www(&self) -> PathBuf {
-        self.dir.path().join("www")
-    }
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_nginx() -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("www/reports")).unwrap();
+    fs::create_dir(d.join("tmp")).unwrap();
+    let port = free_port();
+    let conf = format!(
+        "worker_processes 1;
+         pid {d}/nginx.pid;
+         events {{ worker_connections 256; }}
+         http {{
+           access_log {d}/access.log;
+           client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+           uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+           types {{ application/json json; }}
+           default_type application/octet-stream;
+           server {{
+             listen 127.0.0.1:{port}; root {d}/www;
+             location /reports/ {{
+               dav_methods PUT; create_full_put_path on; dav_access user:rw all:r;
+               client_max_body_size 4k;
+               autoindex on; autoindex_format json;
+             }}
+           }}
+         }}\n",
+        d = d.display()
+    );
+    Nginx::start(dir, &conf, port).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The oracle for the rollout bucket (docs/channel.md), computed here with
@@ -362,7 +340,7 @@ fn fleet_rollout_pauses_a_bad_release_and_completes_a_good_one() {
     let sign = ota_sign();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let nginx = Nginx::start();
+    let nginx = start_nginx();
     let www = nginx.www();
     let f = Factory::new(&w.join("factory"));
     let server = nginx.url("");
@@ -816,7 +794,7 @@ fn dir_bytes(p: &Path) -> u64 {
 fn report_target_faults_never_hold_an_update() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let nginx = Nginx::start();
+    let nginx = start_nginx();
     let www = nginx.www();
     let f = Factory::new(&w.join("factory"));
     let target = Target::start();

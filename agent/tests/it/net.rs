@@ -11,7 +11,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -35,11 +35,17 @@ use ota_agent::net::{
 /// http server, and with `tls` an https server (and an https server that
 /// requires a client certificate signed by the CA).
 struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
+    http: nginx::Nginx,
     tls_port: u16,
     mtls_port: u16,
+}
+
+/// The plain-HTTP server's port, `www()` and `url()`.
+impl std::ops::Deref for Nginx {
+    type Target = nginx::Nginx;
+    fn deref(&self) -> &nginx::Nginx {
+        &self.http
+    }
 }
 
 /// Certificates made by openssl: a CA, a server cert for IP 127.0.0.1 and
@@ -164,27 +170,11 @@ impl Nginx {
              }}\n",
             d = d.display()
         );
-        let child = nginx::start(d, &conf, port)?;
         Ok(Nginx {
-            child,
-            dir,
-            port,
+            http: nginx::Nginx::start(dir, &conf, port)?,
             tls_port,
             mtls_port,
         })
-    }
-    fn www(&self) -> PathBuf {
-        self.dir.path().join("www")
-    }
-    fn url(&self, file: &str) -> String {
-        format!("http://127.0.0.1:{}/{file}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,17 +3,52 @@
 
 use std::fs;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
+
+/// A running nginx whose prefix is a temporary directory with the
+/// document root `www/`; killed on drop.
+pub struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Where its plain-HTTP server listens on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Nginx {
+    /// Starts nginx with prefix `dir` and `conf` (see [`spawn`]); `port`
+    /// is its plain-HTTP server's.
+    pub fn start(dir: tempfile::TempDir, conf: &str, port: u16) -> Result<Nginx, String> {
+        let child = spawn(dir.path(), conf, port)?;
+        Ok(Nginx { child, dir, port })
+    }
+
+    /// The document root.
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// The plain-HTTP URL of `path` below the document root.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// Starts nginx with `conf` written to `prefix/nginx.conf` (its error log
 /// is `prefix/error.log`), and waits (at most 5 s) until it accepts on
 /// 127.0.0.1:`port`. The error says why it did not: nginx's error log when
 /// it exited (the child is then reaped), or that it never listened (the
 /// child is then killed).
-pub fn start(prefix: &Path, conf: &str, port: u16) -> Result<Child, String> {
+fn spawn(prefix: &Path, conf: &str, port: u16) -> Result<Child, String> {
     fs::write(prefix.join("nginx.conf"), conf).unwrap();
     let mut child = Command::new("nginx")
         .arg("-p")
