@@ -41,30 +41,20 @@ fn start_nginx() -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fs::create_dir_all(d.join("www/reports")).unwrap();
-    fs::create_dir(d.join("tmp")).unwrap();
     let port = free_port();
-    let conf = format!(
-        "worker_processes 1;
-         pid {d}/nginx.pid;
-         events {{ worker_connections 256; }}
-         http {{
-           access_log {d}/access.log;
-           client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
-           uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
-           types {{ application/json json; }}
-           default_type application/octet-stream;
-           server {{
-             listen 127.0.0.1:{port}; root {d}/www;
-             location /reports/ {{
-               dav_methods PUT; create_full_put_path on; dav_access user:rw all:r;
-               client_max_body_size 4k;
-               autoindex on; autoindex_format json;
-             }}
+    let http = format!(
+        "types {{ application/json json; }}
+         server {{
+           listen 127.0.0.1:{port}; root {d}/www;
+           location /reports/ {{
+             dav_methods PUT; create_full_put_path on; dav_access user:rw all:r;
+             client_max_body_size 4k;
+             autoindex on; autoindex_format json;
            }}
-         }}\n",
+         }}",
         d = d.display()
     );
-    Nginx::start(dir, &conf, port).unwrap_or_else(|e| panic!("{e}"))
+    Nginx::start(dir, &http, port).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The oracle for the rollout bucket (docs/channel.md), computed here with

@@ -136,7 +136,6 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         fs::create_dir(d.join("www")).unwrap();
-        fs::create_dir(d.join("tmp")).unwrap();
         let [port, tls_port, mtls_port] = free_ports::<3>();
         let mut servers = format!(
             "server {{ listen 127.0.0.1:{port}; root {0}/www; }}\n",
@@ -155,23 +154,11 @@ impl Nginx {
                 ca = pki.path("ca.pem").display(),
             ));
         }
-        let t = d.join("tmp").display().to_string();
-        let conf = format!(
-            "worker_processes 1;
-             pid {d}/nginx.pid;
-             events {{ worker_connections 64; }}
-             http {{
-               access_log {d}/access.log;
-               client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};
-               uwsgi_temp_path {t}; scgi_temp_path {t};
-               types {{ application/octet-stream bin img; application/json json; }}
-               default_type application/octet-stream;
-               {servers}
-             }}\n",
-            d = d.display()
+        let http = format!(
+            "types {{ application/octet-stream bin img; application/json json; }}\n{servers}"
         );
         Ok(Nginx {
-            http: nginx::Nginx::start(dir, &conf, port)?,
+            http: nginx::Nginx::start(dir, &http, port)?,
             tls_port,
             mtls_port,
         })

@@ -18,10 +18,27 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx with prefix `dir` and `conf` (see [`spawn`]); `port`
-    /// is its plain-HTTP server's.
-    pub fn start(dir: tempfile::TempDir, conf: &str, port: u16) -> Result<Nginx, String> {
-        let child = spawn(dir.path(), conf, port)?;
+    /// Starts nginx with prefix `dir` (one worker, temporary files in
+    /// `dir/tmp`, access log `dir/access.log`, files served as
+    /// `application/octet-stream` unless `http` says otherwise), `http`
+    /// (`types` and `server` blocks) in its `http` block, and waits for it
+    /// (see [`spawn`]); `port` is its plain-HTTP server's.
+    pub fn start(dir: tempfile::TempDir, http: &str, port: u16) -> Result<Nginx, String> {
+        let d = dir.path().display();
+        fs::create_dir(dir.path().join("tmp")).unwrap();
+        let conf = format!(
+            "worker_processes 1;
+             pid {d}/nginx.pid;
+             events {{ worker_connections 256; }}
+             http {{
+               access_log {d}/access.log;
+               client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+               uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+               default_type application/octet-stream;
+               {http}
+             }}\n"
+        );
+        let child = spawn(dir.path(), &conf, port)?;
         Ok(Nginx { child, dir, port })
     }
 
