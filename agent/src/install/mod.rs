@@ -1053,7 +1053,7 @@ fn write_full<D: Disk + ?Sized>(
                 if at_end {
                     break;
                 }
-                let mut dec = bzip2::bufread::BzDecoder::new(&mut input);
+                let mut dec = crate::bundle::bunzip::Decoder::new(&mut input);
                 if let Err(e) = io::copy(&mut dec, &mut sink) {
                     // Sink errors (too much data, flash I/O) keep their kind.
                     let from_sink = sink.flash_failed
