@@ -679,15 +679,7 @@ mod tests {
     #[test]
     fn decodes_what_libbz2_rs_writes_at_every_level() {
         for level in [1, 5, 9] {
-            for (seed, len) in [
-                (1, 0),
-                (2, 1),
-                (3, 4),
-                (4, 5),
-                (5, 256),
-                (6, 250_000),
-                (7, 1_200_000),
-            ] {
+            for (seed, len) in [(1, 0), (2, 1), (3, 4), (4, 5), (5, 256), (6, 150_000)] {
                 let data = sample(seed, len);
                 assert_eq!(
                     unbz(&bz(&data, level)).unwrap(),
@@ -696,12 +688,16 @@ mod tests {
                 );
             }
         }
+        // Several blocks in one stream. (Sizes are modest: the 32-bit build
+        // runs these under qemu-arm, unoptimised.)
+        let data = sample(7, 350_000);
+        assert_eq!(unbz(&bz(&data, 1)).unwrap(), data, "4 blocks");
     }
 
     #[test]
     fn decodes_what_the_bzip2_tool_writes() {
         // Debian's bzip2 (libbzip2): an independent encoder.
-        let data = sample(11, 2_500_000);
+        let data = sample(11, 400_000);
         for level in ["-1", "-9"] {
             let mut child = Command::new("bzip2")
                 .args(["-c", level])
@@ -735,7 +731,7 @@ mod tests {
 
     #[test]
     fn concatenated_streams_are_one_output() {
-        let (a, b) = (sample(21, 300_000), sample(22, 1000));
+        let (a, b) = (sample(21, 120_000), sample(22, 1000));
         let mut cat = bz(&a, 1);
         cat.extend(bz(&[], 9));
         cat.extend(bz(&b, 3));
@@ -821,7 +817,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
         fn round_trips(data in proptest::collection::vec(prop_oneof![Just(0u8), Just(7u8), any::<u8>()], 0..20_000),
                        level in 1u32..=9) {
