@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ota_agent::bundle::channel::{Channel, Rollout};
 use ota_agent::bundle::{self, time, Bundle, Kind, Manifest, PublicKey, TrustedKeys};
 
+use crate::args::{name_eq_file, need, string};
 use crate::delta;
 use crate::error::{usage, Error, Result};
 use crate::keys;
@@ -16,15 +17,6 @@ use crate::progress::Progress;
 /// Returns Ok(true) after printing `text` when the argument is -h/--help.
 fn is_help(arg: &lexopt::Arg) -> bool {
     matches!(arg, lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))
-}
-
-pub(crate) fn string(v: OsString) -> Result<String> {
-    v.into_string()
-        .map_err(|v| Error::Usage(format!("argument {v:?} is not valid UTF-8")))
-}
-
-pub(crate) fn need<T>(v: Option<T>, what: &str) -> Result<T> {
-    v.ok_or_else(|| Error::Usage(format!("missing {what} (try --help)")))
 }
 
 /// Collects exactly `n` positional arguments.
@@ -207,15 +199,6 @@ pub fn verify(args: Vec<OsString>) -> Result<()> {
     Ok(())
 }
 
-/// Parses `NAME=FILE`.
-pub(crate) fn name_eq_file(v: OsString) -> Result<(String, PathBuf)> {
-    let s = string(v)?;
-    match s.split_once('=') {
-        Some((n, f)) if !n.is_empty() && !f.is_empty() => Ok((n.to_owned(), PathBuf::from(f))),
-        _ => Err(Error::Usage(format!("{s:?} is not NAME=FILE"))),
-    }
-}
-
 const PUBLISH_HELP: &str = "\
 usage: ota-sign publish --key K --channel NAME --manifest PATH --rollout PERCENT
                         [--seed S] [--pause] [--expires-in DAYS] [--manifest-url REL]
@@ -270,7 +253,7 @@ pub fn publish(args: Vec<OsString>) -> Result<()> {
         Some(u) => u,
         None => relative_to(&manifest_path, &out)?,
     };
-    let now = crate::build::now();
+    let now = crate::args::now();
     let c = Channel {
         product: m.product.clone(),
         channel: channel.clone(),

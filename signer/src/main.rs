@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 
+mod args;
 mod build;
 mod commands;
 mod delta;

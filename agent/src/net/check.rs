@@ -5,7 +5,7 @@
 //! Order of the decision (the first that applies wins):
 //! 1. the channel file is for another product or channel → error;
 //! 2. it expired (clock sanity as for manifests: an unset clock is judged
-//!    as [`CLOCK_FLOOR`](crate::bundle::CLOCK_FLOOR)) → error;
+//!    as [`CLOCK_FLOOR`]) → error;
 //! 3. its version is not newer than the installed one → no update;
 //! 4. the rollout is paused → no update;
 //! 5. the device's bucket is not below `percent` → no update;
@@ -100,7 +100,7 @@ impl fmt::Display for Decision {
 
 /// What the device knows when judging a channel file.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub struct ChannelFacts<'a> {
     /// Configured product.
     pub product: &'a str,
     /// Configured channel name.
@@ -119,7 +119,7 @@ pub fn channel_url(server: &str, product: &str, channel: &str) -> String {
 }
 
 /// Decides from a verified, parsed channel file (pure; see the module docs).
-pub fn decide(c: &Channel, channel_url: &str, d: &Facts) -> Result<Decision, BundleError> {
+pub fn decide(c: &Channel, channel_url: &str, d: &ChannelFacts) -> Result<Decision, BundleError> {
     let bad = |m: String| BundleError::Channel(m);
     if c.product != d.product {
         return Err(bad(format!(
@@ -171,7 +171,7 @@ pub fn check(
     client: &Client,
     server: &str,
     keys: &TrustedKeys,
-    facts: &Facts,
+    facts: &ChannelFacts,
 ) -> Result<(Channel, Decision)> {
     let url = channel_url(server, facts.product, facts.channel);
     let bytes = client.get_small(&url, channel::MAX_LEN)?;
@@ -204,8 +204,8 @@ mod tests {
         }
     }
 
-    fn facts<'a>(installed: &'a semver::Version, id: &'a str) -> Facts<'a> {
-        Facts {
+    fn facts<'a>(installed: &'a semver::Version, id: &'a str) -> ChannelFacts<'a> {
+        ChannelFacts {
             product: "rice-cooker",
             channel: "stable",
             installed,
