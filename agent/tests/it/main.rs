@@ -19,5 +19,6 @@ mod gpt_slots;
 mod install_cli;
 mod install_power;
 mod install_refusals;
+mod large_offsets;
 mod mcu;
 mod net;

@@ -8,26 +8,13 @@
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 
 use ota_agent::install::storage::{Disk, FileDisk, SlotWriter};
 use ota_agent::slots::{Layout, Slot};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_ota-agent");
-const GIB: u64 = 1 << 30;
+use crate::common::tools::{tool as run, AGENT};
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); scripts/install-deps"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+const GIB: u64 = 1 << 30;
 
 /// Bytes that differ at every offset (a shifted or truncated offset shows).
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
