@@ -36,11 +36,14 @@ pub mod config;
 pub mod durable;
 pub mod error;
 pub mod gpt;
+#[cfg(feature = "hawkbit")] // hawkbit:
+pub mod hawkbit; // hawkbit:
 pub mod health;
 pub mod install;
 pub mod logger;
 pub mod mcu;
 pub mod net;
+pub mod report;
 pub mod slots;
 pub mod state;
 pub mod update;

@@ -19,6 +19,7 @@ mod boot;
 mod env;
 mod mcu;
 mod progress;
+mod report;
 mod update;
 mod verify;
 
@@ -41,6 +42,8 @@ commands:
   env print [NAME...]        like fw_printenv
   env set NAME [VALUE...]    like fw_setenv (also: env set -s SCRIPT|-)
   mcu status                 ask the appliance MCU for its state
+  identity [--registry-line] device id and report public key (PEM)
+  report [--send]            the signed report queue; --send delivers it now
 ";
 
 /// Runs the program with `args` (including argv\[0\]) and returns the exit status.
@@ -119,6 +122,8 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "check" => update::check(&globals, rest),
         "update" => update::update(&globals, rest),
         "daemon" => update::daemon(&globals, rest),
+        "identity" => report::identity(&globals, rest),
+        "report" => report::queue(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),

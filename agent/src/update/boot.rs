@@ -8,6 +8,7 @@ use super::lock::lock;
 use super::Device;
 use crate::bootctl::BootStatus;
 use crate::health;
+use crate::report::{Event, Reporter};
 use crate::slots::Slot;
 use crate::state::Rollback;
 use crate::update_status::{self, UpdateStatus};
@@ -63,10 +64,21 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
     let health_dir = dev.config().health_dir.clone();
     let limit = std::time::Duration::from_secs(dev.config().health_timeout_s);
     let state_dir = dev.state().path().to_owned();
+    let mut reporter = Reporter::new(dev.config());
     let bc = dev.boot_control()?;
     let slot = bc.booted_slot();
-    let checks = health::run_all_within(&health_dir, limit)?;
+    let checks = health::run_all_within(&health_dir, limit).inspect_err(|error| {
+        reporter.record(Event::HealthFailed {
+            booted: slot,
+            error,
+        })
+    })?;
+    let attempts = bc.status().boot_count;
     bc.mark_successful()?;
+    reporter.record(Event::Committed {
+        booted: slot,
+        boot_attempts: attempts,
+    });
     log::info!("{checks} health checks passed");
     // The installed release's anti-rollback floor applies once it is confirmed.
     let security_floor = crate::install::confirm_security_version(&state_dir, slot)?;
@@ -84,9 +96,11 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
 /// boot.
 pub fn mark_bad(dev: &mut Device) -> Result<(Slot, Slot)> {
     let _lock = lock(dev.state())?;
+    let mut reporter = Reporter::new(dev.config());
     let bc = dev.boot_control()?;
     let booted = bc.booted_slot();
     bc.mark_unbootable(booted)?;
+    reporter.record(Event::MarkedBad { booted });
     Ok((booted, bc.active_slot()))
 }
 

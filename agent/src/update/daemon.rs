@@ -12,6 +12,7 @@ use super::run::run_once;
 use super::Device;
 use crate::config::Config;
 use crate::net::backoff;
+use crate::report::Reporter;
 use crate::slots::Slot;
 use crate::Result;
 
@@ -23,6 +24,16 @@ pub fn daemon(
     max_cycles: Option<u64>,
     console: &mut dyn Console,
 ) -> Result<()> {
+    if config.hawkbit.is_some() {
+        // hawkbit: the DDI server replaces the channel file.
+        #[cfg(feature = "hawkbit")]
+        return crate::hawkbit::daemon(config, booted_override, max_cycles, console);
+        #[cfg(not(feature = "hawkbit"))]
+        return Err(crate::Error::Usage(
+            "[hawkbit] is configured but this ota-agent was built without the hawkbit feature"
+                .into(),
+        ));
+    }
     // After a reboot: record a rollback the bootloader reported (the slot
     // itself is confirmed by `mark-good` after the health checks, a
     // separate boot service), so status/progress tell the truth.
@@ -30,8 +41,12 @@ pub fn daemon(
         log::warn!("boot control unavailable: {e}");
     }
     let mut cycle = 0u64;
+    let mut sending = None;
     loop {
         cycle += 1;
+        if crate::report::done(&mut sending) {
+            sending = Reporter::new(config).deliver_in_background(&config.source);
+        }
         let mut dev = Device::new(config.clone(), booted_override);
         match lock(dev.state()) {
             Ok(_lock) => match run_once(&mut dev, false, console) {
@@ -42,6 +57,7 @@ pub fn daemon(
             Err(e) => log::warn!("cycle {cycle} skipped: {e}"),
         }
         if max_cycles.is_some_and(|m| cycle >= m) {
+            crate::report::finish(sending);
             return Ok(());
         }
         std::thread::sleep(poll_delay(config.poll_interval_s));

@@ -5,6 +5,7 @@
 use crate::bootctl::{self, BootControl, OpenOptions};
 use crate::bundle::{self, DeviceFacts};
 use crate::config::Config;
+use crate::report::{Event, Reporter};
 use crate::slots::{Layout, Slot};
 use crate::state::StateDir;
 use crate::{Error, Result};
@@ -121,12 +122,19 @@ impl Device {
             };
             let mut bc = bootctl::open(&self.config, layout, &self.state, options)?;
             match bc.record_rollback() {
-                Ok(Some(r)) => log::warn!(
-                    "the bootloader left slot {} for slot {} ({}); recorded",
-                    r.from,
-                    r.to,
-                    r.reason
-                ),
+                Ok(Some(r)) => {
+                    log::warn!(
+                        "the bootloader left slot {} for slot {} ({}); recorded",
+                        r.from,
+                        r.to,
+                        r.reason
+                    );
+                    Reporter::new(&self.config).record(Event::RolledBack {
+                        from_slot: Some(r.from),
+                        reason: &r.reason,
+                        boot_limit: bc.status().boot_limit,
+                    });
+                }
                 Ok(None) => {}
                 // Recording is bookkeeping: it must not block confirming a slot.
                 Err(e) => log::warn!("could not record the last rollback: {e}"),

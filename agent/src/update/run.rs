@@ -15,6 +15,7 @@ use crate::mcu::{Decision as Gate, GatePolicy, McuDisplay, RebootGate, SerialMcu
 use crate::net::check::{self as channel_check, ChannelFacts, Decision};
 use crate::net::payloads::HttpPayloads;
 use crate::net::{self, Client};
+use crate::report::{Event, Reporter};
 use crate::update_status::{self, Phase, Progress, StatusWriter};
 use crate::{Error, Result};
 
@@ -52,7 +53,8 @@ pub fn check(dev: &Device, client: &Client, keys: &TrustedKeys) -> Result<Decisi
         device_id: &id,
         now: bundle::time::now(),
     };
-    let (_, d) = channel_check::check(client, server, keys, &facts)?;
+    let (chan, d) = channel_check::check(client, server, keys, &facts)?;
+    crate::report::remember_target(dev.state().path(), chan.reports.as_deref());
     Ok(match d {
         Decision::Update { version, .. }
             if dev.state().rejected_release().as_ref() == Some(&version) =>
@@ -74,7 +76,10 @@ pub fn check_channel(dev: &Device) -> Result<Decision> {
 /// whether an update was installed (or staged).
 pub fn update(dev: &mut Device, download_only: bool, console: &mut dyn Console) -> Result<bool> {
     let _lock = lock(dev.state())?;
-    run_once(dev, download_only, console)
+    let sending = Reporter::new(dev.config()).deliver_in_background(&dev.config().source);
+    let r = run_once(dev, download_only, console);
+    crate::report::finish(sending);
+    r
 }
 
 /// One update run (the lock held by the caller). Every phase goes to
@@ -108,6 +113,11 @@ pub(super) fn run_once(
     let pending = match pending {
         Some(doc) if !switch_pending(dev) => {
             rolled_back = true;
+            Reporter::new(&config).record(Event::RolledBack {
+                from_slot: None,
+                reason: "unbootable",
+                boot_limit: None,
+            });
             if let Some(v) = doc.version.as_deref().and_then(|v| v.parse().ok()) {
                 state.reject_release(&v)?;
                 progress.target(&v.to_string(), doc.slot, None);
@@ -143,6 +153,12 @@ pub(super) fn run_once(
         }
     };
     log::info!("{d}");
+    if let Decision::LeaseExpired { version } = &d {
+        Reporter::new(&config).record(Event::Deferred {
+            to: Some(&version.to_string()),
+            why: "rollout lease expired",
+        })
+    }
     let Decision::Update {
         version,
         manifest_url,
@@ -162,6 +178,8 @@ pub(super) fn run_once(
         }
         progress.begin(Phase::Checking, None, None);
     }
+    let to = version.to_string();
+    Reporter::new(&config).record(Event::DownloadStarted { to: &to });
     let r = dev.facts(false).and_then(|facts| {
         if download_only {
             let dir = stage::download_release(
@@ -191,6 +209,10 @@ pub(super) fn run_once(
         install_into_inactive(dev, &approved, &mut payloads, &mut progress).map(drop)
     });
     if let Err(e) = &r {
+        Reporter::new(&config).record(Event::Failed {
+            to: &to,
+            error: &e.to_string(),
+        });
         progress.fail(&e.to_string());
     }
     progress.end();
@@ -364,6 +386,10 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     };
     let outcome =
         Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads)?;
+    Reporter::new(dev.config()).record(Event::Installed {
+        to: &outcome.version.to_string(),
+        slot: outcome.slot,
+    });
     progress.announce(&Announcement::Installed {
         product: approved.manifest().product.clone(),
         version: outcome.version.clone(),
@@ -411,6 +437,10 @@ pub fn reboot(dev: &Device, mcu: Option<&mut SerialMcu>, console: &mut dyn Conso
             Ok(())
         }
         Gate::Deferred(d) => {
+            Reporter::new(config).record(Event::Deferred {
+                to: None,
+                why: &format!("reboot deferred: {d}"),
+            });
             console.announce(&Announcement::RebootDeferred(d.to_string()));
             Ok(())
         }

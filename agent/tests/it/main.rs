@@ -15,7 +15,10 @@ mod bundle;
 mod deadlines;
 mod durable_power;
 mod env_cli;
+mod fleet;
 mod gpt_slots;
+#[cfg(feature = "hawkbit")]
+mod hawkbit;
 mod install_cli;
 mod install_power;
 mod install_refusals;

@@ -794,9 +794,11 @@ fn publish(www: &Path, key: &Path, percent: u8, paused: bool) -> Vec<u8> {
             percent,
             seed: "1.4.0".into(),
             paused,
+            lease_until: None,
         },
         created: now - 60,
         expires: now + 86400,
+        reports: None,
     };
     fs::write(www.join("rice-cooker/stable.json"), c.to_json()).unwrap();
     sign(key, &www.join("rice-cooker/stable.json"));
