@@ -209,6 +209,11 @@ pub fn parse_sleep(s: &str) -> Option<u64> {
     Some(h * 3600 + m * 60 + sec)
 }
 
+/// A DDI protocol error about `url` (a resource or artifact name).
+pub(super) fn protocol(url: &str, why: &str) -> crate::Error {
+    crate::net::NetError::new(url, crate::net::NetErrorKind::Protocol(why.to_owned())).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,10 @@
 //! (`update::install`: lock, signature, product, hardware, versions,
 //! expiry, write, read back, activate), boot control is read through a
 //! fresh [`Device`] each time, and the reboot goes through the appliance
-//! gate (`update::reboot`). Also the poll loop `daemon` runs in this mode.
+//! gate (`update::reboot`). The cycle sees the device through [`Host`].
 
 use std::path::Path;
-use std::time::Duration;
 
-use super::{BootView, Host};
 use crate::config::Config;
 use crate::mcu::SerialMcu;
 use crate::slots::Slot;
@@ -16,13 +14,54 @@ use crate::update::{self, Announcement, BundleSource, Console, Device};
 use crate::update_status::{Progress, UpdateStatus};
 use crate::Result;
 
-struct DaemonHost<'a> {
+/// What the cycle needs from the device; implemented by the daemon.
+pub trait Host {
+    /// The installed release (`VERSION_ID`), if readable.
+    fn installed_version(&self) -> Option<String>;
+    /// Boot-control view (records a rollback the bootloader reported).
+    fn boot(&mut self) -> Result<BootView>;
+    /// Verifies the bundle file exactly as `ota-agent install` does, writes
+    /// it into the inactive slot and activates it; returns the slot.
+    fn install(&mut self, bundle: &Path, progress: &mut dyn Progress) -> Result<Slot>;
+    /// Reboots into the activated slot (through the appliance gate).
+    fn reboot(&mut self) -> Result<()>;
+}
+
+/// What boot control says.
+#[derive(Debug, Clone)]
+pub struct BootView {
+    /// Running slot.
+    pub booted: Slot,
+    /// Slot the next boot uses.
+    pub active: Slot,
+    /// Whether the booted slot is confirmed (`mark-good`).
+    pub booted_good: bool,
+    /// Backend name (`uboot`, `android`).
+    pub backend: &'static str,
+    /// The reason of the last rollback, if any was recorded.
+    pub last_rollback: Option<String>,
+}
+
+/// The device as `ota-agent daemon` runs it.
+pub(super) struct DaemonHost<'a> {
     config: &'a Config,
     booted: Option<Slot>,
     console: &'a mut dyn Console,
 }
 
-impl DaemonHost<'_> {
+impl<'a> DaemonHost<'a> {
+    pub(super) fn new(
+        config: &'a Config,
+        booted: Option<Slot>,
+        console: &'a mut dyn Console,
+    ) -> Self {
+        DaemonHost {
+            config,
+            booted,
+            console,
+        }
+    }
+
     fn device(&self) -> Device {
         Device::new(self.config.clone(), self.booted)
     }
@@ -96,34 +135,5 @@ impl Host for DaemonHost<'_> {
         let dev = self.device();
         let mut mcu = self.config.mcu.as_ref().map(SerialMcu::new);
         update::reboot(&dev, mcu.as_mut(), &mut *self.console)
-    }
-}
-
-/// `ota-agent daemon` with `[hawkbit]`: polls the DDI server. A cycle
-/// takes no lock of its own: the install inside it takes the update lock
-/// (as `install` does), so it never overlaps another update run.
-pub fn daemon(
-    config: &Config,
-    booted: Option<Slot>,
-    max_cycles: Option<u64>,
-    console: &mut dyn Console,
-) -> Result<()> {
-    let mut host = DaemonHost {
-        config,
-        booted,
-        console,
-    };
-    let floor = config.hawkbit.as_ref().map_or(60, |h| h.poll_floor_s);
-    let mut cycle = 0u64;
-    loop {
-        cycle += 1;
-        let sleep = super::cycle(config, &mut host).unwrap_or_else(|e| {
-            log::warn!("hawkbit cycle {cycle} failed: {e}");
-            Duration::from_secs(floor)
-        });
-        if max_cycles.is_some_and(|m| cycle >= m) {
-            return Ok(());
-        }
-        std::thread::sleep(sleep);
     }
 }
