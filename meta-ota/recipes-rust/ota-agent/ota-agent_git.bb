@@ -45,11 +45,15 @@ PACKAGES =+ "${PN}-fw-utils"
 # nooelint: oelint.var.filesoverride - a package of our own
 FILES:${PN}-fw-utils = "${bindir}/fw_printenv ${bindir}/fw_setenv"
 # The device configuration (/etc/ota-agent.toml, trusted keys) is its own recipe so
-# a product layer can replace it without touching the agent.
-RDEPENDS:${PN} += "ota-agent-config"
+# a product layer can replace it without touching the agent. It is machine-specific,
+# so the image installs it (rice-cooker-image.bb): an RDEPENDS here would make this
+# recipe's signature differ per machine.
 RCONFLICTS:${PN}-fw-utils = "libubootenv-bin u-boot-fw-utils"
 
 SYSTEMD_SERVICE:${PN} = "ota-agent.service ota-mark-good.service"
+# mark-good runs only on a trial boot: the boot script puts ota.trial=1 on the kernel
+# command line then (recipes-bsp/u-boot/files/boot*.cmd.in), and the unit and the
+# init script test for it.
 INITSCRIPT_NAME = "ota-agent"
 # Late (99): mark-good runs once the rest of the system came up.
 INITSCRIPT_PARAMS = "defaults 99"
