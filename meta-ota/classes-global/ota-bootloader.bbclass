@@ -22,6 +22,8 @@ OTA_UBOOT_RECIPES ??= "${PREFERRED_PROVIDER_virtual/bootloader}"
 
 require recipes-bsp/u-boot/u-boot-ota.inc
 
+# An anonymous function: which recipe is the target is only known per recipe.
+# nooelint: oelint.task.noanonpython
 python () {
     if 'ota' not in (d.getVar('DISTRO_FEATURES') or '').split():
         return
