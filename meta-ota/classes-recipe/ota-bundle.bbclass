@@ -58,12 +58,12 @@ def ota_key_checksums(d):
 # SemVer 2.0.0 (semver.org, "Backus-Naur Form Grammar"): MAJOR.MINOR.PATCH without
 # leading zeros, optional -prerelease (dot-separated identifiers, numeric ones
 # without leading zeros) and +build metadata. What ota-sign accepts.
-OTA_SEMVER_RE = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-((0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$"
+OTA_SEMVER_RE = "^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-((0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 
 python ota_check_version() {
     import re
     version = d.getVar('OTA_VERSION') or ''
-    if not re.match(d.getVar('OTA_SEMVER_RE'), version):
+    if not re.fullmatch(d.getVar('OTA_SEMVER_RE'), version):
         bb.fatal("OTA_VERSION is %r (its default is DISTRO_VERSION = %r), which is not a "
                  "SemVer 2.0.0 version (MAJOR.MINOR.PATCH[-pre][+build]): set OTA_VERSION "
                  "in local.conf or your distro, e.g. OTA_VERSION = \"1.0.0\"."
