@@ -33,4 +33,3 @@ for key in ${OTA_TRUSTED_KEYS:-$DEV_PUB}; do
     fi
     install -m 0644 "$key" "$TARGET_DIR/etc/ota/keys/"
 done
-
