@@ -5,6 +5,7 @@ bbparse_layer.py):
 
     python3 check_bbhooks.py uboot  REPO_ROOT
     python3 check_bbhooks.py semver REPO_ROOT
+    python3 check_bbhooks.py crate-licenses REPO_ROOT
 
 uboot   The U-Boot hook reaches every U-Boot provider: conf/layer.conf is parsed
         and its INHERIT classes inherited as BitBake's cooker does, then a stand-in
@@ -21,6 +22,10 @@ semver  OTA_VERSION: ota-bundle.bbclass's ota_check_version is a prefunc of
         do_ota_bundle; with OTA_VERSION unset it takes DISTRO_VERSION when that is
         SemVer ("6.0.2") and stops with an error naming OTA_VERSION when not
         (oe-core's "nodistro.0"); SemVer 2.0.0 versions pass, others fail.
+crate-licenses  ota.inc's ota_crate_licenses, a postfunc of do_populate_lic for both
+        git recipes, run on a vendor directory of stand-in crates: one line per
+        crate with its licence (or license-file), and a stop for a crate with
+        neither.
 """
 import logging
 import os
@@ -214,15 +219,75 @@ def check_semver(root):
                   "OTA_VERSION; %d SemVer versions pass, %d others fail" % (len(good), len(bad)))
 
 
+CRATES = {
+    "alpha-1.0.0": '[package]\nname = "alpha"\nversion = "1.0.0"\nlicense = "MIT OR Apache-2.0"\n',
+    "beta-0.2.1": ('[package]\nedition = "2021"\nname = "beta"\nversion = "0.2.1"\n'
+                   'license-file = "LICENSE"\n\n[dependencies.alpha]\nversion = "1"\n'
+                   'license = "not-the-package-field"\n'),
+}
+
+
+def check_crate_licenses(root):
+    layer = os.path.join(root, "meta-ota")
+    with tempfile.TemporaryDirectory(prefix="bbstubs.") as stubdir, \
+            tempfile.TemporaryDirectory(prefix="crates.") as tmp:
+        os.rmdir(stubdir)
+        bbparse_layer.make_stubs(layer, stubdir)
+        for recipe_name, pn in (("ota-agent_git.bb", "ota-agent"), ("ota-sign_git.bb", "ota-sign")):
+            d = bbparse_layer.base_data(layer, stubdir, "ota")
+            d.setVar("__bbclasstype", "recipe")
+            d.setVar("PN", pn)
+            path = os.path.join(layer, "recipes-rust/ota-agent", recipe_name)
+            d.setVar("FILE", path)
+            bb.parse.handle(path, d, True)
+            if "ota_crate_licenses" not in (d.getVarFlag("do_populate_lic", "postfuncs") or "").split():
+                problems.append("%s: ota_crate_licenses is not a postfunc of do_populate_lic" % recipe_name)
+                continue
+            vendor = os.path.join(tmp, pn, "vendor")
+            for name, toml in CRATES.items():
+                os.makedirs(os.path.join(vendor, name))
+                with open(os.path.join(vendor, name, "Cargo.toml"), "w") as f:
+                    f.write(toml)
+            d.setVar("CARGO_VENDORING_DIRECTORY", vendor)
+            d.setVar("LICSSTATEDIR", os.path.join(tmp, pn, "lic"))
+            os.makedirs(os.path.join(tmp, pn, "lic", pn))
+            try:
+                run_python_func(d, "ota_crate_licenses")
+            except bb.BBHandledException:
+                problems.append("%s: ota_crate_licenses failed on good crates: %s"
+                                % (recipe_name, CAPTURE.records[-1:]))
+                continue
+            with open(os.path.join(tmp, pn, "lic", pn, "crates.licenses")) as f:
+                rows = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+            want = ["alpha 1.0.0 MIT OR Apache-2.0", "beta 0.2.1 license-file:LICENSE"]
+            if rows != want:
+                problems.append("%s: crates.licenses is %r, want %r" % (recipe_name, rows, want))
+            os.makedirs(os.path.join(vendor, "gamma-3.0.0"))
+            with open(os.path.join(vendor, "gamma-3.0.0", "Cargo.toml"), "w") as f:
+                f.write('[package]\nname = "gamma"\nversion = "3.0.0"\n')
+            CAPTURE.records.clear()
+            try:
+                run_python_func(d, "ota_crate_licenses")
+                problems.append("%s: a crate without any licence was accepted" % recipe_name)
+            except bb.BBHandledException:
+                if not any("gamma 3.0.0" in m for m in CAPTURE.records):
+                    problems.append("%s: the error does not name the crate: %s"
+                                    % (recipe_name, CAPTURE.records))
+        if not problems:
+            print("crate-licenses: both git recipes list each vendored crate's licence in "
+                  "crates.licenses and stop on a crate without one")
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("uboot", "semver"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("uboot", "semver", "crate-licenses"):
         sys.exit(__doc__.strip())
     logging.getLogger("BitBake").addHandler(CAPTURE)
     logging.getLogger("BitBake").setLevel(logging.INFO)
     logging.getLogger("BitBake").propagate = False
     root = os.path.abspath(sys.argv[2])
     try:
-        {"uboot": check_uboot, "semver": check_semver}[sys.argv[1]](root)
+        {"uboot": check_uboot, "semver": check_semver,
+         "crate-licenses": check_crate_licenses}[sys.argv[1]](root)
     except Exception as e:
         problems.append("%s: %s" % (type(e).__name__, e))
     for p in problems:
