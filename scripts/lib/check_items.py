@@ -17,7 +17,7 @@
            an Upstream-Status line in every patch (the rule of oe-core's
            oe.qa.check_upstream_status, restated).
   srcrev   the git recipes' PV is Cargo.toml's workspace version + "+git", OTA_SRCREV
-           is a full commit id, and (when GIT_REPO is a git repository that has the
+           is a full commit id and Buildroot's OTA_AGENT_VERSION, and (when GIT_REPO is a git repository that has the
            commit) that commit has the same crate version and licence files.
 """
 import hashlib
@@ -221,6 +221,11 @@ def check_srcrev(root, git_repo):
         fail("ota.inc: PV = %r, but Cargo.toml's workspace version is %s (want %s+git)"
              % (pv, version, version))
     rev = vals.get("OTA_SRCREV", "")
+    mk = read(os.path.join(root, "buildroot/package/ota-agent/ota-agent.mk"))
+    br = re.search(r"^OTA_AGENT_VERSION = (\S+)$", mk, re.M)
+    if not br or br.group(1) != rev:
+        fail("buildroot ota-agent.mk: OTA_AGENT_VERSION %s is not ota.inc's OTA_SRCREV %s (both "
+             "build the same release)" % (br and br.group(1), rev))
     if not re.fullmatch(r"[0-9a-f]{40}", rev):
         fail("ota.inc: OTA_SRCREV = %r is not a full commit id" % rev)
     elif vals.get("SRCREV") != "${OTA_SRCREV}":
