@@ -1,4 +1,4 @@
-//! `/etc/ota-agent.toml`: the device configuration (DESIGN.md "Configuration").
+//! `/etc/ota-agent.toml`: the device configuration.
 //!
 //! Every key is optional except `product` and `disk`. Unknown keys are warned
 //! about (a newer config on an older agent must still boot); a bad value is an
@@ -28,6 +28,9 @@ pub enum Bootloader {
 /// The whole configuration, defaults filled in.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file this configuration was read from (messages name it; empty
+    /// for a configuration built in code).
+    pub source: PathBuf,
     /// Product id; must equal the manifest's `product`.
     pub product: String,
     /// Hardware revision; must be in the manifest's compatible list when it has one.
@@ -60,6 +63,8 @@ pub struct Config {
     pub cmdline: PathBuf,
     /// Base URL of the release server.
     pub server: Option<String>,
+    /// Report target overriding the channel file's `reports` (docs/fleet.md).
+    pub report_url: Option<String>,
     /// Channel name (`<server>/<product>/<channel>.json`).
     pub channel: String,
     /// CA bundle the server's certificate must chain to.
@@ -77,6 +82,15 @@ pub struct Config {
     pub retry_attempts: u32,
     /// Seconds a stalled connection may stay silent before it is dropped.
     pub read_timeout_s: u64,
+    /// Seconds one channel, manifest or signature fetch may take in all
+    /// (retries included) before the run gives up.
+    pub fetch_deadline_s: u64,
+    /// A payload download that receives fewer than this many bytes in
+    /// `min_progress_window_s` is stalled: the run stops (transient
+    /// failure, lock released) and a later run resumes. 0 = no rule.
+    pub min_progress_bytes: u64,
+    /// The window of the minimum-progress rule, in seconds.
+    pub min_progress_window_s: u64,
     /// The appliance MCU link; absent = no appliance gate.
     pub mcu: Option<McuConfig>,
     /// Program and arguments run to reboot after an install (`--reboot`,
@@ -84,39 +98,14 @@ pub struct Config {
     pub reboot_command: Vec<String>,
 }
 
-/// `[mcu]`: the serial link to the appliance's main controller.
-#[derive(Debug, Clone)]
-pub struct McuConfig {
-    /// Serial device.
-    pub port: PathBuf,
-    /// Baud rate (8N1).
-    pub baud: u32,
-    /// How long to wait for one reply, in milliseconds.
-    pub reply_timeout_ms: u64,
-    /// Attempts per request before the MCU counts as silent.
-    pub retries: u32,
-    /// Seconds between "are you idle?" questions while the appliance is busy.
-    pub idle_poll_s: u64,
-    /// Seconds after which a deferred reboot is given up (the update stays pending).
-    pub reboot_deadline_s: u64,
-}
-
-impl Default for McuConfig {
-    fn default() -> Self {
-        McuConfig {
-            port: "/dev/ttyS1".into(),
-            baud: 9600,
-            reply_timeout_ms: 500,
-            retries: 3,
-            idle_poll_s: 60,
-            reboot_deadline_s: 6 * 3600,
-        }
-    }
-}
+/// `[mcu]`: the serial link to the appliance's main controller (defined
+/// beside the link it configures).
+pub use crate::mcu::McuConfig;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            source: PathBuf::new(),
             product: String::new(),
             hardware: None,
             device_id: None,
@@ -134,6 +123,7 @@ impl Default for Config {
             health_timeout_s: crate::health::HOOK_TIMEOUT.as_secs(),
             cmdline: "/proc/cmdline".into(),
             server: None,
+            report_url: None,
             channel: "stable".into(),
             ca_file: "/etc/ota/ca.pem".into(),
             poll_interval_s: 21600,
@@ -142,6 +132,9 @@ impl Default for Config {
             client_key: None,
             retry_attempts: 8,
             read_timeout_s: 30,
+            fetch_deadline_s: 300,
+            min_progress_bytes: 16 * 1024,
+            min_progress_window_s: 60,
             mcu: None,
         }
     }
@@ -162,9 +155,14 @@ impl Config {
         };
         let doc = syntax::parse(text).map_err(|e| bad(e.to_string()))?;
         for unknown in unknown_keys(&doc) {
-            log::warn!("config {}: unknown key `{unknown}` ignored", path.display());
+            log::warn!(
+                "config {}: unknown key `{}` ignored",
+                path.display(),
+                crate::error::quote(&unknown)
+            );
         }
-        let config = Config::from_document(&doc).map_err(bad)?;
+        let mut config = Config::from_document(&doc).map_err(bad)?;
+        config.source = path.to_owned();
         if config.product.is_empty() {
             return Err(bad("key `product` is required".into()));
         }
@@ -179,6 +177,12 @@ impl Config {
         }
         if config.read_timeout_s == 0 {
             return Err(bad("key `read_timeout_s`: must not be 0".into()));
+        }
+        if config.fetch_deadline_s == 0 {
+            return Err(bad("key `fetch_deadline_s`: must not be 0".into()));
+        }
+        if config.min_progress_window_s == 0 {
+            return Err(bad("key `min_progress_window_s`: must not be 0".into()));
         }
         if config.health_timeout_s == 0 {
             return Err(bad("key `health_timeout_s`: must not be 0".into()));
@@ -225,7 +229,8 @@ impl Config {
                         "android" => Bootloader::Android,
                         other => {
                             return Err(f.wrong(format!(
-                                "unknown backend \"{other}\", expected \"uboot\" or \"android\""
+                                "unknown backend \"{}\", expected \"uboot\" or \"android\"",
+                                crate::error::quote(other)
                             )))
                         }
                     }
@@ -240,6 +245,7 @@ impl Config {
                 "health_timeout_s" => c.health_timeout_s = f.int()?,
                 "cmdline" => c.cmdline = f.path()?,
                 "server" => c.server = Some(f.string()?),
+                "report_url" => c.report_url = Some(f.string()?),
                 "channel" => c.channel = f.string()?,
                 "ca_file" => c.ca_file = f.path()?,
                 "poll_interval_s" => c.poll_interval_s = f.int()?,
@@ -248,6 +254,9 @@ impl Config {
                 "client_key" => c.client_key = Some(f.path()?),
                 "retry_attempts" => c.retry_attempts = f.int()?,
                 "read_timeout_s" => c.read_timeout_s = f.int()?,
+                "fetch_deadline_s" => c.fetch_deadline_s = f.int()?,
+                "min_progress_bytes" => c.min_progress_bytes = f.int()?,
+                "min_progress_window_s" => c.min_progress_window_s = f.int()?,
                 "reboot_command" => c.reboot_command = f.strings()?,
                 "mcu" => {
                     return Err(f.wrong(format!("expected a table [mcu], found {}", e.value.kind())))
@@ -293,6 +302,7 @@ const TOP_KEYS: &[&str] = &[
     "health_timeout_s",
     "cmdline",
     "server",
+    "report_url",
     "channel",
     "ca_file",
     "poll_interval_s",
@@ -301,6 +311,9 @@ const TOP_KEYS: &[&str] = &[
     "client_key",
     "retry_attempts",
     "read_timeout_s",
+    "fetch_deadline_s",
+    "min_progress_bytes",
+    "min_progress_window_s",
     "reboot_command",
 ];
 const SECTIONS: &[&str] = &["mcu"];

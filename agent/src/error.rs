@@ -58,6 +58,29 @@ pub enum Error {
         /// Exit status or spawn error.
         reason: String,
     },
+    /// A file that describes this device (os-release `VERSION_ID`, the
+    /// device id file) has no usable value.
+    #[error("{}: {reason}", path.display())]
+    DeviceFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        reason: String,
+    },
+    /// Another process holds `state_dir/update.lock` (install, update,
+    /// mark-good, set-active, mark-bad and each daemon cycle take it).
+    #[error("another update is running (pid {}, since {})",
+        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        since.map_or_else(|| "unknown".to_owned(), crate::bundle::time::format_rfc3339_utc))]
+    Busy {
+        /// The holder's process id, as it recorded it.
+        pid: Option<u32>,
+        /// When the holder took the lock (seconds since the epoch).
+        since: Option<i64>,
+    },
+    /// A caller broke an API contract of the library (a bug, not bad input).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A record in `state_dir` is corrupt.
     #[error("state {}: {reason}", path.display())]
     State {
@@ -75,6 +98,9 @@ pub enum Error {
     /// A download or server request failed (the message names the URL).
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    /// The installer refused before writing anything (layout, free space).
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
 }
 
 impl Error {
@@ -87,5 +113,54 @@ impl Error {
     }
 }
 
+/// Most bytes of user input (a config key, a file name, a server's text) an
+/// error line quotes.
+pub const QUOTE_MAX: usize = 80;
+
+/// `input` as an error line may quote it: control and non-ASCII characters
+/// escaped (`\n`, `\u{202e}`), and at most [`QUOTE_MAX`] bytes of it, the
+/// rest replaced by `…(+N bytes)`. Use it wherever user input is echoed, so
+/// a 900 KB key makes a one-line, 100-byte message.
+pub fn quote(input: &str) -> String {
+    let mut cut = input.len().min(QUOTE_MAX);
+    while !input.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out: String = input[..cut]
+        .chars()
+        .flat_map(|c| {
+            let plain = c.is_ascii_graphic() || c == ' ';
+            let escaped: Vec<char> = if plain {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            };
+            escaped
+        })
+        .collect();
+    if cut < input.len() {
+        out.push_str(&format!("…(+{} bytes)", input.len() - cut));
+    }
+    out
+}
+
 /// The agent's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_bounds_and_escapes() {
+        assert_eq!(quote("rootfs"), "rootfs");
+        assert_eq!(quote("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        let huge = "k".repeat(900_000);
+        let q = quote(&huge);
+        assert_eq!(q, format!("{}…(+{} bytes)", "k".repeat(80), 900_000 - 80));
+        // Never cuts inside a character.
+        let q = quote(&"é".repeat(100));
+        assert!(q.ends_with("…(+120 bytes)"), "{q}");
+        assert!(q.len() < 2 * QUOTE_MAX * 4);
+    }
+}

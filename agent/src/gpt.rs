@@ -85,6 +85,10 @@ pub struct Header {
     pub my_lba: u64,
     /// LBA of the other copy.
     pub alternate_lba: u64,
+    /// First LBA a partition may use (after the primary header and entries).
+    pub first_usable_lba: u64,
+    /// Last LBA a partition may use (before the backup entries and header).
+    pub last_usable_lba: u64,
     /// LBA where the entry array starts.
     pub entries_lba: u64,
     /// Number of entries in the array.
@@ -157,6 +161,8 @@ pub fn parse_header(block: &[u8]) -> Result<Header, String> {
     let header = Header {
         my_lba: le64(block, 24),
         alternate_lba: le64(block, 32),
+        first_usable_lba: le64(block, 40),
+        last_usable_lba: le64(block, 48),
         entries_lba: le64(block, 72),
         entry_count: le32(block, 80),
         entry_size: le32(block, 84),
@@ -245,12 +251,25 @@ fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, len: usize) -> std::io::Re
 }
 
 /// One copy (primary at LBA 1, or backup at `lba`) with a given block size.
+/// A partition table and the disk area it lets partitions use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The used entries.
+    pub partitions: Vec<Partition>,
+    /// Where partitions may lie: bytes `[start, end)` of the disk (the
+    /// header's usable LBAs); everything else is the protective MBR, the GPT
+    /// headers and entry arrays, or beyond them.
+    pub usable: std::ops::Range<u64>,
+    /// Disk length in bytes.
+    pub disk_len: u64,
+}
+
 fn read_copy<R: Read + Seek>(
     disk: &mut R,
     block_size: u64,
     lba: u64,
     disk_len: u64,
-) -> Result<Vec<Partition>, String> {
+) -> Result<Table, String> {
     let block = read_at(disk, lba * block_size, block_size as usize)
         .map_err(|e| format!("reading lba {lba}: {e}"))?;
     let header = parse_header(&block)?;
@@ -276,12 +295,27 @@ fn read_copy<R: Read + Seek>(
             ));
         }
     }
-    Ok(parts)
+    let start = header.first_usable_lba.saturating_mul(block_size);
+    let end = header
+        .last_usable_lba
+        .saturating_add(1)
+        .saturating_mul(block_size)
+        .min(disk_len);
+    Ok(Table {
+        partitions: parts,
+        usable: start..end.max(start),
+        disk_len,
+    })
 }
 
 /// Reads the partition table of `disk` (a block device or an image file);
 /// `what` names it in errors.
 pub fn read<R: Read + Seek>(disk: &mut R, what: &std::path::Path) -> Result<Vec<Partition>> {
+    read_table(disk, what).map(|t| t.partitions)
+}
+
+/// Like [`read`], with the usable area and the disk length.
+pub fn read_table<R: Read + Seek>(disk: &mut R, what: &std::path::Path) -> Result<Table> {
     let fail = |reason: String| Error::Gpt {
         path: what.to_owned(),
         reason,
@@ -394,6 +428,8 @@ mod tests {
         let header = Header {
             my_lba: 1,
             alternate_lba: 0,
+            first_usable_lba: 34,
+            last_usable_lba: 100,
             entries_lba: 2,
             entry_count: 1,
             entry_size: 128,

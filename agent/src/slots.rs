@@ -129,14 +129,32 @@ pub struct Layout {
     pub pairs: BTreeMap<String, [PartitionRef; 2]>,
     /// Every partition of the disk (for root-device cross-checks, `misc`, …).
     pub partitions: Vec<Partition>,
+    /// The GPT's usable area and the disk length, when read from a disk
+    /// (`None` for a layout built from a partition list).
+    pub area: Option<DiskArea>,
+}
+
+/// Where partitions may lie on the disk, from the GPT header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskArea {
+    /// Usable bytes `[start, end)`: not the protective MBR, a GPT header or
+    /// an entry array.
+    pub usable: std::ops::Range<u64>,
+    /// Disk length in bytes.
+    pub disk_len: u64,
 }
 
 impl Layout {
     /// Reads the GPT of `disk` and pairs the slot partitions.
     pub fn discover(disk: &Path) -> Result<Layout> {
         let mut file = std::fs::File::open(disk).map_err(|e| Error::io(disk, e))?;
-        let partitions = gpt::read(&mut file, disk)?;
-        Layout::from_partitions(disk, partitions)
+        let table = gpt::read_table(&mut file, disk)?;
+        let mut layout = Layout::from_partitions(disk, table.partitions)?;
+        layout.area = Some(DiskArea {
+            usable: table.usable,
+            disk_len: table.disk_len,
+        });
+        Ok(layout)
     }
 
     /// Pairs the slot partitions of an already read table.
@@ -191,6 +209,7 @@ impl Layout {
             disk: disk.to_owned(),
             pairs,
             partitions,
+            area: None,
         })
     }
 
@@ -202,6 +221,93 @@ impl Layout {
     /// A partition by exact GPT name (e.g. `misc`).
     pub fn by_name(&self, name: &str) -> Option<&Partition> {
         self.partitions.iter().find(|p| p.name == name)
+    }
+}
+
+/// Bytes of a device where the bootloader keeps state (a U-Boot env copy,
+/// the Android `bootloader_control` block): never part of a slot write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    /// What it is, for messages ("U-Boot env copy 1").
+    pub what: String,
+    /// The device or file holding it.
+    pub device: PathBuf,
+    /// Byte offset; negative counts back from the end of the device.
+    pub offset: i64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Whether two paths name the same disk: the same block device (`st_rdev`)
+/// or the same file (`st_dev` + `st_ino`).
+fn same_device(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return a == b;
+    };
+    if ma.file_type().is_block_device() && mb.file_type().is_block_device() {
+        return ma.rdev() == mb.rdev();
+    }
+    ma.dev() == mb.dev() && ma.ino() == mb.ino()
+}
+
+fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+impl Layout {
+    /// Checks that partition `part` may be written as a whole: it lies on
+    /// the disk inside the GPT's usable area (not over the protective MBR, a
+    /// header or an entry array), overlaps none of the `reserved` ranges
+    /// that are on this disk (named first: they are what a bad GPT destroys
+    /// silently), and no other partition. The error names what is in the way.
+    pub fn check_writable(&self, part: &PartitionRef, reserved: &[Reserved]) -> Result<(), String> {
+        let range = part.offset..part.offset.saturating_add(part.size);
+        let name = &part.name;
+        if let Some(area) = &self.area {
+            if range.end > area.disk_len {
+                return Err(format!(
+                    "partition `{name}` (bytes {}..{}) runs past the end of the disk ({} bytes)",
+                    range.start, range.end, area.disk_len
+                ));
+            }
+            if range.start < area.usable.start || range.end > area.usable.end {
+                return Err(format!(
+                    "partition `{name}` (bytes {}..{}) lies outside the GPT's usable area {}..{} (protective MBR, GPT headers and entry arrays)",
+                    range.start, range.end, area.usable.start, area.usable.end
+                ));
+            }
+        }
+        for r in reserved {
+            if !same_device(&r.device, &self.disk) {
+                continue;
+            }
+            let start = if r.offset < 0 {
+                let Some(len) = self.area.as_ref().map(|a| a.disk_len) else {
+                    continue;
+                };
+                len.saturating_sub(r.offset.unsigned_abs())
+            } else {
+                r.offset as u64
+            };
+            let theirs = start..start.saturating_add(r.len);
+            if overlap(&range, &theirs) {
+                return Err(format!(
+                    "partition `{name}` (bytes {}..{}) overlaps the {} (bytes {}..{})",
+                    range.start, range.end, r.what, theirs.start, theirs.end
+                ));
+            }
+        }
+        for other in &self.partitions {
+            let theirs = other.offset..other.offset.saturating_add(other.size);
+            if other.number != part.number && overlap(&range, &theirs) {
+                return Err(format!(
+                    "partition `{name}` (bytes {}..{}) overlaps partition `{}` (bytes {}..{})",
+                    range.start, range.end, other.name, theirs.start, theirs.end
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,19 +1,27 @@
-//! Agent records in `state_dir` that boot control needs:
+//! `state_dir`: every file the agent keeps across runs and reboots, named
+//! here and nowhere else (the installer's journal, pending security version
+//! and delta patches are still named in `install/`).
 //!
-//! * `rollbacks.json` — the last [`MAX_ROLLBACKS`] rollbacks (when, from which
-//!   slot, why), newest last. Written atomically (temp file, fsync, rename,
-//!   fsync of the directory), so a power cut leaves the old or the new file.
-//! * `activation.json` — the slot last activated by `set_active` and when
-//!   (the android backend detects a bootloader rollback from it).
-//! * `writing-a` / `writing-b` — present while the installer writes that slot
-//!   (and after an interrupted write): `set_active` of that slot is refused.
+//! | file | what it holds | written by |
+//! | --- | --- | --- |
+//! | `rollbacks.json` | the last [`MAX_ROLLBACKS`] rollbacks (when, from, to, why) | boot control |
+//! | `activation.json` | the slot last activated and when (android rollback detection) | boot control |
+//! | `writing-a`, `writing-b` | present while (or after an interrupted) write of that slot: `set_active` of it is refused | installer |
+//! | `update-status.json` | the one status document of an update (docs/update-status.md) | `update_status::StatusWriter` |
+//! | `rejected-release` | the release this device rolled back from; not installed again | update flow |
+//! | `min-security-version` | the lowest `security_version` accepted (anti-rollback floor) | `mark-good` |
+//! | `payload-validators.json` | ETag / Last-Modified per payload URL (resume with `If-Range`) | `net::payloads` |
+//! | `update.lock` | the lock every changing command holds; its holder's pid and start time | update flow |
+//! | `download/` | a release staged by `update --download-only` | update flow |
 //!
-//! A record that does not parse is reported, never silently replaced.
+//! Every file is replaced through [`crate::durable::replace`] (temp file,
+//! fsync, rename, fsync of the directory), so a power cut leaves the old or
+//! the new file. A record that does not parse is reported, never silently
+//! replaced. The clock is [`crate::bundle::time::now`], the one clock of
+//! the agent; times are shown with [`crate::bundle::time::format_rfc3339_utc`].
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,38 +79,47 @@ struct ActivationFile {
     activation: Activation,
 }
 
-/// Seconds since the Unix epoch (0 if the clock is before 1970).
+/// Seconds since the Unix epoch from the agent's one clock, as stored in
+/// the records (0 if the clock is before 1970).
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    u64::try_from(crate::bundle::time::now()).unwrap_or(0)
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory,
-/// fsync, rename over `path`, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |e| Error::io(p, e)
-    };
-    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io(path))?;
-    // Make the rename itself durable.
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
-}
+/// `rollbacks.json`.
+pub const ROLLBACKS_FILE: &str = "rollbacks.json";
+/// `activation.json`.
+pub const ACTIVATION_FILE: &str = "activation.json";
+/// `update-status.json` (docs/update-status.md).
+pub const UPDATE_STATUS_FILE: &str = "update-status.json";
+/// `rejected-release`.
+pub const REJECTED_RELEASE_FILE: &str = "rejected-release";
+/// `min-security-version`.
+pub const MIN_SECURITY_VERSION_FILE: &str = "min-security-version";
+/// `payload-validators.json`.
+pub const VALIDATORS_FILE: &str = "payload-validators.json";
+/// `update.lock`.
+pub const LOCK_FILE: &str = "update.lock";
+/// `download/`.
+pub const DOWNLOAD_DIR: &str = "download";
+/// The single-file install journal of older agents (temp file + rename);
+/// read when the record pair is empty, removed at the next store.
+pub const INSTALL_JOURNAL_FILE: &str = "install-journal";
+/// The install journal's two checkpoint record files (`durable::RecordPair`).
+pub const INSTALL_JOURNAL_RECORDS: [&str; 2] = ["install-journal.0", "install-journal.1"];
+/// The security version to store once the new slot is confirmed (`mark-good`).
+pub const PENDING_SECURITY_FILE: &str = "pending-security-version";
+/// Prefix of kept delta patches (`delta-<tag>-<n>.bsdiff`).
+pub const PATCH_PREFIX: &str = "delta-";
+/// Suffix of kept delta patches.
+pub const PATCH_SUFFIX: &str = ".bsdiff";
+/// The device's report signing key (PKCS#8, mode 0600; docs/fleet.md).
+pub const IDENTITY_KEY_FILE: &str = "identity.pk8";
+/// The report queue's counters and pending release.
+pub const REPORT_STATE_FILE: &str = "report-state";
+/// The report queue directory.
+pub const REPORT_QUEUE_DIR: &str = "reports";
+/// The report target named by the last verified channel file.
+pub const REPORT_TARGET_FILE: &str = "report-target";
 
 /// The agent's state directory.
 #[derive(Debug, Clone)]
@@ -125,7 +142,8 @@ impl StateDir {
         self.dir.join(name)
     }
 
-    fn ensure(&self) -> Result<()> {
+    /// Creates the directory if it does not exist yet.
+    pub fn ensure(&self) -> Result<()> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))
     }
 
@@ -152,17 +170,17 @@ impl StateDir {
             reason: e.to_string(),
         })?;
         text.push('\n');
-        write_atomic(&path, text.as_bytes())
+        crate::durable::replace(&path, text.as_bytes())
     }
 
     fn rollback_file(&self) -> Result<RollbackFile> {
-        let file: RollbackFile = self.read_json("rollbacks.json")?.unwrap_or(RollbackFile {
+        let file: RollbackFile = self.read_json(ROLLBACKS_FILE)?.unwrap_or(RollbackFile {
             version: VERSION,
             rollbacks: Vec::new(),
         });
         if file.version != VERSION {
             return Err(Error::State {
-                path: self.file("rollbacks.json"),
+                path: self.file(ROLLBACKS_FILE),
                 reason: format!("unknown version {}", file.version),
             });
         }
@@ -185,7 +203,7 @@ impl StateDir {
         file.rollbacks.push(record);
         let excess = file.rollbacks.len().saturating_sub(MAX_ROLLBACKS);
         file.rollbacks.drain(..excess);
-        self.write_json("rollbacks.json", &file)
+        self.write_json(ROLLBACKS_FILE, &file)
     }
 
     /// Marks the newest record as cleared from the bootloader's storage.
@@ -193,7 +211,7 @@ impl StateDir {
         let mut file = self.rollback_file()?;
         if let Some(last) = file.rollbacks.last_mut() {
             if last.uncleared.take().is_some() {
-                return self.write_json("rollbacks.json", &file);
+                return self.write_json(ROLLBACKS_FILE, &file);
             }
         }
         Ok(())
@@ -202,14 +220,14 @@ impl StateDir {
     /// The last activation, if one is pending.
     pub fn activation(&self) -> Result<Option<Activation>> {
         Ok(self
-            .read_json::<ActivationFile>("activation.json")?
+            .read_json::<ActivationFile>(ACTIVATION_FILE)?
             .map(|f| f.activation))
     }
 
     /// Records an activation.
     pub fn set_activation(&self, activation: Activation) -> Result<()> {
         self.write_json(
-            "activation.json",
+            ACTIVATION_FILE,
             &ActivationFile {
                 version: VERSION,
                 activation,
@@ -219,7 +237,7 @@ impl StateDir {
 
     /// Forgets the pending activation (it was confirmed or rolled back).
     pub fn clear_activation(&self) -> Result<()> {
-        remove_if_present(&self.file("activation.json"))
+        remove_if_present(&self.file(ACTIVATION_FILE))
     }
 
     fn marker(&self, slot: Slot) -> PathBuf {
@@ -236,12 +254,90 @@ impl StateDir {
     /// call [`StateDir::end_write`] after the slot's hash was verified.
     pub fn begin_write(&self, slot: Slot) -> Result<()> {
         self.ensure()?;
-        write_atomic(&self.marker(slot), b"")
+        crate::durable::replace(&self.marker(slot), b"")
     }
 
     /// The slot's contents are complete and verified.
     pub fn end_write(&self, slot: Slot) -> Result<()> {
         remove_if_present(&self.marker(slot))
+    }
+
+    /// `update-status.json` (read and written by `update_status`).
+    pub fn update_status_path(&self) -> PathBuf {
+        self.file(UPDATE_STATUS_FILE)
+    }
+
+    /// `payload-validators.json` (kept by `net::payloads`).
+    pub fn validators_path(&self) -> PathBuf {
+        self.file(VALIDATORS_FILE)
+    }
+
+    /// `update.lock` (taken by `update::lock`).
+    pub fn lock_path(&self) -> PathBuf {
+        self.file(LOCK_FILE)
+    }
+
+    /// `download/`, where `update --download-only` stages a release.
+    pub fn download_dir(&self) -> PathBuf {
+        self.file(DOWNLOAD_DIR)
+    }
+
+    /// The release recorded in `rejected-release`; `None` if there is none
+    /// (a damaged file is logged and ignored: at worst the release is tried
+    /// once more, and the bootloader falls back again).
+    pub fn rejected_release(&self) -> Option<semver::Version> {
+        let path = self.file(REJECTED_RELEASE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                log::warn!("{}: {e}; ignored", path.display());
+                return None;
+            }
+        };
+        semver::Version::parse(text.trim())
+            .inspect_err(|e| log::warn!("{}: {e}; ignored", path.display()))
+            .ok()
+    }
+
+    /// Records `version` as the release this device rolled back from.
+    pub fn reject_release(&self, version: &semver::Version) -> Result<()> {
+        self.ensure()?;
+        crate::durable::replace(
+            &self.file(REJECTED_RELEASE_FILE),
+            format!("{version}\n").as_bytes(),
+        )
+    }
+
+    /// The stored minimum security version: a file of one decimal `u32`
+    /// and a newline. Absent = 0 (a fresh device). Anything else is an
+    /// error, never 0: a damaged file must not re-open downgrades.
+    pub fn min_security_version(&self) -> Result<u32> {
+        let path = self.file(MIN_SECURITY_VERSION_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim_end_matches('\n')
+                .parse::<u32>()
+                .map_err(|_| Error::State {
+                    path: path.clone(),
+                    reason: format!("{:?} is not a decimal security version", text.trim()),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Raises the stored minimum security version to `value` (never lowers
+    /// it).
+    pub fn raise_min_security_version(&self, value: u32) -> Result<()> {
+        if self.min_security_version()? >= value {
+            return Ok(());
+        }
+        self.ensure()?;
+        crate::durable::replace(
+            &self.file(MIN_SECURITY_VERSION_FILE),
+            format!("{value}\n").as_bytes(),
+        )
     }
 }
 
@@ -253,40 +349,9 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// `time` as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date library.
-pub fn format_utc(time: u64) -> String {
-    let days = (time / 86400) as i64;
-    let secs = time % 86400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formatting_known_dates() {
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
-        // `date -u -d @951782400` = 2000-02-29 00:00:00 (leap day).
-        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
-        // `date -u -d @1795653296` = 2026-11-26 00:34:56.
-        assert_eq!(format_utc(1_795_653_296), "2026-11-26T00:34:56Z");
-    }
 
     #[test]
     fn rollbacks_are_capped_and_kept_in_order() {
@@ -313,7 +378,7 @@ mod tests {
     #[test]
     fn corrupt_record_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("rollbacks.json"), "{\"version\":1,").unwrap();
+        fs::write(dir.path().join(ROLLBACKS_FILE), "{\"version\":1,").unwrap();
         let e = StateDir::new(dir.path())
             .rollbacks()
             .unwrap_err()

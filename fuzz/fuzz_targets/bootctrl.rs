@@ -4,16 +4,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ota_agent::bootctl::bootctrl::BootCtrl;
+use ota_agent::bootctl::bootloader_control::BootloaderControl;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = <[u8; 32]>::try_from(data) else {
         return;
     };
-    if let Ok(mut ctrl) = BootCtrl::parse(&raw) {
+    if let Ok(mut ctrl) = BootloaderControl::parse(&raw) {
         assert_eq!(ctrl.build(), raw);
         let _ = ctrl.select();
         let _ = ctrl.boot_attempt();
-        assert!(BootCtrl::parse(&ctrl.build()).is_ok());
+        assert!(BootloaderControl::parse(&ctrl.build()).is_ok());
     }
 });

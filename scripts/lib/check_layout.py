@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the A/B disk layout three ways against CONTRACT.md, with real tools:
+"""Checks the A/B disk layout three ways against docs/contract.md, with real tools:
 
 1. the Yocto .wks.in, as scripts/mkdisk parses it, has the contract's partition
    names in order, the env area at 0x100000 (two 0x4000 copies) outside the table,

@@ -19,7 +19,7 @@ GUEST_FILES=$REPO/tests/qemu/guest
 STOCK_UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin
 AGENT_TARGET=aarch64-unknown-linux-musl
 
-# Disk layout (CONTRACT.md "Kernel command line / disk layout"): the raw env area
+# Disk layout (docs/contract.md "Disk layout and kernel command line"): the raw env area
 # (two 16 KiB copies at 1 MiB) sits before the first partition at 2 MiB.
 ENV_OFFSET=$((0x100000))
 ENV_SIZE=$((0x4000))

@@ -12,7 +12,7 @@ use ota_agent::bundle::{
     MANIFEST_FILE, SIGNATURE_FILE,
 };
 
-use crate::commands::{name_eq_file, need, string};
+use crate::args::{name_eq_file, need, now, string};
 use crate::delta;
 use crate::error::{usage, Error, Result};
 use crate::keys;
@@ -41,14 +41,6 @@ to 365 days. `created` is SOURCE_DATE_EPOCH when set (reproducible builds),
 else now. --single-file OUT also writes the one-file form (USB, factory).
 ";
 
-/// Seconds since the epoch: `SOURCE_DATE_EPOCH` if set, else the clock.
-pub fn now() -> i64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(time::now)
-}
-
 struct Args {
     key: PathBuf,
     product: String,
@@ -67,7 +59,7 @@ struct Args {
 
 /// bzip2 block size (x 100 kB) for full-image payloads. The device's libbz2
 /// decoder holds ~4 bytes per block byte (plus tables): level 9 = ~3.6 MB,
-/// which alone breaks the agent's 4 MiB install budget (DESIGN.md); level 2
+/// which alone breaks the agent's 4 MiB install budget (docs/architecture.md "Budgets"); level 2
 /// = ~0.8 MB. Measured on a 408 MiB ext4 of /usr/bin + /usr/sbin (2026-11-25,
 /// `bzip2 -N`): level 9 127,469,870 B, 3 130,199,050 (+2.1 %), 2 131,544,118
 /// (+3.2 %), 1 134,730,635 (+5.7 %); level 2 also decoded 2.3x faster than 9.

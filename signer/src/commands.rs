@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ota_agent::bundle::channel::{Channel, Rollout};
 use ota_agent::bundle::{self, time, Bundle, Kind, Manifest, PublicKey, TrustedKeys};
 
+use crate::args::{name_eq_file, need, string};
 use crate::delta;
 use crate::error::{usage, Error, Result};
 use crate::keys;
@@ -16,15 +17,6 @@ use crate::progress::Progress;
 /// Returns Ok(true) after printing `text` when the argument is -h/--help.
 fn is_help(arg: &lexopt::Arg) -> bool {
     matches!(arg, lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))
-}
-
-pub(crate) fn string(v: OsString) -> Result<String> {
-    v.into_string()
-        .map_err(|v| Error::Usage(format!("argument {v:?} is not valid UTF-8")))
-}
-
-pub(crate) fn need<T>(v: Option<T>, what: &str) -> Result<T> {
-    v.ok_or_else(|| Error::Usage(format!("missing {what} (try --help)")))
 }
 
 /// Collects exactly `n` positional arguments.
@@ -207,19 +199,10 @@ pub fn verify(args: Vec<OsString>) -> Result<()> {
     Ok(())
 }
 
-/// Parses `NAME=FILE`.
-pub(crate) fn name_eq_file(v: OsString) -> Result<(String, PathBuf)> {
-    let s = string(v)?;
-    match s.split_once('=') {
-        Some((n, f)) if !n.is_empty() && !f.is_empty() => Ok((n.to_owned(), PathBuf::from(f))),
-        _ => Err(Error::Usage(format!("{s:?} is not NAME=FILE"))),
-    }
-}
-
 const PUBLISH_HELP: &str = "\
 usage: ota-sign publish --key K --channel NAME --manifest PATH --rollout PERCENT
                         [--seed S] [--pause] [--expires-in DAYS] [--manifest-url REL]
-                        --out DIR
+                        [--reports URL] [--lease-hours H] --out DIR
 
 Writes DIR/NAME.json and DIR/NAME.json.sig (docs/channel.md): the release of
 the manifest at PATH, offered to PERCENT (0-100) of the devices. The device's
@@ -227,6 +210,9 @@ bucket is SHA-256(device id || seed); keep the seed (default: the release
 version) while raising the percent so that raising only adds devices.
 --expires-in defaults to 30 days: republish before then. The manifest's path
 in the channel file is --manifest-url, or PATH relative to DIR.
+--reports names where devices PUT their signed reports, --lease-hours ends
+new installs that many hours from now unless republished (both make the
+file format 2, docs/channel.md).
 ";
 
 pub fn publish(args: Vec<OsString>) -> Result<()> {
@@ -236,6 +222,7 @@ pub fn publish(args: Vec<OsString>) -> Result<()> {
         (None, None, None, None, None, None, None);
     let mut paused = false;
     let mut days: u32 = 30;
+    let (mut reports, mut lease_h): (Option<String>, Option<i64>) = (None, None);
     while let Some(arg) = p.next().map_err(usage)? {
         if is_help(&arg) {
             print!("{PUBLISH_HELP}");
@@ -253,6 +240,10 @@ pub fn publish(args: Vec<OsString>) -> Result<()> {
             Long("pause") => paused = true,
             Long("expires-in") => days = p.value().map_err(usage)?.parse().map_err(usage)?,
             Long("out") => out = Some(PathBuf::from(p.value().map_err(usage)?)),
+            Long("reports") => reports = Some(string(p.value().map_err(usage)?)?),
+            Long("lease-hours") => {
+                lease_h = Some(p.value().map_err(usage)?.parse().map_err(usage)?)
+            }
             other => return Err(usage(other.unexpected())),
         }
     }
@@ -270,7 +261,7 @@ pub fn publish(args: Vec<OsString>) -> Result<()> {
         Some(u) => u,
         None => relative_to(&manifest_path, &out)?,
     };
-    let now = crate::build::now();
+    let now = crate::args::now();
     let c = Channel {
         product: m.product.clone(),
         channel: channel.clone(),
@@ -280,9 +271,11 @@ pub fn publish(args: Vec<OsString>) -> Result<()> {
             percent,
             seed: seed.unwrap_or_else(|| m.version.to_string()),
             paused,
+            lease_until: lease_h.map(|h| now + h * 3600),
         },
         created: now,
         expires: now + i64::from(days) * 86400,
+        reports,
     };
     let json = c.to_json();
     Channel::parse(json.as_bytes())?; // what devices will parse

@@ -6,12 +6,14 @@
 
 use std::ffi::OsString;
 
+mod args;
 mod build;
 mod commands;
 mod delta;
 mod error;
 mod keys;
 mod progress;
+mod rollout;
 
 use error::{Error, Result};
 
@@ -27,6 +29,10 @@ commands:
   verify --key PUB DIR|FILE           check signature, sizes and hashes
   publish --key K --channel NAME --manifest PATH --rollout PERCENT --out DIR
                                       write and sign <channel>.json
+  rollout status --reports DIR|URL --devices REGISTRY [--json] [--html FILE]
+                                      what the fleet's signed reports say
+  rollout evaluate --policy rollout.toml
+                                      advance, hold or pause the staged rollout
 ";
 
 fn main() {
@@ -62,6 +68,7 @@ fn run(mut args: Vec<OsString>) -> Result<()> {
         "bundle" => build::bundle(args),
         "verify" => commands::verify(args),
         "publish" => commands::publish(args),
+        "rollout" => rollout::run(args),
         other => Err(Error::Usage(format!(
             "unknown command `{other}` (try --help)"
         ))),

@@ -1,5 +1,5 @@
 //! The `android` backend: the `bootloader_control` block in the `misc`
-//! partition (format in [`super::bootctrl`]), with the semantics of AOSP
+//! partition (format in [`super::bootloader_control`]), with the semantics of AOSP
 //! `libboot_control` and U-Boot `ab_select`:
 //!
 //! * active = the slot `ab_select` will pick (highest priority bootable);
@@ -31,7 +31,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::bootctrl::{self, BootCtrl, SlotMeta, MAX_PRIORITY};
+use super::bootloader_control::{self, BootloaderControl, SlotMeta, MAX_PRIORITY};
 use crate::bootctl::{BootControl, BootStatus, SlotState};
 use crate::config::Config;
 use crate::slots::{Layout, Slot};
@@ -50,12 +50,16 @@ fn err(reason: impl Into<String>) -> Error {
 /// Access to the 32-byte block.
 pub trait BlockAccess {
     /// Reads the block.
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]>;
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]>;
     /// Writes the block and makes it durable. A 32-byte write inside one
     /// sector; a torn write is caught by the CRC.
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()>;
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()>;
     /// Where the block lives, for messages.
     fn describe(&self) -> String;
+    /// Where the block lives on disk, if it does.
+    fn location(&self) -> Option<crate::slots::Reserved> {
+        None
+    }
 }
 
 /// The block at a byte offset of a disk or image file.
@@ -76,16 +80,16 @@ impl MiscFile {
 }
 
 impl BlockAccess for MiscFile {
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]> {
         let io = |e| Error::io(&self.path, e);
         let mut f = std::fs::File::open(&self.path).map_err(io)?;
         f.seek(SeekFrom::Start(self.offset)).map_err(io)?;
-        let mut block = [0u8; bootctrl::SIZE];
+        let mut block = [0u8; bootloader_control::SIZE];
         f.read_exact(&mut block).map_err(io)?;
         Ok(block)
     }
 
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
         let mut f = OpenOptions::new()
             .write(true)
@@ -103,22 +107,30 @@ impl BlockAccess for MiscFile {
             self.path.display()
         )
     }
+    fn location(&self) -> Option<crate::slots::Reserved> {
+        Some(crate::slots::Reserved {
+            what: "Android bootloader_control block".into(),
+            device: self.path.clone(),
+            offset: i64::try_from(self.offset).unwrap_or(i64::MAX),
+            len: bootloader_control::SIZE as u64,
+        })
+    }
 }
 
 /// In-memory [`BlockAccess`] for tests; counts writes.
 #[derive(Debug, Clone)]
 pub struct MemBlock {
     /// The block.
-    pub block: [u8; bootctrl::SIZE],
+    pub block: [u8; bootloader_control::SIZE],
     /// Number of writes.
     pub writes: usize,
 }
 
 impl BlockAccess for MemBlock {
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]> {
         Ok(self.block)
     }
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()> {
         self.block = *block;
         self.writes += 1;
         Ok(())
@@ -129,21 +141,24 @@ impl BlockAccess for MemBlock {
 }
 
 impl<B: BlockAccess + ?Sized> BlockAccess for Box<B> {
-    fn read(&mut self) -> Result<[u8; bootctrl::SIZE]> {
+    fn read(&mut self) -> Result<[u8; bootloader_control::SIZE]> {
         (**self).read()
     }
-    fn write(&mut self, block: &[u8; bootctrl::SIZE]) -> Result<()> {
+    fn write(&mut self, block: &[u8; bootloader_control::SIZE]) -> Result<()> {
         (**self).write(block)
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn location(&self) -> Option<crate::slots::Reserved> {
+        (**self).location()
     }
 }
 
 /// The Android bootctrl backend.
 pub struct Android<B> {
     misc: B,
-    ctrl: BootCtrl,
+    ctrl: BootloaderControl,
     /// True when the stored block is invalid and `ctrl` is a fresh default
     /// that the next write will store (only with `reinit`).
     reinit_pending: bool,
@@ -160,14 +175,17 @@ pub fn misc_block(layout: &Layout, name: &str) -> Result<MiscFile> {
             layout.disk.display()
         ))
     })?;
-    if part.size < bootctrl::OFFSET + bootctrl::SIZE as u64 {
+    if part.size < bootloader_control::OFFSET + bootloader_control::SIZE as u64 {
         return Err(err(format!(
             "partition `{name}` is {} bytes, too small for the bootctrl block at byte {}",
             part.size,
-            bootctrl::OFFSET
+            bootloader_control::OFFSET
         )));
     }
-    Ok(MiscFile::new(&layout.disk, part.offset + bootctrl::OFFSET))
+    Ok(MiscFile::new(
+        &layout.disk,
+        part.offset + bootloader_control::OFFSET,
+    ))
 }
 
 impl Android<Box<dyn BlockAccess>> {
@@ -203,7 +221,7 @@ impl<B: BlockAccess> Android<B> {
                 // Like U-Boot's default block, except that the running slot
                 // is trusted (confirmed): the operator asked for this while
                 // running it, and a trial needs a confirmed fallback.
-                let mut fresh = BootCtrl::initial(booted.index(), boot_tries);
+                let mut fresh = BootloaderControl::initial(booted.index(), boot_tries);
                 fresh.slots[booted.index()].successful = true;
                 (fresh, true)
             }
@@ -229,9 +247,9 @@ impl<B: BlockAccess> Android<B> {
         &self.misc
     }
 
-    fn load(misc: &mut B) -> Result<Result<BootCtrl, String>> {
+    fn load(misc: &mut B) -> Result<Result<BootloaderControl, String>> {
         let raw = misc.read()?;
-        Ok(match BootCtrl::parse(&raw) {
+        Ok(match BootloaderControl::parse(&raw) {
             Ok(ctrl) if ctrl.slot_count() == 2 => Ok(ctrl),
             Ok(ctrl) => Err(format!(
                 "bootctrl manages {} slots; this device has 2",
@@ -256,7 +274,7 @@ impl<B: BlockAccess> Android<B> {
 
     /// Writes `ctrl` if it differs, after checking that U-Boot will still
     /// find a bootable slot (`want`: and that it is this one).
-    fn commit(&mut self, ctrl: BootCtrl, want: Option<Slot>) -> Result<()> {
+    fn commit(&mut self, ctrl: BootloaderControl, want: Option<Slot>) -> Result<()> {
         let picked = ctrl.select();
         match (picked, want) {
             (None, _) => {
@@ -293,6 +311,10 @@ impl<B: BlockAccess> Android<B> {
 impl<B: BlockAccess> BootControl for Android<B> {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    fn storage(&self) -> Vec<crate::slots::Reserved> {
+        self.misc.location().into_iter().collect()
     }
 
     fn booted_slot(&self) -> Slot {
@@ -332,7 +354,7 @@ impl<B: BlockAccess> BootControl for Android<B> {
         if confirmed_booted {
             target.tries_remaining = target.tries_remaining.max(1);
         } else {
-            target.tries_remaining = self.boot_tries.min(bootctrl::MAX_TRIES);
+            target.tries_remaining = self.boot_tries.min(bootloader_control::MAX_TRIES);
         }
         if slot != self.booted {
             target.verity_corrupted = false;
@@ -510,175 +532,11 @@ impl<B: BlockAccess> BootControl for Android<B> {
 }
 
 /// Reads and decodes the block of `path` at `offset` (for tools and tests).
-pub fn read_block(path: &Path, offset: u64) -> Result<BootCtrl> {
+pub fn read_block(path: &Path, offset: u64) -> Result<BootloaderControl> {
     let mut misc = MiscFile::new(path, offset);
     let raw = misc.read()?;
-    BootCtrl::parse(&raw).map_err(|e| err(format!("{}: {e}", misc.describe())))
+    BootloaderControl::parse(&raw).map_err(|e| err(format!("{}: {e}", misc.describe())))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mem(ctrl: &BootCtrl) -> MemBlock {
-        MemBlock {
-            block: ctrl.build(),
-            writes: 0,
-        }
-    }
-
-    /// Both slots confirmed, a active: a device in service.
-    fn settled() -> BootCtrl {
-        let mut c = BootCtrl::initial(0, 3);
-        c.slots[0].successful = true;
-        c.slots[1].successful = true;
-        c
-    }
-
-    fn open(m: MemBlock, booted: Slot, dir: &tempfile::TempDir) -> Android<MemBlock> {
-        Android::new(m, booted, 3, StateDir::new(dir.path()), false).unwrap()
-    }
-
-    #[test]
-    fn set_active_other_starts_a_counted_trial() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut a = open(mem(&settled()), Slot::A, &dir);
-        a.set_active(Slot::B).unwrap();
-        let c = BootCtrl::parse(&a.misc().block).unwrap();
-        assert_eq!(a.misc().writes, 1);
-        assert_eq!((c.slots[1].priority, c.slots[1].tries_remaining), (15, 3));
-        assert!(!c.slots[1].successful);
-        assert_eq!(c.slots[0].priority, 14);
-        assert_eq!(a.active_slot(), Slot::B);
-        assert_eq!(
-            StateDir::new(dir.path())
-                .activation()
-                .unwrap()
-                .unwrap()
-                .slot,
-            Slot::B
-        );
-    }
-
-    #[test]
-    fn trial_needs_a_confirmed_fallback() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = settled();
-        c.slots[0].successful = false;
-        let mut a = open(mem(&c), Slot::A, &dir);
-        let e = a.set_active(Slot::B).unwrap_err().to_string();
-        assert!(e.contains("slot a is not confirmed"), "{e}");
-        assert_eq!(a.misc().writes, 0);
-        a.mark_successful().unwrap();
-        a.set_active(Slot::B).unwrap();
-        assert_eq!(a.active_slot(), Slot::B);
-    }
-
-    #[test]
-    fn bad_block_is_reported_not_reinitialised() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut raw = settled().build();
-        raw[12] ^= 0x10;
-        let m = MemBlock {
-            block: raw,
-            writes: 0,
-        };
-        let e = Android::new(m.clone(), Slot::A, 3, StateDir::new(dir.path()), false)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.starts_with("android: ") && e.contains("bad crc") && e.contains("--reinit"),
-            "{e}"
-        );
-        // With --reinit, the next write stores a fresh block.
-        let mut a = Android::new(m, Slot::A, 3, StateDir::new(dir.path()), true).unwrap();
-        a.set_active(Slot::A).unwrap();
-        assert_eq!(a.misc().writes, 1);
-        assert!(BootCtrl::parse(&a.misc().block).is_ok());
-    }
-
-    #[test]
-    fn mark_successful_keeps_last_try_bootable() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = settled();
-        c.slots[1] = SlotMeta {
-            priority: 15,
-            tries_remaining: 0,
-            ..SlotMeta::default()
-        };
-        c.slots[0].priority = 14;
-        // Running b on its last try (ab_select decremented to 0).
-        let mut a = open(mem(&c), Slot::B, &dir);
-        a.mark_successful().unwrap();
-        assert!(a.is_successful(Slot::B) && a.is_bootable(Slot::B));
-        assert_eq!(a.active_slot(), Slot::B);
-    }
-
-    #[test]
-    fn mark_bad_refuses_to_leave_no_bootable_slot() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = settled();
-        c.slots[1].tries_remaining = 0;
-        c.slots[1].successful = false;
-        let mut a = open(mem(&c), Slot::A, &dir);
-        let e = a.mark_unbootable(Slot::A).unwrap_err().to_string();
-        assert!(e.contains("no known-good slot"), "{e}");
-        assert_eq!(a.misc().writes, 0);
-    }
-
-    #[test]
-    fn invalidated_activation_is_not_a_rollback() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut a = open(mem(&settled()), Slot::A, &dir);
-        a.set_active(Slot::B).unwrap();
-        // The installer starts over before any reboot.
-        a.mark_unbootable(Slot::B).unwrap();
-        assert_eq!(a.record_rollback().unwrap(), None);
-        assert!(StateDir::new(dir.path()).rollbacks().unwrap().is_empty());
-    }
-
-    #[test]
-    fn activation_cut_before_its_block_write_is_not_a_rollback() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = settled();
-        // The installer marked b unbootable, wrote it; then the power failed
-        // after the activation record but before the block write.
-        c.slots[1].tries_remaining = 0;
-        c.slots[1].successful = false;
-        let state = StateDir::new(dir.path());
-        state
-            .set_activation(Activation {
-                time: 5,
-                slot: Slot::B,
-                from: Slot::A,
-                committed: false,
-            })
-            .unwrap();
-        let mut a = open(mem(&c), Slot::A, &dir);
-        assert_eq!(a.record_rollback().unwrap(), None);
-        assert!(state.rollbacks().unwrap().is_empty());
-        assert_eq!(state.activation().unwrap(), None);
-    }
-
-    #[test]
-    fn rollback_detected_from_activation_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut a = open(mem(&settled()), Slot::A, &dir);
-        a.set_active(Slot::B).unwrap();
-        assert_eq!(a.record_rollback().unwrap(), None, "no reboot yet");
-        let mut c = BootCtrl::parse(&a.misc().block).unwrap();
-        for _ in 0..3 {
-            assert_eq!(c.boot_attempt(), Some(1));
-        }
-        assert_eq!(c.boot_attempt(), Some(0));
-        let mut a = open(mem(&c), Slot::A, &dir);
-        let r = a.record_rollback().unwrap().unwrap();
-        assert_eq!(
-            (r.from, r.to, r.reason.as_str()),
-            (Slot::B, Slot::A, "bootlimit")
-        );
-        assert_eq!(a.record_rollback().unwrap(), None);
-        assert_eq!(StateDir::new(dir.path()).rollbacks().unwrap().len(), 1);
-    }
-}
+mod tests;

@@ -25,23 +25,24 @@
 //!   write + read back + verify SHA-256   (Layout::partition gives offset/size)
 //!   state.end_write(target)              … to here (also after a crash)
 //!   bc.set_active(target)                one write: the trial starts at the next boot
-//! ``` Every mutating method reads the current state,
-//! computes the new one and writes it in ONE write (one env write, one 32-byte
+//! ```
+//!
+//! Every mutating method reads the current state, computes the new one and writes it in ONE write (one env write, one 32-byte
 //! block write), so a power cut leaves either the old or the new state.
-
-use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::{Bootloader, Config};
-use crate::slots::{Layout, Slot};
-use crate::state::{Rollback, StateDir};
+use crate::slots::Slot;
+use crate::state::Rollback;
 use crate::Result;
 
 pub mod android;
-pub mod bootctrl;
 pub mod booted;
+pub mod bootloader_control;
+mod open;
 pub mod uboot;
+
+pub use open::{booted_slot, open, BootedSource, OpenOptions};
 
 /// One slot's health as the bootloader sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,54 +141,18 @@ pub trait BootControl {
     /// each rollback is recorded exactly once even across power cuts.
     /// Returns the new record, if any.
     fn record_rollback(&mut self) -> Result<Option<Rollback>>;
-}
 
-/// How the booted slot is determined.
-#[derive(Debug, Clone, Copy)]
-pub enum BootedSource<'a> {
-    /// `--booted-slot` (tests).
-    Override(Slot),
-    /// The kernel command line file (`/proc/cmdline`, config key `cmdline`).
-    Cmdline(&'a Path),
-}
-
-/// Finds the booted slot.
-pub fn booted_slot(source: BootedSource<'_>, layout: &Layout) -> Result<Slot> {
-    match source {
-        BootedSource::Override(slot) => Ok(slot),
-        BootedSource::Cmdline(path) => booted::from_file(path, &layout.disk, &layout.partitions),
+    /// Where this backend keeps its state on disk (U-Boot env copies, the
+    /// `bootloader_control` block): the installer refuses to write a slot
+    /// partition that overlaps any of it.
+    fn storage(&self) -> Vec<crate::slots::Reserved> {
+        Vec::new()
     }
-}
 
-/// Options of [`open`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OpenOptions {
-    /// `--booted-slot`: trust this instead of the kernel command line.
-    pub booted: Option<Slot>,
-    /// Replace an invalid Android bootctrl block on the next write instead of
-    /// refusing to work with it (`set-active --reinit`).
-    pub reinit: bool,
-}
-
-/// Opens the backend the configuration names: reads the disk's slot layout,
-/// the booted slot and the bootloader state.
-pub fn open(config: &Config, options: OpenOptions) -> Result<Box<dyn BootControl>> {
-    let booted = options.booted;
-    let layout = Layout::discover(&config.disk)?;
-    let source = match booted {
-        Some(slot) => BootedSource::Override(slot),
-        None => BootedSource::Cmdline(&config.cmdline),
-    };
-    let booted = booted_slot(source, &layout)?;
-    let state = StateDir::new(&config.state_dir);
-    Ok(match config.bootloader {
-        Bootloader::Uboot => Box::new(uboot::Uboot::open_config(config, booted, state)?),
-        Bootloader::Android => Box::new(android::Android::open_config(
-            config,
-            &layout,
-            booted,
-            state,
-            options.reinit,
-        )?),
-    })
+    /// Refuses, before the installer writes anything, when the bootloader
+    /// state lacks what activating a slot later needs (the uboot backend:
+    /// a contract variable). One line naming what is missing.
+    fn check_ready(&self) -> Result<()> {
+        Ok(())
+    }
 }

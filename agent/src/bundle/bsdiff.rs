@@ -205,6 +205,25 @@ fn read_block<R: Read>(r: &mut R, buf: &mut [u8], name: &str) -> Result<(), Patc
     })
 }
 
+/// Control triples that produce no byte (add = copy = 0) allowed in a row.
+/// `bsdiff` writes at most one (at the very end); a run of them is how a
+/// few KB of patch (bzip2 of zeros) would make the patcher spin for seconds.
+pub const MAX_IDLE_TRIPLES: u32 = 8;
+
+/// Control triples allowed per byte of output: at most one per
+/// [`MIN_BYTES_PER_TRIPLE`] bytes of the new image, plus a few. `bsdiff`
+/// starts a new triple only where a match beats the current one by more
+/// than 8 bytes, so its triples cover more than 8 bytes each (measured:
+/// 16–65 bytes for blocks shuffled or bytes inserted every 16–64 bytes,
+/// hundreds to millions for ordinary edits). Bounds the CPU a patch can
+/// cost by its output size.
+pub const MIN_BYTES_PER_TRIPLE: u64 = 8;
+
+/// The most control triples a patch for `new_size` bytes may hold.
+pub fn max_triples(new_size: u64) -> u64 {
+    new_size / MIN_BYTES_PER_TRIPLE + 16
+}
+
 /// Applies the BSDIFF40 `patch` to `old`, writing the new image to `new`.
 /// Returns the number of bytes written (the header's new size).
 ///
@@ -217,12 +236,27 @@ where
     O: Read + Seek,
     W: Write,
 {
+    apply_from(patch, old, new, 0)
+}
+
+/// Like [`apply`], but the first `skip` bytes of the new image are not
+/// written (nor their old bytes read): `new` receives bytes `skip..` only.
+/// This is how an interrupted delta install resumes at its last checkpoint:
+/// the patch blocks are decoded again up to there (CPU only; bzip2 streams
+/// cannot be entered in the middle), the flash is not written again.
+pub fn apply_from<P, O, W>(
+    patch: &P,
+    old: &mut O,
+    new: &mut W,
+    skip: u64,
+) -> Result<u64, PatchError>
+where
+    P: ReadAt + ?Sized,
+    O: Read + Seek,
+    W: Write,
+{
     let io_patch = |source| PatchError::Io {
         what: "reading the patch",
-        source,
-    };
-    let io_old = |source| PatchError::Io {
-        what: "reading the old image",
         source,
     };
     let io_new = |source| PatchError::Io {
@@ -262,13 +296,15 @@ where
     let mut diff: Block<P> = bzip2::read::BzDecoder::new(section(ctrl_end, diff_end));
     let mut extra: Block<P> = bzip2::read::BzDecoder::new(section(diff_end, file_len));
 
-    let old_size = old.seek(SeekFrom::End(0)).map_err(io_old)?;
-    let mut old_at = old_size; // where the old reader currently is
+    let mut old = OldReader::new(old)?;
+    let old_size = old.size;
     let mut buf = vec![0u8; CHUNK];
     let mut dbuf = vec![0u8; CHUNK];
     let mut new_pos: u64 = 0;
-    let mut old_pos: i64 = 0;
+    let mut old_pos: u64 = 0;
     let new_size = header.new_size;
+    let (mut triples, mut idle) = (0u64, 0u32);
+    let most = max_triples(new_size);
 
     while new_pos < new_size {
         let mut triple = [0u8; 24];
@@ -278,71 +314,170 @@ where
             offtin(&triple[8..16]),
             offtin(&triple[16..24]),
         );
-        let at = format!("control triple at new offset {new_pos}");
-        let add =
-            u64::try_from(add).map_err(|_| corrupt(format!("{at}: negative add length {add}")))?;
+        // Formatted only when a triple is refused (millions of triples).
+        let triple_at = new_pos;
+        let at = move || format!("control triple at new offset {triple_at}");
+        triples += 1;
+        if triples > most {
+            return Err(corrupt(format!(
+                "{}: more than {most} control triples for {new_size} bytes of output",
+                at()
+            )));
+        }
+        let add = u64::try_from(add)
+            .map_err(|_| corrupt(format!("{}: negative add length {add}", at())))?;
         let copy = u64::try_from(copy)
-            .map_err(|_| corrupt(format!("{at}: negative copy length {copy}")))?;
+            .map_err(|_| corrupt(format!("{}: negative copy length {copy}", at())))?;
+        if add == 0 && copy == 0 {
+            idle += 1;
+            if idle > MAX_IDLE_TRIPLES {
+                return Err(corrupt(format!(
+                    "{}: {idle} control triples in a row produce no byte",
+                    at()
+                )));
+            }
+        } else {
+            idle = 0;
+        }
         let add_end = new_pos
             .checked_add(add)
             .filter(|&e| e <= new_size)
             .ok_or_else(|| {
                 corrupt(format!(
-                    "{at}: add length {add} runs past the new size {new_size}"
+                    "{}: add length {add} runs past the new size {new_size}",
+                    at()
                 ))
             })?;
         if add > 0 {
-            let start = u64::try_from(old_pos).ok();
-            let in_range = start
-                .and_then(|s| s.checked_add(add))
-                .is_some_and(|e| e <= old_size);
-            if !in_range {
+            if old_pos.checked_add(add).is_none_or(|e| e > old_size) {
                 return Err(corrupt(format!(
-                    "{at}: reads old bytes {old_pos}..+{add} outside the old image of {old_size} bytes"
+                    "{}: reads old bytes {old_pos}..+{add} outside the old image of {old_size} bytes",
+                    at()
                 )));
             }
-            let start = start.unwrap_or(0);
-            if old_at != start {
-                old.seek(SeekFrom::Start(start)).map_err(io_old)?;
-            }
             let mut left = add;
+            let mut pos = new_pos;
+            let mut from = old_pos;
             while left > 0 {
                 let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-                old.read_exact(&mut buf[..n]).map_err(io_old)?;
                 read_block(&mut diff, &mut dbuf[..n], "diff")?;
-                for (o, d) in buf[..n].iter_mut().zip(&dbuf[..n]) {
-                    *o = o.wrapping_add(*d);
+                let end = pos + n as u64;
+                if end > skip {
+                    old.read(from, &mut buf[..n])?;
+                    for (o, d) in buf[..n].iter_mut().zip(&dbuf[..n]) {
+                        *o = o.wrapping_add(*d);
+                    }
+                    let keep = usize::try_from(skip.saturating_sub(pos)).unwrap_or(n);
+                    new.write_all(&buf[keep..n]).map_err(io_new)?;
                 }
-                new.write_all(&buf[..n]).map_err(io_new)?;
                 left -= n as u64;
+                pos = end;
+                from += n as u64;
             }
-            old_at = start + add;
-            // start + add <= old_size <= i64::MAX (a seekable file length).
-            old_pos = i64::try_from(old_at)
-                .map_err(|_| corrupt(format!("{at}: old offset overflows")))?;
+            old_pos += add;
         }
         let copy_end = add_end
             .checked_add(copy)
             .filter(|&e| e <= new_size)
             .ok_or_else(|| {
                 corrupt(format!(
-                    "{at}: copy length {copy} runs past the new size {new_size}"
+                    "{}: copy length {copy} runs past the new size {new_size}",
+                    at()
                 ))
             })?;
         let mut left = copy;
+        let mut pos = add_end;
         while left > 0 {
             let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
             read_block(&mut extra, &mut buf[..n], "extra")?;
-            new.write_all(&buf[..n]).map_err(io_new)?;
+            let end = pos + n as u64;
+            if end > skip {
+                let keep = usize::try_from(skip.saturating_sub(pos)).unwrap_or(n);
+                new.write_all(&buf[keep..n]).map_err(io_new)?;
+            }
             left -= n as u64;
+            pos = end;
         }
         new_pos = copy_end;
+        // `bsdiff` only seeks to positions inside the old image (or to its
+        // end); anything else is a hostile patch, refused right here.
         old_pos = old_pos
-            .checked_add(seek)
-            .ok_or_else(|| corrupt(format!("{at}: seek {seek} overflows the old offset")))?;
+            .checked_add_signed(seek)
+            .filter(|&p| p <= old_size)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "{}: seek {seek} from old offset {old_pos} lands outside the old image of {old_size} bytes",
+                    at()
+                ))
+            })?;
     }
     new.flush().map_err(io_new)?;
     Ok(new_size)
+}
+
+/// The old image read through one buffer of [`CHUNK`] bytes, so patches
+/// with many short triples cost a copy, not a system call, per triple.
+struct OldReader<'o, O> {
+    inner: &'o mut O,
+    size: u64,
+    /// Where the reader is positioned.
+    at: u64,
+    buf: Vec<u8>,
+    /// Old offset of `buf[0]`.
+    buf_start: u64,
+}
+
+impl<'o, O: Read + Seek> OldReader<'o, O> {
+    fn new(inner: &'o mut O) -> Result<Self, PatchError> {
+        let size = inner.seek(SeekFrom::End(0)).map_err(io_old)?;
+        Ok(OldReader {
+            inner,
+            size,
+            at: size,
+            buf: Vec::with_capacity(CHUNK),
+            buf_start: 0,
+        })
+    }
+
+    /// Fills `out` with old bytes at `from` (the caller checked the range).
+    fn read(&mut self, from: u64, out: &mut [u8]) -> Result<(), PatchError> {
+        let end = from + out.len() as u64;
+        let buffered = self.buf_start..self.buf_start + self.buf.len() as u64;
+        if !(buffered.contains(&from) && end <= buffered.end) {
+            if out.len() >= CHUNK {
+                self.seek_to(from)?;
+                self.inner.read_exact(out).map_err(io_old)?;
+                self.at = end;
+                return Ok(());
+            }
+            let len = usize::try_from(self.size - from)
+                .unwrap_or(CHUNK)
+                .min(CHUNK);
+            self.seek_to(from)?;
+            self.buf.resize(len, 0);
+            self.inner.read_exact(&mut self.buf).map_err(io_old)?;
+            self.at = from + len as u64;
+            self.buf_start = from;
+        }
+        let off = (from - self.buf_start) as usize;
+        out.copy_from_slice(&self.buf[off..off + out.len()]);
+        Ok(())
+    }
+
+    fn seek_to(&mut self, to: u64) -> Result<(), PatchError> {
+        if self.at != to {
+            self.inner.seek(SeekFrom::Start(to)).map_err(io_old)?;
+            self.at = to;
+        }
+        Ok(())
+    }
+}
+
+fn io_old(source: io::Error) -> PatchError {
+    PatchError::Io {
+        what: "reading the old image",
+        source,
+    }
 }
 
 fn read_full_at<P: ReadAt + ?Sized>(src: &P, buf: &mut [u8], mut offset: u64) -> io::Result<usize> {
@@ -520,8 +655,9 @@ mod tests {
         expect_err(
             &build(&[(0, 0, i64::MAX), (0, 0, i64::MAX)], &[], &[], 1),
             old,
-            "overflows",
+            "seek 9223372036854775807 from old offset 0 lands outside",
         );
+        expect_err(&build(&[(0, 0, 7)], &[], &[], 1), old, "lands outside");
         expect_err(
             &build(&[(i64::MAX, 0, 0)], &[], &[], i64::MAX),
             old,
@@ -539,6 +675,46 @@ mod tests {
             old,
             "diff block ends early",
         );
+    }
+
+    #[test]
+    fn idle_and_excess_triples_are_refused() {
+        let old = b"abcdef";
+        let idle = vec![(0, 0, 0); MAX_IDLE_TRIPLES as usize + 1];
+        expect_err(&build(&idle, &[], &[], 1), old, "in a row produce no byte");
+        // MAX_IDLE_TRIPLES in a row, then progress: accepted.
+        let mut ok = vec![(0, 0, 0); MAX_IDLE_TRIPLES as usize];
+        ok.push((1, 0, 0));
+        assert_eq!(run(&build(&ok, &[0], &[], 1), old).unwrap(), b"a");
+        // One-byte triples: more than new_size / 8 + 16 of them.
+        let new_size = 200i64;
+        let many = vec![(0, 1, 0); new_size as usize];
+        expect_err(
+            &build(&many, &[], &[7; 200], new_size),
+            old,
+            "more than 41 control triples for 200 bytes",
+        );
+    }
+
+    #[test]
+    fn apply_from_writes_exactly_the_tail() {
+        let old: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let diff: Vec<u8> = (0..150_000u32).map(|i| (i % 3) as u8).collect();
+        let extra: Vec<u8> = (0..70_000u32).map(|i| (i % 13) as u8).collect();
+        let p = build(
+            &[(100_000, 30_000, 5_000), (50_000, 40_000, -120_000)],
+            &diff,
+            &extra,
+            220_000,
+        );
+        let whole = run(&p, &old).unwrap();
+        for skip in [
+            0u64, 1, 65_535, 65_536, 99_999, 100_000, 129_999, 150_000, 219_999, 220_000,
+        ] {
+            let mut out = Vec::new();
+            apply_from(&p[..], &mut Cursor::new(&old), &mut out, skip).unwrap();
+            assert_eq!(out, whole[skip as usize..], "skip {skip}");
+        }
     }
 
     #[test]
@@ -566,7 +742,7 @@ mod tests {
     #[test]
     fn window_hides_bytes_past_the_image() {
         // The patch reads old[4..6]; with the window at 5 bytes that is out of range.
-        let p = build(&[(2, 0, 4)], &[0, 0], &[], 2);
+        let p = build(&[(2, 0, 1)], &[0, 0], &[], 2);
         let p2 = build(&[(0, 0, 4), (2, 0, 0)], &[0, 0], &[], 2);
         let mut out = Vec::new();
         apply(

@@ -14,14 +14,16 @@ use serde::{Deserialize, Serialize};
 use super::time::{format_rfc3339_utc, parse_rfc3339_utc};
 use super::{BundleError, Digest};
 
-/// The only channel format this code reads and writes.
-pub const FORMAT: u32 = 1;
+/// The newest channel format this code reads and writes. Format 2 adds the
+/// optional `reports` and `rollout.lease_until`; a file without them is
+/// written as format 1 (so agents that only read format 1 still accept it),
+/// and a format 1 file may not carry them (docs/channel.md).
+pub const FORMAT: u32 = 2;
 /// Largest channel file accepted.
 pub const MAX_LEN: usize = 64 * 1024;
 
 /// Staged rollout settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollout {
     /// Share of devices offered the release, 0..=100.
     pub percent: u8,
@@ -29,6 +31,22 @@ pub struct Rollout {
     pub seed: String,
     /// When true no device starts this update.
     pub paused: bool,
+    /// Format 2: no device starts a *new* install after this time (seconds
+    /// since the epoch) until the channel is republished; the rollout stops
+    /// widening when the evaluator stops running. Distinct from `expires`.
+    pub lease_until: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollout {
+    percent: u8,
+    seed: String,
+    paused: bool,
+    // Plain strings, empty when absent: an `Option<String>` deserializer
+    // costs the device binary ~1.6 KB more.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    lease_until: String,
 }
 
 /// A parsed, checked channel file.
@@ -48,6 +66,8 @@ pub struct Channel {
     pub created: i64,
     /// Expiry: a device refuses an expired channel file (freeze attacks).
     pub expires: i64,
+    /// Format 2: base URL devices PUT their signed reports to (docs/fleet.md).
+    pub reports: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,9 +78,11 @@ struct RawChannel {
     channel: String,
     version: String,
     manifest: String,
-    rollout: Rollout,
+    rollout: RawRollout,
     created: String,
     expires: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    reports: String,
 }
 
 fn bad(m: String) -> BundleError {
@@ -78,11 +100,34 @@ impl Channel {
         }
         let raw: RawChannel =
             serde_json::from_slice(bytes).map_err(|e| bad(super::json_error(bytes, &e)))?;
-        if raw.format != FORMAT {
+        if raw.format == 0 || raw.format > FORMAT {
             return Err(bad(format!(
-                "`format` {} is not supported (this agent reads format {FORMAT})",
+                "`format` {} is not supported (this agent reads formats 1 to {FORMAT})",
                 raw.format
             )));
+        }
+        if raw.format == 1 {
+            for (field, set) in [
+                ("reports", !raw.reports.is_empty()),
+                ("rollout.lease_until", !raw.rollout.lease_until.is_empty()),
+            ] {
+                if set {
+                    return Err(bad(format!("`{field}` needs `format` 2")));
+                }
+            }
+        }
+        let reports = (!raw.reports.is_empty()).then_some(raw.reports);
+        if let Some(r) = &reports {
+            let ok = (r.starts_with("https://") || r.starts_with("http://"))
+                && r.len() <= 512
+                && !r
+                    .bytes()
+                    .any(|c| c.is_ascii_whitespace() || c.is_ascii_control());
+            if !ok {
+                return Err(bad(format!(
+                    "`reports` {r:?} must be an http(s) URL without spaces"
+                )));
+            }
         }
         let version = semver::Version::parse(&raw.version)
             .map_err(|e| bad(format!("`version` {:?} is not SemVer: {e}", raw.version)))?;
@@ -92,6 +137,10 @@ impl Channel {
         };
         let created = time("created", &raw.created)?;
         let expires = time("expires", &raw.expires)?;
+        let lease_until = match raw.rollout.lease_until.as_str() {
+            "" => None,
+            l => Some(time("rollout.lease_until", l)?),
+        };
         if expires <= created {
             return Err(bad(format!(
                 "`expires` {} is not after `created` {}",
@@ -131,23 +180,40 @@ impl Channel {
             channel: raw.channel,
             version,
             manifest: raw.manifest,
-            rollout: raw.rollout,
+            rollout: Rollout {
+                percent: raw.rollout.percent,
+                seed: raw.rollout.seed,
+                paused: raw.rollout.paused,
+                lease_until,
+            },
             created,
             expires,
+            reports,
         })
     }
 
     /// The canonical JSON encoding (pretty, fixed field order, trailing newline).
     pub fn to_json(&self) -> String {
+        let v2 = self.reports.is_some() || self.rollout.lease_until.is_some();
         let raw = RawChannel {
-            format: FORMAT,
+            format: if v2 { 2 } else { 1 },
             product: self.product.clone(),
             channel: self.channel.clone(),
             version: self.version.to_string(),
             manifest: self.manifest.clone(),
-            rollout: self.rollout.clone(),
+            rollout: RawRollout {
+                percent: self.rollout.percent,
+                seed: self.rollout.seed.clone(),
+                paused: self.rollout.paused,
+                lease_until: self
+                    .rollout
+                    .lease_until
+                    .map(format_rfc3339_utc)
+                    .unwrap_or_default(),
+            },
             created: format_rfc3339_utc(self.created),
             expires: format_rfc3339_utc(self.expires),
+            reports: self.reports.clone().unwrap_or_default(),
         };
         // Serialising plain strings and integers cannot fail.
         let mut s = serde_json::to_string_pretty(&raw).unwrap_or_default();
@@ -185,10 +251,45 @@ mod tests {
                 percent: 10,
                 seed: "1.4.0".into(),
                 paused: false,
+                lease_until: None,
             },
             created: 1_795_564_800,
             expires: 1_795_564_800 + 30 * 86400,
+            reports: None,
         }
+    }
+
+    #[test]
+    fn format_2_fields_and_the_version_rule() {
+        let mut c = sample();
+        assert!(
+            c.to_json().contains("\"format\": 1"),
+            "no new fields: format 1"
+        );
+        c.reports = Some("https://reports.example/r".into());
+        c.rollout.lease_until = Some(c.created + 86400);
+        let json = c.to_json();
+        assert!(json.contains("\"format\": 2"), "{json}");
+        assert!(
+            json.contains("\"lease_until\": \"2026-11-26T00:00:00Z\""),
+            "{json}"
+        );
+        assert_eq!(Channel::parse(json.as_bytes()).unwrap(), c);
+        let e = Channel::parse(json.replace("\"format\": 2", "\"format\": 1").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs `format` 2"), "{e}");
+        let e = Channel::parse(json.replace("\"format\": 2", "\"format\": 3").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`format` 3 is not supported"), "{e}");
+        let e = Channel::parse(
+            json.replace("https://reports.example/r", "file:///etc")
+                .as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`reports`"), "{e}");
     }
 
     #[test]

@@ -41,8 +41,6 @@ use crate::{Error, Result};
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The detached signature of [`MANIFEST_FILE`].
 pub const SIGNATURE_FILE: &str = "manifest.json.sig";
-/// The file in `state_dir` holding the lowest acceptable `security_version`.
-pub const MIN_SECURITY_VERSION_FILE: &str = "min-security-version";
 
 /// A device clock before this instant (2026-11-01T00:00:00Z, before this
 /// code was written) is taken as unset: see [`check_policy`].
@@ -253,22 +251,6 @@ pub struct DeviceFacts {
     pub reinstall: bool,
 }
 
-impl DeviceFacts {
-    /// The facts of this device as its configuration names them: product and
-    /// hardware, the running version (`version_file`), the stored minimum
-    /// security version (`state_dir`) and the clock.
-    pub fn from_config(config: &crate::config::Config, reinstall: bool) -> Result<DeviceFacts> {
-        Ok(DeviceFacts {
-            product: config.product.clone(),
-            hardware: config.hardware.clone(),
-            installed: installed_version(&config.version_file)?,
-            min_security_version: load_min_security_version(&config.state_dir)?,
-            now: time::now(),
-            reinstall,
-        })
-    }
-}
-
 /// Checks a verified manifest against the device. Returns warnings to show
 /// (e.g. an unset clock); refusals are errors.
 ///
@@ -346,49 +328,12 @@ pub fn check_policy(m: &Manifest, d: &DeviceFacts) -> Result<Vec<String>, Bundle
     Ok(warnings)
 }
 
-/// Reads the stored minimum security version from `state_dir`: a file of
-/// one decimal `u32` and a newline. Absent = 0 (a fresh device). Anything
-/// else is an error, never 0: a damaged file must not re-open downgrades.
-pub fn load_min_security_version(state_dir: &Path) -> Result<u32> {
-    let path = state_dir.join(MIN_SECURITY_VERSION_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim_end_matches('\n')
-            .parse::<u32>()
-            .map_err(|_| Error::Config {
-                path: path.clone(),
-                reason: format!("{:?} is not a decimal security version", text.trim()),
-            }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Raises the stored minimum security version to `value` (never lowers it),
-/// atomically: write a temporary file, fsync, rename, fsync the directory.
-pub fn store_min_security_version(state_dir: &Path, value: u32) -> Result<()> {
-    if load_min_security_version(state_dir)? >= value {
-        return Ok(());
-    }
-    let path = state_dir.join(MIN_SECURITY_VERSION_FILE);
-    let tmp = state_dir.join(format!("{MIN_SECURITY_VERSION_FILE}.tmp"));
-    let io = |p: &Path, e| Error::io(p, e);
-    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .map_err(|e| io(&tmp, e))?;
-    f.sync_all().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-    File::open(state_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(state_dir, e))
-}
-
 /// The installed release's version: `VERSION_ID` of an os-release file
 /// (config `version_file`, default `/etc/os-release`; the image build sets
 /// it to the release version), parsed as SemVer.
 pub fn installed_version(os_release: &Path) -> Result<semver::Version> {
     let text = std::fs::read_to_string(os_release).map_err(|e| Error::io(os_release, e))?;
-    let bad = |reason: String| Error::Config {
+    let bad = |reason: String| Error::DeviceFile {
         path: os_release.to_owned(),
         reason,
     };
@@ -487,8 +432,51 @@ pub struct Bundle {
     layout: Layout,
 }
 
+/// Opens `path` for reading only if it is a regular file (a FIFO would
+/// block `open` or `read` forever, a device or directory is no bundle
+/// part), and, with `within`, only if it resolves to a file inside that
+/// directory (a symlink may not lead out of the bundle). Never blocks.
+pub fn open_regular(path: &Path, within: Option<&Path>) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let real = std::fs::canonicalize(path)?;
+    if let Some(dir) = within {
+        if !real.starts_with(std::fs::canonicalize(dir)?) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a link leading out of the bundle, refused",
+            ));
+        }
+    }
+    // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a
+    // writer; the type check below then refuses it.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&real)?;
+    let t = f.metadata()?.file_type();
+    let kind = if t.is_file() {
+        return Ok(f);
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{kind}, not a regular file; refused"),
+    ))
+}
+
 fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let f = open_regular(path, path.parent()).map_err(|e| Error::io(path, e))?;
     let mut buf = Vec::new();
     f.take(limit as u64 + 1)
         .read_to_end(&mut buf)
@@ -513,7 +501,7 @@ impl Bundle {
                 layout: Layout::Dir(path.to_owned()),
             });
         }
-        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut f = open_regular(path, None).map_err(|e| Error::io(path, e))?;
         let io = |e| Error::io(path, e);
         let mut head = Vec::new();
         (&mut f)
@@ -562,11 +550,16 @@ impl Bundle {
             .manifest
             .images
             .get(index)
-            .ok_or_else(|| Error::Usage(format!("no image number {index}")))?;
+            .ok_or_else(|| Error::Internal(format!("bundle has no image number {index}")))?;
         match &self.layout {
             Layout::Dir(dir) => {
                 let path = dir.join(&img.file);
-                let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let file = open_regular(&path, Some(dir)).map_err(|e| {
+                    Error::from(BundleError::Payload {
+                        file: img.file.clone(),
+                        reason: e.to_string(),
+                    })
+                })?;
                 let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
                 if len != img.payload.size {
                     let what = if len > img.payload.size {
@@ -587,7 +580,7 @@ impl Bundle {
                 })
             }
             Layout::File { path, ranges } => {
-                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let file = open_regular(path, None).map_err(|e| Error::io(path, e))?;
                 let (start, len) = ranges[index.min(ranges.len() - 1)];
                 Ok(PayloadSource { file, start, len })
             }

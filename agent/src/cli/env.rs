@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use uboot_env::{script, Env, EnvStore, FwEnvConfig};
 
-use super::{string, usage, Globals};
+use super::args::{string, usage, Globals};
 use crate::{Error, Result};
 
 /// The configuration file the C tools read when `-c` is not given.

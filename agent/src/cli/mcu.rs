@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 
-use super::{string, Globals};
+use super::args::{string, Globals};
 use crate::{Error, Result};
 
 /// `ota-agent mcu …`

@@ -1,25 +1,20 @@
-//! Progress of `install`, `update` and `daemon` for people and the
-//! appliance: every event goes to the one [`StatusWriter`]
-//! (`state_dir/update-status.json`), and the document it keeps is then
-//! shown on the appliance display (its phase mapped by
-//! [`Phase::mcu`](crate::update_status::Phase::mcu)) and on stderr — a bar
-//! redrawn at most 4 times a second on a terminal, otherwise a log line at
-//! each phase and each 10 % step.
+//! The terminal side of `install`, `update` and `daemon`: the [`Console`]
+//! the update flow reports to. Progress is a bar redrawn at most 4 times a
+//! second on a terminal, otherwise a log line at each phase and each 10 %
+//! step (stderr); results ([`Announcement`]) are one line each on stdout. The
+//! status file and the appliance display are the library's
+//! (`update::RunProgress`).
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::mcu::ProgressSink;
-use crate::slots::Slot;
-use crate::update_status::{human, Phase, Progress, StatusWriter, UpdateStatus};
+use crate::update::{Announcement, Console};
+use crate::update_status::{human, Phase, UpdateStatus};
 
 const REDRAW_EVERY: Duration = Duration::from_millis(250);
 
-/// The status file, the appliance display and the terminal.
-pub(super) struct CliProgress<S> {
-    writer: StatusWriter,
-    display: S,
+/// stderr for progress, stdout for results.
+pub(super) struct Terminal {
     tty: bool,
     /// A bar line is on the terminal without its newline.
     drawn: bool,
@@ -28,38 +23,26 @@ pub(super) struct CliProgress<S> {
     last_log: Option<(Phase, u8)>,
 }
 
-impl<S: ProgressSink> CliProgress<S> {
-    /// A new run in `state_dir`; `from_version` is the installed release.
-    pub(super) fn new(state_dir: &Path, from_version: Option<String>, display: S) -> Self {
-        Self::with_writer(StatusWriter::new(state_dir, from_version), display)
-    }
-
-    fn with_writer(writer: StatusWriter, display: S) -> Self {
-        CliProgress {
-            writer,
-            display,
+impl Terminal {
+    pub(super) fn new() -> Self {
+        Terminal {
             tty: std::io::stderr().is_terminal(),
             drawn: false,
             last_draw: None,
             last_log: None,
         }
     }
+}
 
-    /// Ends the bar line on a terminal.
-    pub(super) fn end(&mut self) {
+impl Console for Terminal {
+    fn end(&mut self) {
         if self.tty && self.drawn {
             eprintln!();
             self.drawn = false;
         }
     }
 
-    fn show(&mut self, phase_changed: bool) {
-        let doc = self.writer.doc();
-        // The appliance hears of an update only once there is one: a
-        // failed channel check (server down) is not an update failure.
-        if let (Some(p), Some(_)) = (doc.phase.mcu(), &doc.version) {
-            self.display.show(p, doc.display_percent());
-        }
+    fn progress(&mut self, doc: &UpdateStatus, phase_changed: bool) {
         // Nothing to draw before an update is known; a failure is printed
         // once, as the command's error line.
         if matches!(doc.phase, Phase::Checking | Phase::Idle | Phase::Failed) {
@@ -98,24 +81,31 @@ impl<S: ProgressSink> CliProgress<S> {
             }
         }
     }
+
+    fn announce(&mut self, announcement: &Announcement) {
+        // Result lines go to stdout after the bar's line is ended.
+        self.end();
+        println!("{}", words(announcement));
+    }
 }
 
-impl<S: ProgressSink> Progress for CliProgress<S> {
-    fn target(&mut self, version: &str, slot: Option<Slot>, total: Option<u64>) {
-        self.writer.target(version, slot, total);
-    }
-    fn begin(&mut self, phase: Phase, image: Option<&str>, total: Option<u64>) {
-        self.writer.begin(phase, image, total);
-        self.show(true);
-    }
-    fn advance(&mut self, done: u64, overall: u64) {
-        self.writer.advance(done, overall);
-        self.show(false);
-    }
-    fn fail(&mut self, error: &str) {
-        self.writer.fail(error);
-        self.show(true);
-        self.end();
+/// The line for an [`Announcement`].
+pub(super) fn words(announcement: &Announcement) -> String {
+    match announcement {
+        Announcement::Installed {
+            product,
+            version,
+            slot,
+        } => format!(
+            "installed {product} {version} into slot {slot}; the next boot tries it (confirm with mark-good)"
+        ),
+        Announcement::Downloaded { version, dir } => format!(
+            "{version}: downloaded and verified into {}; install with `ota-agent install {}`",
+            dir.display(),
+            dir.display()
+        ),
+        Announcement::Rebooting => "rebooting".to_owned(),
+        Announcement::RebootDeferred(why) => format!("reboot deferred: {why}"),
     }
 }
 
@@ -167,7 +157,6 @@ fn eta_text(s: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcu::Phase as M;
 
     fn doc(phase: Phase, done: u64, total: Option<u64>, rate: Option<u64>) -> UpdateStatus {
         let mut d = UpdateStatus::idle(None);
@@ -211,62 +200,5 @@ mod tests {
         );
         assert_eq!(eta_text(3725), "1h02m");
         assert_eq!(eta_text(125), "2m05s");
-    }
-
-    #[derive(Default)]
-    struct Recorder(Vec<(M, u8)>);
-
-    impl ProgressSink for Recorder {
-        fn show(&mut self, phase: M, percent: u8) {
-            if self.0.last() != Some(&(phase, percent)) {
-                self.0.push((phase, percent));
-            }
-        }
-    }
-
-    /// The display follows the document's phases through a streamed
-    /// download, the read-back and the activation; the file holds the same.
-    #[test]
-    fn display_and_file_follow_the_same_phases() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut p = CliProgress::new(dir.path(), Some("1.3.0".into()), Recorder::default());
-        // A failed check (no release known yet) shows nothing.
-        p.begin(Phase::Checking, None, None);
-        p.fail("server down");
-        assert_eq!(p.display.0, []);
-        assert_eq!(
-            crate::update_status::read(dir.path())
-                .unwrap()
-                .unwrap()
-                .phase,
-            Phase::Failed
-        );
-        p.begin(Phase::Checking, None, None);
-        p.target("1.4.0", Some(Slot::B), Some(200));
-        p.begin(Phase::Verifying, None, None);
-        p.begin(Phase::Downloading, Some("rootfs"), Some(200));
-        p.advance(100, 100);
-        p.advance(200, 200);
-        p.begin(Phase::ReadingBack, Some("rootfs"), Some(200));
-        p.advance(200, 200);
-        p.begin(Phase::Activating, None, None);
-        p.begin(Phase::Installed, None, None);
-        assert_eq!(
-            p.display.0,
-            [
-                (M::Installing, 0),
-                (M::Downloading, 0),
-                (M::Downloading, 50),
-                (M::Downloading, 100),
-                (M::Installing, 100),
-                (M::Done, 100),
-            ]
-        );
-        let on_disk = crate::update_status::read(dir.path()).unwrap().unwrap();
-        assert_eq!(on_disk.phase, Phase::Installed);
-        assert_eq!(on_disk.version.as_deref(), Some("1.4.0"));
-        assert_eq!((on_disk.bytes_done, on_disk.bytes_total), (200, Some(200)));
-        p.fail("gone");
-        assert_eq!(p.display.0.last(), Some(&(M::Failed, 100)));
     }
 }

@@ -11,8 +11,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::{string, usage, Globals};
-use crate::bundle::{self, time, Bundle, Compression, DeviceFacts, Kind, TrustedKeys};
+use super::args::{string, usage, Globals};
+use crate::bundle::{time, Compression, Kind};
 use crate::{Error, Result};
 
 const USAGE: &str = "\
@@ -40,14 +40,7 @@ pub fn run(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         }
     }
     let path = path.ok_or_else(|| Error::Usage("verify needs a bundle PATH".into()))?;
-    let config = globals.config()?;
-    let keys = TrustedKeys::load_dir(&config.keys_dir)?;
-    let b = Bundle::open(&path, &keys)?;
-    let facts = DeviceFacts::from_config(&config, reinstall)?;
-    for w in bundle::check_policy(&b.manifest, &facts)? {
-        log::warn!("{w}");
-    }
-    b.check_payloads()?;
+    let b = crate::update::verify(&globals.device()?, &path, reinstall)?;
     let m = &b.manifest;
     println!(
         "{}: ok: {} {} (security version {}), signed by {}, expires {}",

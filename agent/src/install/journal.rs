@@ -1,4 +1,4 @@
-//! The install journal: `state_dir/install-journal`, one fixed-size binary
+//! The install journal: one fixed-size binary
 //! record saying how far the write of the inactive slot got, so a restart
 //! after a power cut continues instead of starting over.
 //!
@@ -21,20 +21,27 @@
 //! Version 1 (no payload offset) records are ignored like damaged ones: the
 //! image is then written from its first byte, which costs time, never safety.
 //!
-//! Written atomically (temp file, fsync, rename, fsync of the directory).
-//! A record with a bad magic, version, CRC or slot is reported in the log and
-//! ignored: the install then starts from the first byte, which is always
-//! safe (the target slot is marked unbootable before any write).
+//! Stored in `install-journal.0` / `install-journal.1`, a
+//! [`RecordPair`]: the two files are overwritten in turn, in place, each
+//! with a sequence number and CRC, so a power cut at any instant leaves the
+//! previous record or the new one — on vfat as on ext4 (no rename). The
+//! single file `install-journal` of older agents is read when the pair is
+//! empty and removed at the next store. A record with a bad magic, version,
+//! CRC or slot is reported in the log and ignored: the install then starts
+//! from the first byte, which is always safe (the target slot is marked
+//! unbootable before any write).
 
 use std::path::{Path, PathBuf};
 
+use super::files;
 use crate::bundle::Digest;
+use crate::durable::{Fs, Medium, RecordPair};
 use crate::slots::Slot;
-use crate::state::write_atomic;
 use crate::{Error, Result};
+use std::rc::Rc;
 
-/// The journal's file name in `state_dir`.
-pub const FILE: &str = "install-journal";
+/// The single-file journal of older agents (read once, then removed).
+pub const FILE: &str = super::files::JOURNAL;
 /// Record magic.
 pub const MAGIC: &[u8; 8] = b"OTAJRNL\n";
 /// Record version.
@@ -146,58 +153,107 @@ impl Record {
     }
 }
 
-/// The journal file of a state directory.
-#[derive(Debug, Clone)]
+/// The journal of a state directory: a [`RecordPair`] (two alternating
+/// fixed-size files, see `durable.rs`) holding one [`Record`]; the
+/// single-file journal of older agents is still read once.
+#[derive(Clone)]
 pub struct Journal {
-    path: PathBuf,
+    dir: PathBuf,
+    pair: RecordPair<Rc<dyn Medium>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("dir", &self.dir).finish()
+    }
 }
 
 impl Journal {
     /// The journal in `state_dir`.
     pub fn new(state_dir: &Path) -> Journal {
+        Journal::with_medium(state_dir, Rc::new(Fs))
+    }
+
+    /// The journal in `state_dir` on `medium` (power-cut tests use a model
+    /// filesystem, [`crate::durable::model::ModelFs`]).
+    pub fn with_medium(state_dir: &Path, medium: Rc<dyn Medium>) -> Journal {
         Journal {
-            path: state_dir.join(FILE),
+            dir: state_dir.to_owned(),
+            pair: RecordPair::with_medium(state_dir, files::JOURNAL_RECORDS, LEN, medium),
         }
+    }
+
+    fn legacy(&self) -> PathBuf {
+        self.dir.join(FILE)
     }
 
     /// The stored record; `None` when absent or unreadable (logged: a
     /// damaged journal only costs a restart from the first byte).
     pub fn load(&self) -> Option<Record> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        self.load_with_seq().map(|(r, _)| r)
+    }
+
+    /// The stored record and its checkpoint sequence number (0 for a
+    /// record of the single-file format).
+    pub fn load_with_seq(&self) -> Option<(Record, u64)> {
+        let stored = match self.pair.load() {
+            Ok(s) => s,
             Err(e) => {
-                log::warn!("install journal {}: {e}; ignored", self.path.display());
-                return None;
+                log::warn!("install journal in {}: {e}; ignored", self.dir.display());
+                None
+            }
+        };
+        let (bytes, seq, path) = match stored {
+            Some(s) => (s.payload, s.seq, self.pair.paths()[0].clone()),
+            None => {
+                let path = self.legacy();
+                match std::fs::read(&path) {
+                    Ok(b) => (b, 0, path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => {
+                        log::warn!("install journal {}: {e}; ignored", path.display());
+                        return None;
+                    }
+                }
             }
         };
         match Record::parse(&bytes) {
-            Ok(r) => Some(r),
+            Ok(r) => Some((r, seq)),
             Err(why) => {
                 log::warn!(
                     "install journal {}: {why}; ignored, the install starts over",
-                    self.path.display()
+                    path.display()
                 );
                 None
             }
         }
     }
 
-    /// Stores `record` atomically.
-    pub fn store(&self, record: &Record) -> Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        write_atomic(&self.path, &record.encode())
+    /// Stores `record` durably (the next of the two record files,
+    /// overwritten in place and synced). Returns its sequence number.
+    pub fn store(&self, record: &Record) -> Result<u64> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let seq = self
+            .pair
+            .store(&record.encode())
+            .map_err(|e| Error::io(&self.dir, e))?;
+        remove_if_present(&self.legacy())?;
+        Ok(seq)
     }
 
-    /// Removes the journal (install finished or abandoned).
+    /// Empties the journal (install finished or abandoned): an empty record,
+    /// so the files keep their place for the next install.
     pub fn clear(&self) -> Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&self.path, e)),
-        }
+        self.pair.clear().map_err(|e| Error::io(&self.dir, e))?;
+        remove_if_present(&self.legacy())
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
@@ -254,8 +310,13 @@ mod tests {
             payload_offset: 0,
             prefix: Digest([0; 32]),
         };
-        j.store(&r).unwrap();
-        assert_eq!(j.load(), Some(r));
+        assert_eq!(j.store(&r).unwrap(), 1);
+        assert_eq!(j.load_with_seq(), Some((r, 1)));
+        j.clear().unwrap();
+        assert_eq!(j.load(), None);
+        // The older single-file journal is still read, truncation detected.
+        std::fs::write(dir.path().join(FILE), r.encode()).unwrap();
+        assert_eq!(j.load_with_seq(), Some((r, 0)));
         std::fs::write(dir.path().join(FILE), &r.encode()[..50]).unwrap();
         assert_eq!(j.load(), None);
         assert!(Record::parse(&r.encode()[..50])

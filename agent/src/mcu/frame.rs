@@ -1,4 +1,4 @@
-//! MCU link frames, without I/O (DESIGN.md "MCU link").
+//! MCU link frames, without I/O (docs/mcu-protocol.md).
 //!
 //! ```text
 //!   SOH   LEN   CMD   PAYLOAD…          CRC16 (big-endian)

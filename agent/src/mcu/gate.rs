@@ -51,8 +51,8 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{Link, Mcu, Notice};
 use super::serial::SerialPort;
+use super::McuConfig;
 use super::{ErrorKind, McuError, Phase, State};
-use crate::config::McuConfig;
 
 /// Seconds announced in the reboot notice: the agent reboots right after the
 /// MCU accepts; a clean shutdown takes a few seconds.

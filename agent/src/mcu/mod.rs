@@ -1,4 +1,4 @@
-//! The serial link to the appliance's main controller (DESIGN.md "MCU link").
+//! The serial link to the appliance's main controller (docs/mcu-protocol.md).
 //!
 //! The rice cooker's MCU owns the heater; the agent must not reboot the SoC in
 //! the middle of a cooking programme, and it shows update progress on the
@@ -56,6 +56,7 @@ mod sys;
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 pub use display::{McuDisplay, NoDisplay, ProgressSink};
 pub use gate::{
@@ -250,9 +251,39 @@ pub(crate) fn port_name(path: &std::path::Path) -> String {
     path.display().to_string()
 }
 
+/// `[mcu]`: the serial link to the appliance's main controller.
+#[derive(Debug, Clone)]
+pub struct McuConfig {
+    /// Serial device.
+    pub port: PathBuf,
+    /// Baud rate (8N1).
+    pub baud: u32,
+    /// How long to wait for one reply, in milliseconds.
+    pub reply_timeout_ms: u64,
+    /// Attempts per request before the MCU counts as silent.
+    pub retries: u32,
+    /// Seconds between "are you idle?" questions while the appliance is busy.
+    pub idle_poll_s: u64,
+    /// Seconds after which a deferred reboot is given up (the update stays pending).
+    pub reboot_deadline_s: u64,
+}
+
+impl Default for McuConfig {
+    fn default() -> Self {
+        McuConfig {
+            port: "/dev/ttyS1".into(),
+            baud: 9600,
+            reply_timeout_ms: 500,
+            retries: 3,
+            idle_poll_s: 60,
+            reboot_deadline_s: 6 * 3600,
+        }
+    }
+}
+
 /// Opens the configured port as a protocol client (`mcu status` uses this;
 /// the gate and display open lazily through [`SerialMcu`]).
-pub fn open(config: &crate::config::McuConfig) -> Result<Mcu<SerialPort>, McuError> {
+pub fn open(config: &McuConfig) -> Result<Mcu<SerialPort>, McuError> {
     let port = SerialPort::open(&config.port, config.baud)?;
     Ok(Mcu::new(
         port,

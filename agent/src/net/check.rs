@@ -5,11 +5,12 @@
 //! Order of the decision (the first that applies wins):
 //! 1. the channel file is for another product or channel → error;
 //! 2. it expired (clock sanity as for manifests: an unset clock is judged
-//!    as [`CLOCK_FLOOR`](crate::bundle::CLOCK_FLOOR)) → error;
+//!    as [`CLOCK_FLOOR`]) → error;
 //! 3. its version is not newer than the installed one → no update;
 //! 4. the rollout is paused → no update;
-//! 5. the device's bucket is not below `percent` → no update;
-//! 6. otherwise → update to that version, manifest URL attached.
+//! 5. `rollout.lease_until` has passed → no update (lease expired);
+//! 6. the device's bucket is not below `percent` → no update;
+//! 7. otherwise → update to that version, manifest URL attached.
 
 use std::fmt;
 
@@ -37,6 +38,12 @@ pub enum Decision {
     },
     /// The rollout is paused.
     Paused {
+        /// The offered release.
+        version: semver::Version,
+    },
+    /// The channel's `rollout.lease_until` has passed: no new install
+    /// starts until the channel is republished (docs/channel.md).
+    LeaseExpired {
         /// The offered release.
         version: semver::Version,
     },
@@ -81,6 +88,10 @@ impl fmt::Display for Decision {
             Decision::Paused { version } => {
                 write!(f, "no update: the rollout of {version} is paused")
             }
+            Decision::LeaseExpired { version } => write!(
+                f,
+                "no update: the rollout lease of {version} has ended; waiting for the channel to be republished"
+            ),
             Decision::RolledBack { version } => write!(
                 f,
                 "no update: {version} was rolled back on this device; waiting for a newer release"
@@ -100,7 +111,7 @@ impl fmt::Display for Decision {
 
 /// What the device knows when judging a channel file.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub struct ChannelFacts<'a> {
     /// Configured product.
     pub product: &'a str,
     /// Configured channel name.
@@ -119,7 +130,7 @@ pub fn channel_url(server: &str, product: &str, channel: &str) -> String {
 }
 
 /// Decides from a verified, parsed channel file (pure; see the module docs).
-pub fn decide(c: &Channel, channel_url: &str, d: &Facts) -> Result<Decision, BundleError> {
+pub fn decide(c: &Channel, channel_url: &str, d: &ChannelFacts) -> Result<Decision, BundleError> {
     let bad = |m: String| BundleError::Channel(m);
     if c.product != d.product {
         return Err(bad(format!(
@@ -151,6 +162,11 @@ pub fn decide(c: &Channel, channel_url: &str, d: &Facts) -> Result<Decision, Bun
             version: c.version.clone(),
         });
     }
+    if c.rollout.lease_until.is_some_and(|l| now >= l) {
+        return Ok(Decision::LeaseExpired {
+            version: c.version.clone(),
+        });
+    }
     let bucket = channel::bucket(d.device_id, &c.rollout.seed);
     if !c.includes(d.device_id) {
         return Ok(Decision::NotInRollout {
@@ -171,7 +187,7 @@ pub fn check(
     client: &Client,
     server: &str,
     keys: &TrustedKeys,
-    facts: &Facts,
+    facts: &ChannelFacts,
 ) -> Result<(Channel, Decision)> {
     let url = channel_url(server, facts.product, facts.channel);
     let bytes = client.get_small(&url, channel::MAX_LEN)?;
@@ -198,14 +214,16 @@ mod tests {
                 percent,
                 seed: "1.4.0".into(),
                 paused,
+                lease_until: None,
             },
             created: CLOCK_FLOOR,
             expires: CLOCK_FLOOR + 30 * 86400,
+            reports: None,
         }
     }
 
-    fn facts<'a>(installed: &'a semver::Version, id: &'a str) -> Facts<'a> {
-        Facts {
+    fn facts<'a>(installed: &'a semver::Version, id: &'a str) -> ChannelFacts<'a> {
+        ChannelFacts {
             product: "rice-cooker",
             channel: "stable",
             installed,
@@ -252,6 +270,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expired"));
+        // The lease: before it ends, an update; after it, no new install
+        // (and a lease is no reason to skip an up-to-date answer).
+        let mut leased = chan(100, false);
+        leased.rollout.lease_until = Some(CLOCK_FLOOR + 86400 + 1);
+        assert!(decide(&leased, URL, &f).unwrap().is_update());
+        leased.rollout.lease_until = Some(CLOCK_FLOOR + 86400);
+        assert!(matches!(
+            decide(&leased, URL, &f).unwrap(),
+            Decision::LeaseExpired { .. }
+        ));
+        assert!(matches!(
+            decide(&leased, URL, &facts(&same, "dev-1")).unwrap(),
+            Decision::UpToDate { .. }
+        ));
         // An unset clock is judged as CLOCK_FLOOR: this channel is still valid.
         let mut f0 = facts(&old, "dev-1");
         f0.now = 0;

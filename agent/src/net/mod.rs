@@ -24,17 +24,18 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod backoff;
 pub mod check;
 pub mod fetch;
 pub mod payloads;
 pub mod tls;
-pub mod update;
+pub mod to_file;
 
 pub use backoff::Backoff;
-pub use fetch::{fetch_to_file, Download, Validator};
+pub use fetch::{Download, Validator};
+pub use to_file::fetch_to_file;
 
 /// Why a network operation failed. Each message is one line naming the URL.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,14 @@ pub struct NetSettings {
     pub backoff: Backoff,
     /// Allow `http://` URLs (config `danger_allow_http`).
     pub danger_allow_http: bool,
+    /// Longest time one [`Client::get_small`] may take in all, retries
+    /// included (config `fetch_deadline_s`).
+    pub fetch_deadline: Duration,
+    /// Minimum-progress rule of a [`Download`]: fewer than this many bytes
+    /// in [`NetSettings::min_progress_window`] is a stall (0 = no rule).
+    pub min_progress_bytes: u64,
+    /// The window of the minimum-progress rule.
+    pub min_progress_window: Duration,
 }
 
 impl Default for NetSettings {
@@ -114,6 +123,9 @@ impl Default for NetSettings {
             max_redirects: 5,
             backoff: Backoff::default(),
             danger_allow_http: false,
+            fetch_deadline: Duration::from_secs(300),
+            min_progress_bytes: 16 * 1024,
+            min_progress_window: Duration::from_secs(60),
         }
     }
 }
@@ -246,6 +258,9 @@ impl Client {
         let settings = NetSettings {
             danger_allow_http: c.danger_allow_http,
             read_timeout: Duration::from_secs(c.read_timeout_s),
+            fetch_deadline: Duration::from_secs(c.fetch_deadline_s),
+            min_progress_bytes: c.min_progress_bytes,
+            min_progress_window: Duration::from_secs(c.min_progress_window_s),
             backoff: Backoff::new(
                 defaults.backoff.base,
                 defaults.backoff.cap,
@@ -285,18 +300,35 @@ impl Client {
 
     /// GETs a small file whole (channel, manifest, signature), refusing one
     /// larger than `limit` bytes. Transient failures are retried per the
-    /// backoff policy.
+    /// backoff policy, all within [`NetSettings::fetch_deadline`]: a server
+    /// that trickles bytes or keeps failing ends the run with a transient
+    /// error once the deadline has passed.
     pub fn get_small(&self, url: &str, limit: usize) -> Result<Vec<u8>, NetError> {
         self.check_scheme(url)?;
         let mut backoff = self.settings.backoff.clone();
+        let budget = self.settings.fetch_deadline;
+        let deadline = Instant::now() + budget;
+        let late = |e: NetError| {
+            NetError::new(
+                url,
+                NetErrorKind::Transient(format!(
+                    "no complete answer within the fetch deadline of {} s (fetch_deadline_s); last: {}",
+                    budget.as_secs(),
+                    e.kind
+                )),
+            )
+        };
         loop {
-            match self.get_small_once(url, limit) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.get_small_once(url, limit, left) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() => match backoff.next_delay() {
-                    Some(d) => {
+                    Some(d) if Instant::now() + d < deadline => {
                         log::info!("{e}; retrying in {} ms", d.as_millis());
                         std::thread::sleep(d);
                     }
+                    Some(_) => return Err(late(e)),
+                    None if Instant::now() >= deadline => return Err(late(e)),
                     None => return Err(e),
                 },
                 Err(e) => return Err(e),
@@ -304,8 +336,21 @@ impl Client {
         }
     }
 
-    fn get_small_once(&self, url: &str, limit: usize) -> Result<Vec<u8>, NetError> {
-        let resp = self.agent.get(url).call().map_err(|e| classify(url, e))?;
+    fn get_small_once(&self, url: &str, limit: usize, left: Duration) -> Result<Vec<u8>, NetError> {
+        if left.is_zero() {
+            return Err(NetError::new(
+                url,
+                NetErrorKind::Transient("timeout (global)".into()),
+            ));
+        }
+        let resp = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| classify(url, e))?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(NetError::new(url, status_kind(status)));
@@ -324,6 +369,24 @@ impl Client {
             ));
         }
         Ok(body)
+    }
+}
+
+impl Client {
+    /// PUTs `body` to `url` once (the caller retries; used by device reports,
+    /// `report::deliver`). Success is any 2xx; the response body is never
+    /// read (the device takes no data from a report target).
+    pub fn put_once(&self, url: &str, body: &[u8]) -> Result<(), NetError> {
+        self.check_scheme(url)?;
+        let resp = self
+            .agent
+            .put(url)
+            .send(body)
+            .map_err(|e| classify(url, e))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            s => Err(NetError::new(url, status_kind(s))),
+        }
     }
 }
 

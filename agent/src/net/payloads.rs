@@ -4,7 +4,7 @@
 //! partition for a full image.
 //!
 //! The ETag/Last-Modified of each payload URL is kept in
-//! `<state_dir>/payload-validators.json`, so a resume after a power cut
+//! `<state_dir>/payload-validators.json` ([`StateDir::validators_path`]), so a resume after a power cut
 //! still sends `If-Range`. Because the installer checks every byte against
 //! the signed SHA-256 (and reads the slot back before switching), a resume
 //! without a validator, or across a change on the server, is allowed here:
@@ -14,14 +14,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::fetch::net_error;
 use super::{dir_url, join_url, Client, Download, NetErrorKind, Validator};
 use crate::bundle::Manifest;
-
-/// The validator file in `state_dir`.
-pub const VALIDATORS_FILE: &str = "payload-validators.json";
+use crate::state::StateDir;
 
 /// The payloads of one release on the server.
 #[derive(Debug)]
@@ -39,10 +37,10 @@ impl HttpPayloads {
         client: &Client,
         manifest_url: &str,
         manifest: &Manifest,
-        state_dir: Option<&Path>,
+        state: Option<&StateDir>,
     ) -> HttpPayloads {
         let base = dir_url(manifest_url);
-        let store = state_dir.map(|d| d.join(VALIDATORS_FILE));
+        let store = state.map(StateDir::validators_path);
         let validators = store
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
@@ -88,7 +86,7 @@ impl HttpPayloads {
         self.validators.insert(url.to_owned(), v.clone());
         if let Some(path) = &self.store {
             if let Ok(bytes) = serde_json::to_vec(&self.validators) {
-                if let Err(e) = crate::state::write_atomic(path, &bytes) {
+                if let Err(e) = crate::durable::replace(path, &bytes) {
                     log::warn!("cannot record the payload validator: {e}");
                 }
             }
@@ -134,8 +132,11 @@ impl Read for PayloadReader<'_> {
                     // A file that keeps changing under us: give up this run.
                     Some(ne) if matches!(ne.kind, NetErrorKind::Changed) && self.changes < 3 => {
                         self.changes += 1;
+                        // Not `{ne}`: its text ("restarting from the
+                        // beginning") is what other consumers do, not this one.
                         log::warn!(
-                            "{ne}; continuing at byte {} (the installer verifies the result)",
+                            "{}: the file changed on the server; continuing at byte {} (the installer checks the result against the signed hash)",
+                            ne.url,
                             self.dl.position()
                         );
                         self.dl.skip_on_change();

@@ -1,0 +1,84 @@
+//! `daemon`: polls the channel every `poll_interval_s` (±10 % jitter); a
+//! failed cycle (server down, …) is logged and the loop goes on. Each cycle
+//! is one run with its own [`Device`] (the boot state may change between
+//! cycles) and holds the update lock, so runs never overlap with `install`,
+//! `update`, `mark-good` or `set-active`.
+
+use std::time::Duration;
+
+use super::lock::lock;
+use super::progress::Console;
+use super::run::run_once;
+use super::Device;
+use crate::config::Config;
+use crate::net::backoff;
+use crate::report::Reporter;
+use crate::slots::Slot;
+use crate::Result;
+
+/// Runs the poll loop; returns after `max_cycles` cycles (tests), else
+/// never.
+pub fn daemon(
+    config: &Config,
+    booted_override: Option<Slot>,
+    max_cycles: Option<u64>,
+    console: &mut dyn Console,
+) -> Result<()> {
+    // After a reboot: record a rollback the bootloader reported (the slot
+    // itself is confirmed by `mark-good` after the health checks, a
+    // separate boot service), so status/progress tell the truth.
+    if let Err(e) = Device::new(config.clone(), booted_override).boot_control() {
+        log::warn!("boot control unavailable: {e}");
+    }
+    let mut cycle = 0u64;
+    let mut sending = None;
+    loop {
+        cycle += 1;
+        if crate::report::done(&mut sending) {
+            sending = Reporter::new(config).deliver_in_background(&config.source);
+        }
+        let mut dev = Device::new(config.clone(), booted_override);
+        match lock(dev.state()) {
+            Ok(_lock) => match run_once(&mut dev, false, console) {
+                Ok(true) => log::info!("cycle {cycle}: update installed"),
+                Ok(false) => log::info!("cycle {cycle}: nothing to do"),
+                Err(e) => log::warn!("cycle {cycle} failed: {e}"),
+            },
+            Err(e) => log::warn!("cycle {cycle} skipped: {e}"),
+        }
+        if max_cycles.is_some_and(|m| cycle >= m) {
+            crate::report::finish(sending);
+            return Ok(());
+        }
+        std::thread::sleep(poll_delay(config.poll_interval_s));
+    }
+}
+
+/// `interval` seconds ±10 %, so a fleet does not poll in lockstep.
+pub fn poll_delay(interval_s: u64) -> Duration {
+    let ms = interval_s.saturating_mul(1000);
+    let spread = ms / 5;
+    let jitter = if spread == 0 {
+        0
+    } else {
+        backoff::random_u64() % (spread + 1)
+    };
+    Duration::from_millis(ms - ms / 10 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_delay_is_interval_plus_minus_ten_percent_and_spreads() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = poll_delay(3600).as_millis();
+            assert!((3_240_000..=3_960_000).contains(&d), "{d}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 150, "only {} distinct delays", seen.len());
+        assert_eq!(poll_delay(0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,448 @@
+//! One update run: `check` (the channel decision), `update` (check, then
+//! stream the release into the inactive slot, activate, reboot when the
+//! appliance allows; or stage it with `--download-only`) and `install`
+//! (a local bundle or a bundle directory on a server).
+
+use std::path::PathBuf;
+
+use super::lock::lock;
+use super::progress::{Announcement, Console, RunProgress};
+use super::{stage, Device};
+use crate::bundle::{self, Bundle, DeviceFacts, TrustedKeys};
+use crate::config::Config;
+use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
+use crate::mcu::{Decision as Gate, GatePolicy, McuDisplay, RebootGate, SerialMcu, SystemClock};
+use crate::net::check::{self as channel_check, ChannelFacts, Decision};
+use crate::net::payloads::HttpPayloads;
+use crate::net::{self, Client};
+use crate::report::{Event, Reporter};
+use crate::update_status::{self, Phase, Progress, StatusWriter};
+use crate::{Error, Result};
+
+/// The device id: `device_id`, else the first line of `device_id_file`.
+pub fn device_id(c: &Config) -> Result<String> {
+    if let Some(id) = &c.device_id {
+        return Ok(id.clone());
+    }
+    let text =
+        std::fs::read_to_string(&c.device_id_file).map_err(|e| Error::io(&c.device_id_file, e))?;
+    let id = text.lines().next().unwrap_or("").trim();
+    if id.is_empty() {
+        return Err(Error::DeviceFile {
+            path: c.device_id_file.clone(),
+            reason: "device id file is empty".into(),
+        });
+    }
+    Ok(id.to_owned())
+}
+
+/// Reads the channel and decides for this device (a release it rolled
+/// back from is [`Decision::RolledBack`]).
+pub fn check(dev: &Device, client: &Client, keys: &TrustedKeys) -> Result<Decision> {
+    let c = dev.config();
+    let server = c.server.as_deref().ok_or_else(|| Error::Config {
+        path: c.source.clone(),
+        reason: "key `server` is not set (no release server to check)".into(),
+    })?;
+    let installed = dev.installed()?;
+    let id = device_id(c)?;
+    let facts = ChannelFacts {
+        product: &c.product,
+        channel: &c.channel,
+        installed: &installed,
+        device_id: &id,
+        now: bundle::time::now(),
+    };
+    let (chan, d) = channel_check::check(client, server, keys, &facts)?;
+    crate::report::remember_target(dev.state().path(), chan.reports.as_deref());
+    Ok(match d {
+        Decision::Update { version, .. }
+            if dev.state().rejected_release().as_ref() == Some(&version) =>
+        {
+            Decision::RolledBack { version }
+        }
+        d => d,
+    })
+}
+
+/// `check` for the command line: the client and keys of the configuration.
+pub fn check_channel(dev: &Device) -> Result<Decision> {
+    let client = Client::from_config(dev.config())?;
+    let keys = TrustedKeys::load_dir(&dev.config().keys_dir)?;
+    check(dev, &client, &keys)
+}
+
+/// `update [--download-only]`: takes the lock, then one run. Returns
+/// whether an update was installed (or staged).
+pub fn update(dev: &mut Device, download_only: bool, console: &mut dyn Console) -> Result<bool> {
+    let _lock = lock(dev.state())?;
+    let sending = Reporter::new(dev.config()).deliver_in_background(&dev.config().source);
+    let r = run_once(dev, download_only, console);
+    crate::report::finish(sending);
+    r
+}
+
+/// One update run (the lock held by the caller). Every phase goes to
+/// `state_dir/update-status.json` and the appliance display.
+pub(super) fn run_once(
+    dev: &mut Device,
+    download_only: bool,
+    console: &mut dyn Console,
+) -> Result<bool> {
+    let config = dev.config().clone();
+    let state = dev.state().clone();
+    let client = Client::from_config(&config)?;
+    let keys = TrustedKeys::load_dir(&config.keys_dir)?;
+    let from = dev.installed_text();
+    // An update installed and waiting for its reboot keeps its document
+    // (a UI should go on saying so) until the device runs another release.
+    let current = update_status::read(&state).unwrap_or_else(|e| {
+        log::warn!("{e}; ignored");
+        None
+    });
+    let pending = current.clone().filter(|d| {
+        matches!(d.phase, Phase::Installed | Phase::Rebooting) && d.from_version == from
+    });
+    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+    let mut progress = RunProgress::new(&state, from, McuDisplay::new(mcu.as_mut()), console);
+    // Installed and activated, but the device runs the old release and no
+    // switch is pending any more: the bootloader fell back (or `mark-bad`).
+    // That release failed here; trying it again would only repeat the
+    // failed boots, so it is recorded and skipped until a newer one comes.
+    let mut rolled_back = false;
+    let pending = match pending {
+        Some(doc) if !switch_pending(dev) => {
+            rolled_back = true;
+            Reporter::new(&config).record(Event::RolledBack {
+                from_slot: None,
+                reason: "unbootable",
+                boot_limit: None,
+            });
+            if let Some(v) = doc.version.as_deref().and_then(|v| v.parse().ok()) {
+                state.reject_release(&v)?;
+                progress.target(&v.to_string(), doc.slot, None);
+                progress.fail(&format!(
+                    "{v} was rolled back; not installed again (a newer release will be)"
+                ));
+                log::warn!("{v} was installed but the device went back to the old release; recorded, it will not be installed again");
+            }
+            None
+        }
+        p => p,
+    };
+    // Documents that stay until another release starts: an install waiting
+    // for its reboot, and the failure of a release that was rolled back.
+    let rejected = state.rejected_release();
+    let keep = pending.is_some()
+        || rolled_back
+        || current.is_some_and(|d| {
+            d.phase == Phase::Failed
+                && rejected.is_some()
+                && d.version.as_deref().and_then(|v| v.parse().ok()) == rejected
+        });
+    if !keep {
+        progress.begin(Phase::Checking, None, None);
+    }
+    let d = match check(dev, &client, &keys) {
+        Ok(d) => d,
+        Err(e) => {
+            if !keep {
+                progress.fail(&e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    log::info!("{d}");
+    if let Decision::LeaseExpired { version } = &d {
+        Reporter::new(&config).record(Event::Deferred {
+            to: Some(&version.to_string()),
+            why: "rollout lease expired",
+        })
+    }
+    let Decision::Update {
+        version,
+        manifest_url,
+        ..
+    } = d
+    else {
+        if !keep {
+            progress.begin(Phase::Idle, None, None);
+        }
+        return Ok(false);
+    };
+    // Installed and activated, waiting for the reboot: nothing to fetch.
+    if let Some(p) = &pending {
+        if p.version.as_deref() == Some(version.to_string().as_str()) {
+            log::info!("{version} is installed and waits for a reboot");
+            return Ok(false);
+        }
+        progress.begin(Phase::Checking, None, None);
+    }
+    let to = version.to_string();
+    Reporter::new(&config).record(Event::DownloadStarted { to: &to });
+    let r = dev.facts(false).and_then(|facts| {
+        if download_only {
+            let dir = stage::download_release(
+                &client,
+                &manifest_url,
+                &keys,
+                &facts,
+                Some(&version),
+                &state.download_dir(),
+                &mut progress,
+            )?;
+            progress.begin(Phase::Downloaded, None, None);
+            progress.end();
+            progress.announce(&Announcement::Downloaded { version, dir });
+            return Ok(());
+        }
+        let approved = fetch_approved(&client, &manifest_url, &keys, &facts)?;
+        if approved.manifest().version != version {
+            return Err(bundle::BundleError::Refused(format!(
+                "the channel offers {version} but its manifest is version {}",
+                approved.manifest().version
+            ))
+            .into());
+        }
+        let mut payloads =
+            HttpPayloads::new(&client, &manifest_url, approved.manifest(), Some(&state));
+        install_into_inactive(dev, &approved, &mut payloads, &mut progress).map(drop)
+    });
+    if let Err(e) = &r {
+        Reporter::new(&config).record(Event::Failed {
+            to: &to,
+            error: &e.to_string(),
+        });
+        progress.fail(&e.to_string());
+    }
+    progress.end();
+    drop(progress);
+    r?;
+    if !download_only {
+        reboot(dev, mcu.as_mut(), console)?;
+    }
+    Ok(true)
+}
+
+/// Whether boot control still has a switch to the other slot pending (the
+/// state `install` leaves until the reboot). Unknown = pending: a release
+/// is only recorded as rolled back on evidence.
+fn switch_pending(dev: &mut Device) -> bool {
+    match dev.boot_control() {
+        Ok(bc) => bc.active_slot() != bc.booted_slot(),
+        Err(e) => {
+            log::warn!("boot control unavailable: {e}");
+            true
+        }
+    }
+}
+
+/// The manifest at `manifest_url` and its signature, verified and judged
+/// against the device before a single payload byte is fetched.
+fn fetch_approved(
+    client: &Client,
+    manifest_url: &str,
+    keys: &TrustedKeys,
+    facts: &DeviceFacts,
+) -> Result<Approved> {
+    let mbytes = client.get_small(manifest_url, bundle::manifest::MAX_LEN)?;
+    let sig = client.get_small(
+        &format!("{manifest_url}.sig"),
+        bundle::signature::MAX_SIGNATURE_LEN,
+    )?;
+    let approved = Approved::new(&mbytes, &sig, keys, facts)?;
+    for w in approved.warnings() {
+        log::warn!("{w}");
+    }
+    Ok(approved)
+}
+
+/// `verify PATH [--reinstall]`: every check `install` makes before writing
+/// flash (signature, device policy, each payload's size and SHA-256 and
+/// what it produces), without writing anything. Policy warnings are logged.
+pub fn verify(dev: &Device, path: &std::path::Path, reinstall: bool) -> Result<Bundle> {
+    let keys = TrustedKeys::load_dir(&dev.config().keys_dir)?;
+    let b = Bundle::open(path, &keys)?;
+    let facts = dev.facts(reinstall)?;
+    for w in bundle::check_policy(&b.manifest, &facts)? {
+        log::warn!("{w}");
+    }
+    b.check_payloads()?;
+    Ok(b)
+}
+
+/// Where `install` takes a bundle from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleSource {
+    /// A bundle directory or single-file bundle on this device.
+    Local(PathBuf),
+    /// A bundle directory on a server: the URL of its `manifest.json`
+    /// (payloads are fetched relative to it and streamed into the slot).
+    Remote(String),
+}
+
+impl BundleSource {
+    /// An `http://` or `https://` argument is remote: a URL ending in
+    /// `.json` names the manifest, any other the bundle directory (its
+    /// `manifest.json` is used). Everything else is a local path.
+    pub fn parse(arg: &str) -> BundleSource {
+        if arg.starts_with("https://") || arg.starts_with("http://") {
+            if arg.ends_with(".json") {
+                BundleSource::Remote(arg.to_owned())
+            } else {
+                BundleSource::Remote(net::join_url(arg, bundle::MANIFEST_FILE))
+            }
+        } else {
+            BundleSource::Local(arg.into())
+        }
+    }
+}
+
+/// `install SOURCE [--reinstall] [--reboot]`: takes the lock, verifies
+/// the bundle against the device, writes it into the inactive slot
+/// (resuming an interrupted install from the journal), activates it and,
+/// with `reboot`, reboots through the appliance gate.
+pub fn install(
+    dev: &mut Device,
+    source: &BundleSource,
+    reinstall: bool,
+    reboot_after: bool,
+    console: &mut dyn Console,
+) -> Result<()> {
+    let _lock = lock(dev.state())?;
+    let config = dev.config().clone();
+    let keys = TrustedKeys::load_dir(&config.keys_dir)?;
+    let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+    let outcome = match source {
+        BundleSource::Local(path) => {
+            let b = Bundle::open(path, &keys)?;
+            let facts = dev.facts(reinstall)?;
+            let approved = Approved::from_bundle(&b, &facts)?;
+            for w in approved.warnings() {
+                log::warn!("{w}");
+            }
+            let mut payloads = BundlePayloads::new(&b)?;
+            install_reporting(dev, &approved, &mut payloads, mcu.as_mut(), console)
+        }
+        BundleSource::Remote(manifest_url) => {
+            let client = Client::from_config(&config)?;
+            let facts = dev.facts(reinstall)?;
+            let approved = fetch_approved(&client, manifest_url, &keys, &facts)?;
+            let mut payloads = HttpPayloads::new(
+                &client,
+                manifest_url,
+                approved.manifest(),
+                Some(dev.state()),
+            );
+            install_reporting(dev, &approved, &mut payloads, mcu.as_mut(), console)
+        }
+    }?;
+    if let Some((image, offset)) = outcome.resumed {
+        log::info!("resumed an interrupted install at image {image}, byte {offset}");
+    }
+    if reboot_after {
+        reboot(dev, mcu.as_mut(), console)?;
+    }
+    Ok(())
+}
+
+/// [`install_into_inactive`] with the run's progress (status file,
+/// appliance display, console).
+fn install_reporting(
+    dev: &mut Device,
+    approved: &Approved,
+    payloads: &mut dyn Payloads,
+    mcu: Option<&mut SerialMcu>,
+    console: &mut dyn Console,
+) -> Result<Outcome> {
+    let state = dev.state().clone();
+    let mut progress =
+        RunProgress::new(&state, dev.installed_text(), McuDisplay::new(mcu), console);
+    let outcome = install_into_inactive(dev, approved, payloads, &mut progress);
+    progress.end();
+    outcome
+}
+
+/// Writes `approved` into the inactive slot from `payloads` (resuming from
+/// the journal), verifies and activates it, reporting to `progress`.
+/// Shared by `install` (local or remote bundle) and `update`.
+fn install_into_inactive<S: crate::mcu::ProgressSink>(
+    dev: &mut Device,
+    approved: &Approved,
+    payloads: &mut dyn Payloads,
+    progress: &mut RunProgress<'_, S>,
+) -> Result<Outcome> {
+    let disk_path = dev.config().disk.clone();
+    let state_dir = dev.state().path().to_owned();
+    let prepared = dev
+        .layout_and_boot_control()
+        .and_then(|(layout, bc)| Ok((layout, bc, FileDisk::open(&disk_path)?)));
+    let (layout, bc, disk) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            progress.fail(&e.to_string());
+            return Err(e);
+        }
+    };
+    let outcome =
+        Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads)?;
+    Reporter::new(dev.config()).record(Event::Installed {
+        to: &outcome.version.to_string(),
+        slot: outcome.slot,
+    });
+    progress.announce(&Announcement::Installed {
+        product: approved.manifest().product.clone(),
+        version: outcome.version.clone(),
+        slot: outcome.slot,
+    });
+    Ok(outcome)
+}
+
+/// Asks the appliance, then runs `reboot_command`. A deferred reboot is not
+/// an error: the update stays pending and activates at the next reboot.
+pub fn reboot(dev: &Device, mcu: Option<&mut SerialMcu>, console: &mut dyn Console) -> Result<()> {
+    let config = dev.config();
+    let policy = config
+        .mcu
+        .as_ref()
+        .map(GatePolicy::from_config)
+        .unwrap_or_default();
+    match RebootGate::new(mcu, policy, SystemClock::new()).decide() {
+        Gate::Reboot => {
+            // The gate has shown the reboot on the display; the file too.
+            StatusWriter::resume(dev.state(), dev.installed_text()).begin(
+                Phase::Rebooting,
+                None,
+                None,
+            );
+            let (program, args) =
+                config
+                    .reboot_command
+                    .split_first()
+                    .ok_or_else(|| Error::Config {
+                        path: config.source.clone(),
+                        reason: "key `reboot_command`: must name a program".into(),
+                    })?;
+            console.announce(&Announcement::Rebooting);
+            let st = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .map_err(|e| Error::io(program, e))?;
+            if !st.success() {
+                return Err(Error::io(
+                    program,
+                    std::io::Error::other(format!("reboot command failed: {st}")),
+                ));
+            }
+            Ok(())
+        }
+        Gate::Deferred(d) => {
+            Reporter::new(config).record(Event::Deferred {
+                to: None,
+                why: &format!("reboot deferred: {d}"),
+            });
+            console.announce(&Announcement::RebootDeferred(d.to_string()));
+            Ok(())
+        }
+    }
+}

@@ -1,6 +1,0 @@
-//! MCU link tests through a pseudo-terminal: the agent's real serial code
-//! talks to a simulated MCU (`sim.rs`) running in a thread.
-
-mod cli;
-mod gate;
-mod sim;
