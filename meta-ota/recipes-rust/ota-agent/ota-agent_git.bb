@@ -8,7 +8,7 @@ require ota.inc
 OTA_CARGO_PACKAGE = "ota-agent"
 
 # Static and self-contained where the C library is musl (the size budget is for a
-# static binary, DESIGN.md "Dependencies and budgets"); glibc builds stay dynamic.
+# static binary, docs/architecture.md "Budgets"); glibc builds stay dynamic.
 RUSTFLAGS:append:libc-musl = " -C target-feature=+crt-static"
 
 inherit systemd update-rc.d
@@ -20,7 +20,7 @@ SRC_URI += " \
 "
 
 do_install:append() {
-    # The agent doubles as fw_printenv/fw_setenv (argv[0] dispatch, DESIGN.md):
+    # The agent doubles as fw_printenv/fw_setenv (argv[0] dispatch):
     # offered as links unless libubootenv-bin is installed (alternatives would be
     # overkill for two names; the packages simply conflict on the paths).
     ln -sf ota-agent ${D}${bindir}/fw_printenv
