@@ -22,5 +22,6 @@ mod hawkbit;
 mod install_cli;
 mod install_power;
 mod install_refusals;
+mod large_offsets;
 mod mcu;
 mod net;
