@@ -102,6 +102,25 @@ pub const VALIDATORS_FILE: &str = "payload-validators.json";
 pub const LOCK_FILE: &str = "update.lock";
 /// `download/`.
 pub const DOWNLOAD_DIR: &str = "download";
+/// The single-file install journal of older agents (temp file + rename);
+/// read when the record pair is empty, removed at the next store.
+pub const INSTALL_JOURNAL_FILE: &str = "install-journal";
+/// The install journal's two checkpoint record files (`durable::RecordPair`).
+pub const INSTALL_JOURNAL_RECORDS: [&str; 2] = ["install-journal.0", "install-journal.1"];
+/// The security version to store once the new slot is confirmed (`mark-good`).
+pub const PENDING_SECURITY_FILE: &str = "pending-security-version";
+/// Prefix of kept delta patches (`delta-<tag>-<n>.bsdiff`).
+pub const PATCH_PREFIX: &str = "delta-";
+/// Suffix of kept delta patches.
+pub const PATCH_SUFFIX: &str = ".bsdiff";
+/// The device's report signing key (PKCS#8, mode 0600; docs/fleet.md).
+pub const IDENTITY_KEY_FILE: &str = "identity.pk8";
+/// The report queue's counters and pending release.
+pub const REPORT_STATE_FILE: &str = "report-state";
+/// The report queue directory.
+pub const REPORT_QUEUE_DIR: &str = "reports";
+/// The report target named by the last verified channel file.
+pub const REPORT_TARGET_FILE: &str = "report-target";
 /// `install-source`.
 pub const INSTALL_SOURCE_FILE: &str = "install-source";
 /// Suffix of a record set aside because it was unreadable or corrupt.

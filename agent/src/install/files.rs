@@ -11,17 +11,12 @@
 
 use std::path::{Path, PathBuf};
 
-/// The single-file install journal of older agents (temp file + rename);
-/// read when the record pair is empty, removed at the next store.
-pub const JOURNAL: &str = "install-journal";
-/// The two checkpoint record files.
-pub const JOURNAL_RECORDS: [&str; 2] = ["install-journal.0", "install-journal.1"];
-/// The security version to store once the new slot is confirmed (`mark-good`).
-pub const PENDING_SECURITY: &str = "pending-security-version";
-/// Prefix of kept delta patches.
-pub const PATCH_PREFIX: &str = "delta-";
-/// Suffix of kept delta patches.
-pub const PATCH_SUFFIX: &str = ".bsdiff";
+// The names themselves are defined once, with every other state_dir
+// name, in `crate::state`.
+pub use crate::state::{
+    INSTALL_JOURNAL_FILE as JOURNAL, INSTALL_JOURNAL_RECORDS as JOURNAL_RECORDS, PATCH_PREFIX,
+    PATCH_SUFFIX, PENDING_SECURITY_FILE as PENDING_SECURITY,
+};
 
 /// The kept patch of image `index` of the manifest tagged `tag`.
 pub fn patch_file(state_dir: &Path, tag: &str, index: usize) -> PathBuf {

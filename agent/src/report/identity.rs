@@ -18,7 +18,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use crate::{Error, Result};
 
 /// File name of the private key in `state_dir`.
-pub const KEY_FILE: &str = "identity.pk8";
+pub use crate::state::IDENTITY_KEY_FILE as KEY_FILE;
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo (RFC 5480): SEQUENCE {
 /// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }

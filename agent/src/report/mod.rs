@@ -388,7 +388,7 @@ pub fn finish(mut child: Option<Child>) {
 }
 
 /// File in `state_dir` naming the report target of the last channel file.
-pub const TARGET_FILE: &str = "report-target";
+pub use crate::state::REPORT_TARGET_FILE as TARGET_FILE;
 
 /// Remembers the report target a verified channel file names (called by the
 /// channel check; an absent field keeps the last one). A file of its own,

@@ -28,11 +28,11 @@ pub const MAX_QUEUE_BYTES: u64 = 64 * 1024;
 /// Recent event keys remembered for de-duplication.
 pub const RECENT: usize = 8;
 /// The state file.
-pub const STATE_FILE: &str = "report-state";
+pub use crate::state::REPORT_STATE_FILE as STATE_FILE;
 /// First line of the state file.
 const STATE_HEADER: &str = "ota-report-state 1";
 /// The queue directory.
-pub const QUEUE_DIR: &str = "reports";
+pub use crate::state::REPORT_QUEUE_DIR as QUEUE_DIR;
 
 /// A release installed and activated but not yet confirmed or rolled back.
 #[derive(Debug, Clone, PartialEq, Eq)]

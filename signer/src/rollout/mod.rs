@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ota_agent::bundle::channel::Channel;
 use ota_agent::bundle::{time, PublicKey, TrustedKeys};
 
-use crate::commands::{need, string};
+use crate::args::{need, string};
 use crate::error::{usage, Error, Result};
 use crate::keys;
 
