@@ -22,3 +22,4 @@ mod install_power;
 mod install_refusals;
 mod mcu;
 mod net;
+mod resume_cli;
