@@ -528,3 +528,54 @@ pub fn reboot(dev: &Device, mcu: Option<&mut SerialMcu>, console: &mut dyn Conso
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::Silent;
+
+    fn device(dir: &std::path::Path) -> Device {
+        let config = Config {
+            state_dir: dir.join("state"),
+            ..Config::default()
+        };
+        Device::new(config, Some(Slot::A))
+    }
+
+    fn source() -> InstallSource {
+        InstallSource {
+            source: "/data/update.ota".into(),
+            reinstall: false,
+        }
+    }
+
+    #[test]
+    fn nothing_recorded_is_nothing_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = device(dir.path());
+        assert!(!resume(&mut dev, false, &mut Silent).unwrap());
+    }
+
+    #[test]
+    fn a_source_without_a_slot_write_is_forgotten_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = device(dir.path());
+        dev.state().record_install_source(&source()).unwrap();
+        assert!(!resume(&mut dev, false, &mut Silent).unwrap());
+        assert_eq!(dev.state().install_source(), None);
+    }
+
+    #[test]
+    fn a_started_write_is_attempted_again_and_its_source_kept_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = device(dir.path());
+        let state = dev.state().clone();
+        state.record_install_source(&source()).unwrap();
+        state.begin_write(Slot::B).unwrap();
+        // The install is attempted (and fails here: no keys, no bundle;
+        // agent/tests/it/resume_cli.rs resumes a real one).
+        assert!(resume(&mut dev, false, &mut Silent).is_err());
+        // Not a content error: the record stays for the next attempt.
+        assert_eq!(state.install_source(), Some(source()));
+    }
+}
