@@ -324,10 +324,7 @@ impl StateDir {
     /// (durably, before the first slot write).
     pub fn record_install_source(&self, source: &InstallSource) -> Result<()> {
         self.ensure()?;
-        crate::durable::replace(
-            &self.file(INSTALL_SOURCE_FILE),
-            source.encode().as_bytes(),
-        )
+        crate::durable::replace(&self.file(INSTALL_SOURCE_FILE), source.encode().as_bytes())
     }
 
     /// The install ended (completed, or refused for good).

@@ -10,12 +10,12 @@ use super::progress::{Announcement, Console, RunProgress};
 use super::{stage, Device};
 use crate::bundle::{self, Bundle, DeviceFacts, TrustedKeys};
 use crate::config::Config;
+use crate::install::journal::Journal;
 use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
 use crate::mcu::{Decision as Gate, GatePolicy, McuDisplay, RebootGate, SerialMcu, SystemClock};
 use crate::net::check::{self as channel_check, ChannelFacts, Decision};
 use crate::net::payloads::HttpPayloads;
 use crate::net::{self, Client};
-use crate::install::journal::Journal;
 use crate::report::{Event, Reporter};
 use crate::slots::Slot;
 use crate::state::{InstallSource, StateDir};
@@ -393,7 +393,14 @@ fn install_locked(
                 log::warn!("{w}");
             }
             let mut payloads = BundlePayloads::new(&b)?;
-            install_reporting(dev, &approved, &mut payloads, &recorded, mcu.as_mut(), console)
+            install_reporting(
+                dev,
+                &approved,
+                &mut payloads,
+                &recorded,
+                mcu.as_mut(),
+                console,
+            )
         }
         BundleSource::Remote(manifest_url) => {
             let client = Client::from_config(&config)?;
@@ -405,7 +412,14 @@ fn install_locked(
                 approved.manifest(),
                 Some(dev.state()),
             );
-            install_reporting(dev, &approved, &mut payloads, &recorded, mcu.as_mut(), console)
+            install_reporting(
+                dev,
+                &approved,
+                &mut payloads,
+                &recorded,
+                mcu.as_mut(),
+                console,
+            )
         }
     }?;
     if let Some((image, offset)) = outcome.resumed {
@@ -461,7 +475,8 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     // Before the first slot write, so that `resume` finds it after a cut;
     // kept while the install may go on (I/O errors), dropped when it ended.
     state.record_install_source(source)?;
-    let outcome = Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads);
+    let outcome =
+        Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads);
     if matches!(outcome, Ok(_) | Err(Error::Bundle(_))) {
         if let Err(e) = state.clear_install_source() {
             log::warn!("{e}");

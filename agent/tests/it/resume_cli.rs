@@ -123,7 +123,9 @@ fn serve(root: PathBuf, stall_path: String, release: mpsc::Receiver<()>) -> (u16
             };
             log.lock().unwrap().push((path.clone(), from));
             let Ok(body) = fs::read(root.join(path.trim_start_matches('/'))) else {
-                let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
                 continue;
             };
             let from = (from as usize).min(body.len());
@@ -180,7 +182,10 @@ fn request(conn: &TcpStream) -> Option<(String, u64)> {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out: {what}"
+        );
         thread::sleep(Duration::from_millis(5));
     }
 }
@@ -244,7 +249,10 @@ fn an_install_killed_mid_slot_is_resumed_from_its_source_by_resume() {
     let checkpoint = journal.load().unwrap().offset;
     drop(tx); // the stalled response ends
     let src = fs::read_to_string(dev.state().join("install-source")).unwrap();
-    assert!(src.contains(&format!("source {url}manifest.json\n")), "{src}");
+    assert!(
+        src.contains(&format!("source {url}manifest.json\n")),
+        "{src}"
+    );
     assert_eq!(dev.disk.vars()["ota_slot"], "a");
 
     // Nobody names the bundle again.
@@ -261,7 +269,10 @@ fn an_install_killed_mid_slot_is_resumed_from_its_source_by_resume() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap();
-    assert!(at > 0 && at == checkpoint, "resumed at {at}, checkpoint {checkpoint}");
+    assert!(
+        at > 0 && at == checkpoint,
+        "resumed at {at}, checkpoint {checkpoint}"
+    );
     assert_eq!(dev.slot_b(IMAGE), v2, "slot b holds the image");
     let vars = dev.disk.vars();
     assert_eq!(vars["ota_slot"], "b");
@@ -292,11 +303,17 @@ fn a_corrupt_source_record_or_status_file_is_set_aside_with_one_warning() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert_eq!(err.lines().count(), 2, "one warning per file: {err}");
-    assert!(err.contains("install-source: not a valid record; set aside"), "{err}");
+    assert!(
+        err.contains("install-source: not a valid record; set aside"),
+        "{err}"
+    );
     assert!(err.contains("update-status.json"), "{err}");
     for name in ["install-source", "update-status.json"] {
         assert!(!dev.state().join(name).exists(), "{name}");
-        assert!(dev.state().join(format!("{name}.corrupt")).exists(), "{name}");
+        assert!(
+            dev.state().join(format!("{name}.corrupt")).exists(),
+            "{name}"
+        );
     }
     // Reported once: the next run is quiet.
     let o = dev.agent(&["resume"]);
