@@ -324,7 +324,12 @@ pub fn replace_on<M: Medium>(medium: &M, path: &Path, bytes: &[u8]) -> io::Resul
     // filesystem without a journal, one valid copy remains.
     medium.sync_dir(dir)?;
     medium.rename(&tmp, path)?;
-    medium.sync_dir(dir)
+    medium.sync_dir(dir)?;
+    // vfat (Linux `vfat_rename`) writes the new directory entry with size 0
+    // and no first cluster and leaves the real ones to the renamed inode's
+    // next writeback: without this fsync a cut within the writeback delay
+    // (up to 30 s) left `path` empty on the QEMU `data` partition.
+    medium.sync_file(path)
 }
 
 /// [`replace_on`] the real filesystem; an error names `path`.
