@@ -285,6 +285,15 @@ impl<M: Medium> RecordPair<M> {
         } else {
             // First use (or a damaged file of the wrong size, which holds
             // nothing we need): create it, then make its name durable.
+            // On first use the other file is created too (an empty record,
+            // seq 0), so no directory entry is ever created mid-install:
+            // on vfat a cut during that creation left the second file's
+            // long name torn and its record lost (QEMU power-cut).
+            let other = &self.paths[1 - slot];
+            if self.medium.read(other)?.is_none() {
+                self.medium.write_new(other, &self.encode(0, &[]))?;
+                self.medium.sync_file(other)?;
+            }
             self.medium.write_new(path, &bytes)?;
             self.medium.sync_file(path)?;
             self.medium.sync_dir(dir_of(path))?;
