@@ -96,6 +96,38 @@ pub struct Config {
     /// Program and arguments run to reboot after an install (`--reboot`,
     /// `update`, `daemon`); tests point it at a harmless command.
     pub reboot_command: Vec<String>,
+    /// `[hawkbit]`: poll a hawkBit DDI server instead of the channel file.
+    pub hawkbit: Option<HawkbitConfig>,
+}
+
+/// How the device authenticates to the hawkBit DDI server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HawkbitAuth {
+    /// No DDI credential (the server allows anonymous targets).
+    None,
+    /// `Authorization: TargetToken <token>` (per-device token).
+    TargetToken,
+    /// `Authorization: GatewayToken <token>` (tenant-wide token).
+    GatewayToken,
+    /// The TLS client certificate of `client_cert`/`client_key` (mTLS).
+    Mtls,
+}
+
+/// `[hawkbit]`: the hawkBit DDI server (docs/hawkbit.md).
+#[derive(Debug, Clone)]
+pub struct HawkbitConfig {
+    /// Base URL (`https://host[:port]`), without the tenant.
+    pub url: String,
+    /// Tenant (`DEFAULT` on a stock server).
+    pub tenant: String,
+    /// Controller id; `None` = the device id.
+    pub controller_id: Option<String>,
+    /// Authentication.
+    pub auth: HawkbitAuth,
+    /// File whose first line is the target or gateway token.
+    pub token_file: Option<PathBuf>,
+    /// Never poll faster than this, whatever the server says (seconds).
+    pub poll_floor_s: u64,
 }
 
 /// `[mcu]`: the serial link to the appliance's main controller (defined
@@ -136,6 +168,7 @@ impl Default for Config {
             min_progress_bytes: 16 * 1024,
             min_progress_window_s: 60,
             mcu: None,
+            hawkbit: None,
         }
     }
 }
@@ -206,6 +239,23 @@ impl Config {
                     "key `mcu.baud`: {} is not a standard rate (1200 … 921600)",
                     mcu.baud
                 )));
+            }
+        }
+        if let Some(h) = &config.hawkbit {
+            if h.url.is_empty() {
+                return Err(bad("key `hawkbit.url` is required in [hawkbit]".into()));
+            }
+            let needs_token =
+                matches!(h.auth, HawkbitAuth::TargetToken | HawkbitAuth::GatewayToken);
+            if needs_token != h.token_file.is_some() {
+                return Err(bad(
+                    "key `hawkbit.token_file` is required by, and only allowed with, auth = \"target_token\" or \"gateway_token\"".into(),
+                ));
+            }
+            if h.auth == HawkbitAuth::Mtls && config.client_cert.is_none() {
+                return Err(bad(
+                    "key `hawkbit.auth` = \"mtls\" needs `client_cert` and `client_key`".into(),
+                ));
             }
         }
         Ok(config)
@@ -281,6 +331,38 @@ impl Config {
             }
             c.mcu = Some(m);
         }
+        if let Some(section) = doc.sections.iter().find(|s| s.name == "hawkbit") {
+            let mut h = HawkbitConfig {
+                url: String::new(),
+                tenant: "DEFAULT".into(),
+                controller_id: None,
+                auth: HawkbitAuth::None,
+                token_file: None,
+                poll_floor_s: 60,
+            };
+            for e in &section.entries {
+                let name = format!("hawkbit.{}", e.key);
+                let f = Field { name: &name, e };
+                match e.key.as_str() {
+                    "url" => h.url = f.string()?,
+                    "tenant" => h.tenant = f.string()?,
+                    "controller_id" => h.controller_id = Some(f.string()?),
+                    "token_file" => h.token_file = Some(f.path()?),
+                    "poll_floor_s" => h.poll_floor_s = f.int()?,
+                    "auth" => {
+                        h.auth = match f.string()?.as_str() {
+                            "none" => HawkbitAuth::None,
+                            "target_token" => HawkbitAuth::TargetToken,
+                            "gateway_token" => HawkbitAuth::GatewayToken,
+                            "mtls" => HawkbitAuth::Mtls,
+                            other => return Err(f.wrong(format!("unknown auth \"{other}\", expected \"none\", \"target_token\", \"gateway_token\" or \"mtls\""))),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            c.hawkbit = Some(h);
+        }
         Ok(c)
     }
 }
@@ -316,7 +398,15 @@ const TOP_KEYS: &[&str] = &[
     "min_progress_window_s",
     "reboot_command",
 ];
-const SECTIONS: &[&str] = &["mcu"];
+const SECTIONS: &[&str] = &["mcu", "hawkbit"];
+const HAWKBIT_KEYS: &[&str] = &[
+    "url",
+    "tenant",
+    "controller_id",
+    "auth",
+    "token_file",
+    "poll_floor_s",
+];
 const MCU_KEYS: &[&str] = &[
     "port",
     "baud",
@@ -393,18 +483,23 @@ fn unknown_keys(doc: &syntax::Document) -> Vec<String> {
     let mut out: Vec<String> = doc
         .root
         .iter()
-        .filter(|e| !TOP_KEYS.contains(&e.key.as_str()) && e.key != "mcu")
+        .filter(|e| !TOP_KEYS.contains(&e.key.as_str()) && e.key != "mcu" && e.key != "hawkbit")
         .map(|e| e.key.clone())
         .collect();
     for s in &doc.sections {
         if !SECTIONS.contains(&s.name.as_str()) {
             out.push(s.name.clone());
         } else {
+            let known = if s.name == "mcu" {
+                MCU_KEYS
+            } else {
+                HAWKBIT_KEYS
+            };
             out.extend(
                 s.entries
                     .iter()
-                    .filter(|e| !MCU_KEYS.contains(&e.key.as_str()))
-                    .map(|e| format!("mcu.{}", e.key)),
+                    .filter(|e| !known.contains(&e.key.as_str()))
+                    .map(|e| format!("{}.{}", s.name, e.key)),
             );
         }
     }
@@ -467,6 +562,36 @@ mod tests {
         assert!(e.contains("health_timeout_s"), "{e}");
         let c = parse("product = \"p\"\ndisk = \"d\"\nhealth_timeout_s = 900\n").unwrap();
         assert_eq!(c.health_timeout_s, 900);
+    }
+
+    #[test]
+    fn hawkbit_section_defaults_and_checks() {
+        let c = parse("product = \"p\"\ndisk = \"d\"\n[hawkbit]\nurl = \"https://h\"\n").unwrap();
+        let h = c.hawkbit.unwrap();
+        assert_eq!(
+            (h.tenant.as_str(), h.auth, h.poll_floor_s),
+            ("DEFAULT", HawkbitAuth::None, 60)
+        );
+        let e = parse("product = \"p\"\ndisk = \"d\"\n[hawkbit]\nurl = \"https://h\"\nauth = \"target_token\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hawkbit.token_file"), "{e}");
+        let e = parse(
+            "product = \"p\"\ndisk = \"d\"\n[hawkbit]\nurl = \"https://h\"\nauth = \"mtls\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("client_cert"), "{e}");
+        let e = parse("product = \"p\"\ndisk = \"d\"\n[hawkbit]\nauth = \"none\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hawkbit.url"), "{e}");
+        let e = parse(
+            "product = \"p\"\ndisk = \"d\"\n[hawkbit]\nurl = \"https://h\"\nauth = \"psk\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("psk"), "{e}");
     }
 
     #[test]

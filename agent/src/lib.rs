@@ -36,6 +36,8 @@ pub mod config;
 pub mod durable;
 pub mod error;
 pub mod gpt;
+#[cfg(feature = "hawkbit")] // hawkbit:
+pub mod hawkbit; // hawkbit:
 pub mod health;
 pub mod install;
 pub mod logger;

@@ -121,6 +121,12 @@ pub const REPORT_STATE_FILE: &str = "report-state";
 pub const REPORT_QUEUE_DIR: &str = "reports";
 /// The report target named by the last verified channel file.
 pub const REPORT_TARGET_FILE: &str = "report-target";
+/// The hawkBit client's directory (its files below are relative to it).
+pub const HAWKBIT_DIR: &str = "hawkbit";
+/// `hawkbit/action`: the action in progress and its pending feedback.
+pub const HAWKBIT_ACTION_FILE: &str = "action";
+/// `hawkbit/last-success`: the last action closed with success.
+pub const HAWKBIT_DONE_FILE: &str = "last-success";
 /// `install-source`.
 pub const INSTALL_SOURCE_FILE: &str = "install-source";
 /// Suffix of a record set aside because it was unreadable or corrupt.

@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::digest::Digest;
+use super::error::{json_error, BundleError};
 use super::time::{format_rfc3339_utc, parse_rfc3339_utc};
-use super::{BundleError, Digest};
 
 /// The newest channel format this code reads and writes. Format 2 adds the
 /// optional `reports` and `rollout.lease_until`; a file without them is
@@ -99,7 +100,7 @@ impl Channel {
             )));
         }
         let raw: RawChannel =
-            serde_json::from_slice(bytes).map_err(|e| bad(super::json_error(bytes, &e)))?;
+            serde_json::from_slice(bytes).map_err(|e| bad(json_error(bytes, &e)))?;
         if raw.format == 0 || raw.format > FORMAT {
             return Err(bad(format!(
                 "`format` {} is not supported (this agent reads formats 1 to {FORMAT})",

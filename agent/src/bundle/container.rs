@@ -19,9 +19,9 @@
 //! offsets and sizes now come from signed data. The CRC only catches a
 //! damaged or foreign file early; integrity comes from the signature.
 
+use super::error::BundleError;
 use super::manifest::{self, Manifest};
 use super::signature::MAX_SIGNATURE_LEN;
-use super::BundleError;
 
 /// First 8 bytes of a single-file bundle.
 pub const MAGIC: &[u8; 8] = b"OTABNDL\n";

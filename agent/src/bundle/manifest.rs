@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::digest::Digest;
+use super::error::{json_error, BundleError};
 use super::time::{format_rfc3339_utc, parse_rfc3339_utc};
-use super::{BundleError, Digest};
 
 /// The only manifest format this code reads and writes.
 pub const FORMAT: u32 = 1;
@@ -189,7 +190,7 @@ impl Manifest {
             )));
         }
         let raw: RawManifest =
-            serde_json::from_slice(bytes).map_err(|e| bad(super::json_error(bytes, &e)))?;
+            serde_json::from_slice(bytes).map_err(|e| bad(json_error(bytes, &e)))?;
         Manifest::from_raw(raw).map_err(bad)
     }
 

@@ -19,7 +19,7 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 
-use super::BundleError;
+use super::error::BundleError;
 use crate::{Error, Result};
 
 /// Longest DER encoding of a P-256 ECDSA signature (2 x 33-byte INTEGER + headers).

@@ -249,7 +249,7 @@ impl Download {
     fn connect(&mut self) -> Result<(), NetError> {
         let url = self.url.as_str();
         let err = |kind| NetError::new(url, kind);
-        let mut req = self.client.agent.get(url);
+        let mut req = self.client.get_request(url); // hawkbit: auth header
         let ranged = self.pos > 0;
         if ranged {
             req = req.header("Range", format!("bytes={}-", self.pos));

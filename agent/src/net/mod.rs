@@ -146,6 +146,8 @@ pub struct TlsFiles {
 pub struct Client {
     agent: ureq::Agent,
     settings: NetSettings,
+    // hawkbit: the DDI `Authorization` header (target/gateway token) sent with every request.
+    authorization: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Client {
@@ -244,6 +246,7 @@ impl Client {
         Ok(Client {
             agent: ureq::Agent::new_with_config(config),
             settings,
+            authorization: None, // hawkbit:
         })
     }
 
@@ -269,6 +272,51 @@ impl Client {
             ..defaults
         };
         Client::new(&tls, settings)
+    }
+
+    // hawkbit: a client that sends `Authorization: <value>` with every request.
+    /// The same client sending `Authorization: value` with every request
+    /// (hawkBit DDI target or gateway token).
+    pub fn with_authorization(mut self, value: &str) -> Client {
+        self.authorization = Some(value.into());
+        self
+    }
+
+    // hawkbit: GET with the configured Authorization header.
+    pub(crate) fn get_request(
+        &self,
+        url: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let req = self.agent.get(url);
+        match &self.authorization {
+            Some(a) => req.header("Authorization", &**a),
+            None => req,
+        }
+    }
+
+    // hawkbit: PUT/POST of a small JSON document (DDI configData, feedback).
+    /// Sends `body` as JSON with `method` (`PUT` or `POST`); any 2xx is
+    /// success. Not retried: the caller's queue retries.
+    pub fn send_json(&self, method: &str, url: &str, body: &[u8]) -> Result<(), NetError> {
+        self.check_scheme(url)?;
+        let req = if method == "PUT" {
+            self.agent.put(url)
+        } else {
+            self.agent.post(url)
+        };
+        let req = match &self.authorization {
+            Some(a) => req.header("Authorization", &**a),
+            None => req,
+        };
+        let resp = req
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| classify(url, e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(NetError::new(url, status_kind(status)));
+        }
+        Ok(())
     }
 
     /// The settings this client was built with.
@@ -344,8 +392,7 @@ impl Client {
             ));
         }
         let resp = self
-            .agent
-            .get(url)
+            .get_request(url) // hawkbit: auth header
             .config()
             .timeout_global(Some(left))
             .build()

@@ -25,6 +25,16 @@ pub fn daemon(
     max_cycles: Option<u64>,
     console: &mut dyn Console,
 ) -> Result<()> {
+    if config.hawkbit.is_some() {
+        // hawkbit: the DDI server replaces the channel file.
+        #[cfg(feature = "hawkbit")]
+        return crate::hawkbit::daemon(config, booted_override, max_cycles, console);
+        #[cfg(not(feature = "hawkbit"))]
+        return Err(crate::Error::Usage(
+            "[hawkbit] is configured but this ota-agent was built without the hawkbit feature"
+                .into(),
+        ));
+    }
     // After a reboot: record a rollback the bootloader reported (the slot
     // itself is confirmed by `mark-good` after the health checks, a
     // separate boot service), so status/progress tell the truth.

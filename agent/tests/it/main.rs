@@ -17,6 +17,8 @@ mod durable_power;
 mod env_cli;
 mod fleet;
 mod gpt_slots;
+#[cfg(feature = "hawkbit")]
+mod hawkbit;
 mod install_cli;
 mod install_power;
 mod install_refusals;
