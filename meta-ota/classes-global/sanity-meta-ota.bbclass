@@ -1,5 +1,5 @@
 # Warns once per build when meta-ota is in bblayers.conf but DISTRO_FEATURES lacks
-# "ota": the layer's bbappends (U-Boot boot script, fw_env.config) then do nothing
+# "ota": the layer's U-Boot hook (boot script, fw_env.config) then does nothing
 # and an image built with it would not be able to fall back after a bad update.
 #
 # Inherited globally from meta-ota/conf/layer.conf. Silence it (e.g. for a build that
@@ -11,7 +11,7 @@ python ota_bbappend_distrocheck() {
     skip_check = e.data.getVar('SKIP_META_OTA_FEATURE_CHECK') == "1"
     if 'ota' not in e.data.getVar('DISTRO_FEATURES').split() and not skip_check:
         bb.warn("meta-ota is in bblayers.conf but 'ota' is not in DISTRO_FEATURES: its "
-                "bbappends (U-Boot boot-count script, fw_env.config) are inactive. Add "
+                "U-Boot hook (boot-count script, fw_env.config) is inactive. Add "
                 "DISTRO_FEATURES:append = \" ota\" to local.conf or your distro "
                 "(see README.md, section Yocto), or set SKIP_META_OTA_FEATURE_CHECK = \"1\".")
 }

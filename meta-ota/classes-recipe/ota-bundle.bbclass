@@ -12,7 +12,10 @@
 #                           re-signs). The layer's development key is accepted with a
 #                           loud warning: its private half is public.
 #   OTA_PRODUCT             manifest product (default from ota-agent-config: rice-cooker)
-#   OTA_VERSION             SemVer of this release (default: DISTRO_VERSION)
+#   OTA_VERSION             SemVer 2.0.0 of this release. Default: DISTRO_VERSION
+#                           when that is SemVer (e.g. "1.4.0"); otherwise (oe-core's
+#                           "nodistro.0", "5.0") the task stops with an error naming
+#                           OTA_VERSION: a bundle version must order releases.
 #   OTA_SECURITY_VERSION    anti-rollback counter (default 0)
 #   OTA_HARDWARE            compatible hardware revisions, space separated (optional)
 #   OTA_EXPIRES_IN_DAYS     manifest expiry (optional)
@@ -21,8 +24,10 @@
 #                           download the delta, all others the full bundle)
 #
 # do_ota_factory_disk runs scripts/mkdisk with the image's .wks.in layout and writes
-# ${IMAGE_LINK_NAME}.factory.img plus its manifest (what was flashed where, with
-# SHA-256s) for the factory line; OTA_FACTORY_SLOT_B = "copy" fills rootfs_b too.
+# ${IMAGE_LINK_NAME}.factory.img, its block map (.factory.img.bmap, for `bmaptool
+# copy`) and its manifest (.factory.json: what was flashed where, with SHA-256s, and
+# the bmap's SHA-256) for the factory line; OTA_FACTORY_SLOT_B = "copy" fills
+# rootfs_b too.
 
 OTA_SIGNING_KEY ??= ""
 OTA_PRODUCT ??= "rice-cooker"
@@ -50,6 +55,21 @@ def ota_key_checksums(d):
     files = [d.getVar('OTA_SIGNING_KEY'), d.getVar('OTA_DELTA_FROM')]
     return ' '.join('%s:True' % f for f in files if f)
 
+# SemVer 2.0.0 (semver.org, "Backus-Naur Form Grammar"): MAJOR.MINOR.PATCH without
+# leading zeros, optional -prerelease (dot-separated identifiers, numeric ones
+# without leading zeros) and +build metadata. What ota-sign accepts.
+OTA_SEMVER_RE = "^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-((0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+
+python ota_check_version() {
+    import re
+    version = d.getVar('OTA_VERSION') or ''
+    if not re.fullmatch(d.getVar('OTA_SEMVER_RE'), version):
+        bb.fatal("OTA_VERSION is %r (its default is DISTRO_VERSION = %r), which is not a "
+                 "SemVer 2.0.0 version (MAJOR.MINOR.PATCH[-pre][+build]): set OTA_VERSION "
+                 "in local.conf or your distro, e.g. OTA_VERSION = \"1.0.0\"."
+                 % (version, d.getVar('DISTRO_VERSION')))
+}
+
 python ota_check_signing_key() {
     import filecmp, os
     key = d.getVar('OTA_SIGNING_KEY')
@@ -71,7 +91,7 @@ python ota_check_signing_key() {
 do_ota_bundle[doc] = "Signs the update bundle of this image with ota-sign (OTA_SIGNING_KEY)"
 do_ota_bundle[depends] += "ota-sign-native:do_populate_sysroot"
 do_ota_bundle[file-checksums] += "${@ota_key_checksums(d)}"
-do_ota_bundle[prefuncs] += "ota_check_signing_key"
+do_ota_bundle[prefuncs] += "ota_check_version ota_check_signing_key"
 do_ota_bundle[cleandirs] = "${OTA_BUNDLE_DIR}"
 do_ota_bundle[dirs] = "${OTA_BUNDLE_DIR}"
 do_ota_bundle () {
@@ -111,6 +131,7 @@ do_ota_factory_disk[depends] += " \
     dosfstools-native:do_populate_sysroot \
     mtools-native:do_populate_sysroot \
     u-boot-tools-native:do_populate_sysroot \
+    bmaptool-native:do_populate_sysroot \
     virtual/bootloader:do_deploy \
 "
 do_ota_factory_disk[file-checksums] += "${OTA_MKDISK}:True"
@@ -130,8 +151,10 @@ do_ota_factory_disk () {
         --env-image "${DEPLOY_DIR_IMAGE}/${OTA_ENV_IMAGE}" \
         --part "rootfs_a=$rootfs" $slot_b $boot_files \
         --manifest "${OTA_FACTORY_DIR}/${IMAGE_NAME}.factory.json" \
+        --bmap "${OTA_FACTORY_DIR}/${IMAGE_NAME}.factory.img.bmap" \
         --out "${OTA_FACTORY_DIR}/${IMAGE_NAME}.factory.img"
     ln -sf "${IMAGE_NAME}.factory.img" "${OTA_FACTORY_DIR}/${IMAGE_LINK_NAME}.factory.img"
+    ln -sf "${IMAGE_NAME}.factory.img.bmap" "${OTA_FACTORY_DIR}/${IMAGE_LINK_NAME}.factory.img.bmap"
     ln -sf "${IMAGE_NAME}.factory.json" "${OTA_FACTORY_DIR}/${IMAGE_LINK_NAME}.factory.json"
 }
 # The layout: the image's .wks.in, found like wic finds it.

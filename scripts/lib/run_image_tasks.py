@@ -10,7 +10,9 @@ BitBake would, against the real ota-sign and scripts/mkdisk, without oe-core:
   to temp/run.do_ota_bundle), run with ota-sign on PATH, with a delta base: the
   bundle's signature verifies with `openssl dgst -verify` and the development public
   key, and its manifest names the product, version and both payload kinds;
-* do_ota_factory_disk, emitted the same way: the factory disk's GPT and manifest.
+* do_ota_factory_disk, emitted the same way: the factory disk's GPT and manifest,
+  and its block map: `bmaptool copy` of the disk through the .bmap gives the same
+  bytes (cmp), and the manifest records the .bmap's SHA-256.
 
     python3 run_image_tasks.py REPO_ROOT OTA_SIGN_BINARY
 """
@@ -70,6 +72,32 @@ def run_shell_task(d, task, path_dirs, cwd):
         f.write("\n%s\n" % task)
     env = dict(os.environ, PATH=":".join(path_dirs + [os.environ["PATH"]]))
     return subprocess.run(["bash", script], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def check_bmap(img, bmap, manifest, tmp, what):
+    """The bmap round trip: bmaptool copy through the bmap gives the image's bytes,
+    and the manifest names the bmap with its SHA-256."""
+    import hashlib
+    if not os.path.isfile(bmap):
+        problems.append("%s: no block map %s" % (what, os.path.basename(bmap)))
+        return
+    out = os.path.join(tmp, "bmap-copy.img")
+    r = subprocess.run(["bmaptool", "copy", "--bmap", bmap, img, out], capture_output=True, text=True)
+    if r.returncode != 0:
+        problems.append("%s: bmaptool copy failed: %s" % (what, r.stderr.strip()[-300:]))
+    elif subprocess.run(["cmp", "-s", img, out]).returncode != 0:
+        problems.append("%s: bmaptool copy through %s does not reproduce the image"
+                        % (what, os.path.basename(bmap)))
+    if os.path.exists(out):
+        os.unlink(out)
+    with open(manifest) as f:
+        rec = json.load(f)
+    with open(bmap, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    if rec.get("bmap_sha256") != digest or rec.get("bmap") != os.path.basename(os.path.realpath(bmap)):
+        problems.append("%s: manifest bmap/bmap_sha256 (%s %s) are not the .bmap's (%s %s)"
+                        % (what, rec.get("bmap"), rec.get("bmap_sha256"),
+                           os.path.basename(os.path.realpath(bmap)), digest))
 
 
 def main():
@@ -183,6 +211,8 @@ def main():
                 want = hashlib.sha256(f.read()).hexdigest()
             if regions.get("rootfs_a", {}).get("sha256") != want:
                 problems.append("factory manifest: rootfs_a is not this build's ext4")
+            check_bmap(img, img + ".bmap", os.path.join(
+                factory_dir, d.getVar("IMAGE_LINK_NAME") + ".factory.json"), tmp, "factory disk")
 
     for p in problems:
         print("image-tasks: " + p)

@@ -66,9 +66,9 @@ part_number() {
 	sgdisk -p "$1" | awk -v n="$2" '$1 ~ /^[0-9]+$/ && $NF == n {print $1}'
 }
 
-# The kernel package's files, unpacked once.
-kernel_dir() { echo "$OTA_QEMU_CACHE/x/kernel"; }
-busybox_dir() { echo "$OTA_QEMU_CACHE/x/busybox"; }
+# The kernel package's files, unpacked once (ARCH arm64, the default, or armhf).
+kernel_dir() { if [ "${1:-arm64}" = arm64 ]; then echo "$OTA_QEMU_CACHE/x/kernel"; else echo "$OTA_QEMU_CACHE/x/kernel-$1"; fi; }
+busybox_dir() { if [ "${1:-arm64}" = arm64 ]; then echo "$OTA_QEMU_CACHE/x/busybox"; else echo "$OTA_QEMU_CACHE/x/busybox-$1"; fi; }
 
 # Runs QEMU (TCG: KVM is unusable here) on DISK with U-Boot BIOS, serial to LOG.
 # reboot in the guest returns to U-Boot in the same process; poweroff ends it.
@@ -88,6 +88,20 @@ run_qemu() {
 		-M virt -cpu cortex-a53 -smp 1 -m 512 -nographic "${nic[@]}"
 		-bios "$bios"
 		-drive if=none,file="$disk",format=raw,id=hd0 -device virtio-blk-device,drive=hd0)
+	if [ "${OTA_QEMU_MACHINE:-arm64}" = armv7 ]; then
+		# The rice cooker (tests/qemu/run armv7): Cortex-A7, 1 GiB (RAM at
+		# 0x40000000, so the layer's OTA_BOOT_SCRATCH 0x68000000 is RAM), the
+		# disk as an SD card on sdhci-pci (U-Boot's and Linux's mmc 0), and
+		# a 16550 on PCI for the layer's console=ttyS0,115200 next to the
+		# PL011 U-Boot prints on: both on one multiplexed stdio chardev, so
+		# the log keeps U-Boot and Linux lines in order.
+		# shellcheck disable=SC2054  # the commas belong to QEMU's option syntax
+		cmd=(timeout -k 5 "$limit" qemu-system-arm
+			-M virt -cpu cortex-a7 -smp 1 -m 1024 -display none -monitor none "${nic[@]}"
+			-chardev stdio,id=con,mux=on,signal=off -serial chardev:con -device pci-serial,chardev=con
+			-bios "$bios"
+			-device sdhci-pci -drive if=none,file="$disk",format=raw,id=hd0 -device sd-card,drive=hd0)
+	fi
 	if [ "${OTA_QEMU_SHOW:-0}" = 1 ]; then
 		# The demo: show the serial console live, keep the log for the checks.
 		"${cmd[@]}" </dev/null 2>&1 | tee "$log"

@@ -186,7 +186,7 @@ impl<P: ReadAt + ?Sized> Read for Section<'_, P> {
     }
 }
 
-type Block<'a, P> = bzip2::read::BzDecoder<Section<'a, P>>;
+type Block<'a, P> = super::bunzip::Decoder<io::BufReader<Section<'a, P>>>;
 
 /// Reads exactly `buf.len()` decompressed bytes of block `name`, mapping
 /// decoder errors to one clear message.
@@ -292,9 +292,12 @@ where
         pos,
         end,
     };
-    let mut ctrl: Block<P> = bzip2::read::BzDecoder::new(section(HEADER_LEN as u64, ctrl_end));
-    let mut diff: Block<P> = bzip2::read::BzDecoder::new(section(ctrl_end, diff_end));
-    let mut extra: Block<P> = bzip2::read::BzDecoder::new(section(diff_end, file_len));
+    let mut ctrl: Block<P> =
+        super::bunzip::Decoder::new(io::BufReader::new(section(HEADER_LEN as u64, ctrl_end)));
+    let mut diff: Block<P> =
+        super::bunzip::Decoder::new(io::BufReader::new(section(ctrl_end, diff_end)));
+    let mut extra: Block<P> =
+        super::bunzip::Decoder::new(io::BufReader::new(section(diff_end, file_len)));
 
     let mut old = OldReader::new(old)?;
     let old_size = old.size;

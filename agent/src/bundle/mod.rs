@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 
 pub mod bsdiff;
+pub mod bunzip;
 pub mod channel;
 pub mod container;
 pub mod manifest;
@@ -93,7 +94,7 @@ pub fn check_payload(img: &Image, src: &PayloadSource) -> Result<()> {
         Kind::Full => {
             let result = match img.compression {
                 Compression::None => got,
-                Compression::Bzip2 => hash_reader(bzip2::read::MultiBzDecoder::new(src.reader()))
+                Compression::Bzip2 => hash_reader(bunzip::MultiDecoder::new(src.reader()))
                     .map_err(|e| payload_err(img, format!("bzip2: {e}")))?,
             };
             check_result(img, result)
@@ -155,11 +156,10 @@ pub fn write_image<W: Write>(
                 Compression::None => {
                     io::copy(&mut payload.reader(), &mut out).map_err(write_err)?
                 }
-                Compression::Bzip2 => io::copy(
-                    &mut bzip2::read::MultiBzDecoder::new(payload.reader()),
-                    &mut out,
-                )
-                .map_err(|e| payload_err(img, format!("bzip2: {e}")))?,
+                Compression::Bzip2 => {
+                    io::copy(&mut bunzip::MultiDecoder::new(payload.reader()), &mut out)
+                        .map_err(|e| payload_err(img, format!("bzip2: {e}")))?
+                }
             };
         }
         Kind::Bsdiff { base: want } => {

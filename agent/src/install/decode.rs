@@ -132,7 +132,7 @@ pub(super) fn write_full<D: Disk + ?Sized>(
                 if at_end {
                     break;
                 }
-                let mut dec = bzip2::bufread::BzDecoder::new(&mut input);
+                let mut dec = crate::bundle::bunzip::Decoder::new(&mut input);
                 if let Err(e) = io::copy(&mut dec, &mut sink) {
                     return Err(match sink.fault() {
                         // Flash I/O stays resumable, too much data is content.

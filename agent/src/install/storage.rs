@@ -88,8 +88,13 @@ impl Disk for FileDisk {
     fn evict(&self, offset: u64, len: u64) {
         use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
         use std::os::fd::AsRawFd;
-        let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
+        // `off_t` is 32 bits on 32-bit glibc targets (armv7 gnueabihf; nix
+        // calls posix_fadvise, not posix_fadvise64): a range that does not
+        // fit is widened to the whole file (0, 0 = to the end), never cut.
+        type Off = nix::libc::off_t;
+        let (off, len) = match (Off::try_from(offset), Off::try_from(len)) {
+            (Ok(off), Ok(len)) if off.checked_add(len).is_some() => (off, len),
+            _ => (0, 0),
         };
         // Clean pages only (we synced first); failure just means the read
         // back may come from the page cache, which is logged, not fatal.

@@ -22,6 +22,7 @@ mod hawkbit;
 mod install_cli;
 mod install_power;
 mod install_refusals;
+mod large_offsets;
 mod mcu;
 mod net;
 mod resume_cli;

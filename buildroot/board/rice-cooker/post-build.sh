@@ -10,7 +10,7 @@ TARGET_DIR=$1
 META=${BR2_EXTERNAL_OTA_PATH:?}/../meta-ota
 DEV_PUB=$META/files/dev-keys/ota-dev-DO-NOT-SHIP.pub.pem
 
-# Where U-Boot's env lives on this disk (CONTRACT.md), read by the agent.
+# Where U-Boot's env lives on this disk (docs/contract.md), read by the agent.
 install -D -m 0644 "$META/recipes-bsp/u-boot/files/fw_env.config" "$TARGET_DIR/etc/fw_env.config"
 
 sed -e "s,@@OTA_PRODUCT@@,rice-cooker,g" \
@@ -33,4 +33,3 @@ for key in ${OTA_TRUSTED_KEYS:-$DEV_PUB}; do
     fi
     install -m 0644 "$key" "$TARGET_DIR/etc/ota/keys/"
 done
-

@@ -8,7 +8,7 @@ require ota.inc
 OTA_CARGO_PACKAGE = "ota-agent"
 
 # Static and self-contained where the C library is musl (the size budget is for a
-# static binary, DESIGN.md "Dependencies and budgets"); glibc builds stay dynamic.
+# static binary, docs/architecture.md "Budgets"); glibc builds stay dynamic.
 RUSTFLAGS:append:libc-musl = " -C target-feature=+crt-static"
 
 inherit systemd update-rc.d
@@ -22,7 +22,7 @@ SRC_URI += " \
 "
 
 do_install:append() {
-    # The agent doubles as fw_printenv/fw_setenv (argv[0] dispatch, DESIGN.md):
+    # The agent doubles as fw_printenv/fw_setenv (argv[0] dispatch):
     # offered as links unless libubootenv-bin is installed (alternatives would be
     # overkill for two names; the packages simply conflict on the paths).
     ln -sf ota-agent ${D}${bindir}/fw_printenv
@@ -56,11 +56,15 @@ PACKAGES =+ "${PN}-fw-utils"
 # nooelint: oelint.var.filesoverride - a package of our own
 FILES:${PN}-fw-utils = "${bindir}/fw_printenv ${bindir}/fw_setenv"
 # The device configuration (/etc/ota-agent.toml, trusted keys) is its own recipe so
-# a product layer can replace it without touching the agent.
-RDEPENDS:${PN} += "ota-agent-config"
+# a product layer can replace it without touching the agent. It is machine-specific,
+# so the image installs it (rice-cooker-image.bb): an RDEPENDS here would make this
+# recipe's signature differ per machine.
 RCONFLICTS:${PN}-fw-utils = "libubootenv-bin u-boot-fw-utils"
 
 SYSTEMD_SERVICE:${PN} = "ota-agent.service ota-mark-good.service ota-resume.service"
+# mark-good runs only on a trial boot: the boot script puts ota.trial=1 on the kernel
+# command line then (recipes-bsp/u-boot/files/boot*.cmd.in), and the unit and the
+# init script test for it.
 INITSCRIPT_NAME = "ota-agent"
 # Late (99): mark-good runs once the rest of the system came up.
 INITSCRIPT_PARAMS = "defaults 99"
