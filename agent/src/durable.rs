@@ -285,6 +285,15 @@ impl<M: Medium> RecordPair<M> {
         } else {
             // First use (or a damaged file of the wrong size, which holds
             // nothing we need): create it, then make its name durable.
+            // On first use the other file is created too (an empty record,
+            // seq 0), so no directory entry is ever created mid-install:
+            // on vfat a cut during that creation left the second file's
+            // long name torn and its record lost (QEMU power-cut).
+            let other = &self.paths[1 - slot];
+            if self.medium.read(other)?.is_none() {
+                self.medium.write_new(other, &self.encode(0, &[]))?;
+                self.medium.sync_file(other)?;
+            }
             self.medium.write_new(path, &bytes)?;
             self.medium.sync_file(path)?;
             self.medium.sync_dir(dir_of(path))?;
@@ -324,7 +333,12 @@ pub fn replace_on<M: Medium>(medium: &M, path: &Path, bytes: &[u8]) -> io::Resul
     // filesystem without a journal, one valid copy remains.
     medium.sync_dir(dir)?;
     medium.rename(&tmp, path)?;
-    medium.sync_dir(dir)
+    medium.sync_dir(dir)?;
+    // vfat (Linux `vfat_rename`) writes the new directory entry with size 0
+    // and no first cluster and leaves the real ones to the renamed inode's
+    // next writeback: without this fsync a cut within the writeback delay
+    // (up to 30 s) left `path` empty on the QEMU `data` partition.
+    medium.sync_file(path)
 }
 
 /// [`replace_on`] the real filesystem; an error names `path`.

@@ -13,6 +13,7 @@
 //! | `payload-validators.json` | ETag / Last-Modified per payload URL (resume with `If-Range`) | `net::payloads` |
 //! | `update.lock` | the lock every changing command holds; its holder's pid and start time | update flow |
 //! | `download/` | a release staged by `update --download-only` | update flow |
+//! | `install-source` | where the install in progress came from (bundle path or manifest URL): `resume` and the daemon continue it after a power cut | update flow |
 //!
 //! Every file is replaced through [`crate::durable::replace`] (temp file,
 //! fsync, rename, fsync of the directory), so a power cut leaves the old or
@@ -126,6 +127,46 @@ pub const HAWKBIT_DIR: &str = "hawkbit";
 pub const HAWKBIT_ACTION_FILE: &str = "action";
 /// `hawkbit/last-success`: the last action closed with success.
 pub const HAWKBIT_DONE_FILE: &str = "last-success";
+/// `install-source`.
+pub const INSTALL_SOURCE_FILE: &str = "install-source";
+/// Suffix of a record set aside because it was unreadable or corrupt.
+pub const CORRUPT_SUFFIX: &str = ".corrupt";
+
+/// Where an install came from, kept while it runs so that `resume` can
+/// continue it without a person. File format (text): `ota-install-source 1`,
+/// `reinstall 0|1`, `source <path or URL>`, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallSource {
+    /// A local bundle path or a manifest URL (as `install` takes it).
+    pub source: String,
+    /// `install --reinstall`.
+    pub reinstall: bool,
+}
+
+impl InstallSource {
+    fn encode(&self) -> String {
+        format!(
+            "ota-install-source 1\nreinstall {}\nsource {}\n",
+            u8::from(self.reinstall),
+            self.source
+        )
+    }
+
+    fn parse(text: &str) -> Option<InstallSource> {
+        let mut lines = text.strip_suffix('\n')?.split('\n');
+        (lines.next()? == "ota-install-source 1").then_some(())?;
+        let reinstall = match lines.next()? {
+            "reinstall 0" => false,
+            "reinstall 1" => true,
+            _ => return None,
+        };
+        let source = lines.next()?.strip_prefix("source ")?;
+        (lines.next().is_none() && !source.is_empty()).then(|| InstallSource {
+            source: source.to_owned(),
+            reinstall,
+        })
+    }
+}
 
 /// The agent's state directory.
 #[derive(Debug, Clone)]
@@ -268,6 +309,50 @@ impl StateDir {
         remove_if_present(&self.marker(slot))
     }
 
+    /// The source of the install in progress (or interrupted). An
+    /// unreadable or corrupt record is reported (one warning) and set
+    /// aside, and `None` is returned: it never blocks the next update.
+    pub fn install_source(&self) -> Option<InstallSource> {
+        let path = self.file(INSTALL_SOURCE_FILE);
+        let why = match fs::read(&path) {
+            Ok(b) => match std::str::from_utf8(&b).ok().and_then(InstallSource::parse) {
+                Some(s) => return Some(s),
+                None => "not a valid record".to_owned(),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => e.to_string(),
+        };
+        self.set_aside(INSTALL_SOURCE_FILE, &why);
+        None
+    }
+
+    /// Records where the install about to write a slot comes from
+    /// (durably, before the first slot write).
+    pub fn record_install_source(&self, source: &InstallSource) -> Result<()> {
+        self.ensure()?;
+        crate::durable::replace(&self.file(INSTALL_SOURCE_FILE), source.encode().as_bytes())
+    }
+
+    /// The install ended (completed, or refused for good).
+    pub fn clear_install_source(&self) -> Result<()> {
+        remove_if_present(&self.file(INSTALL_SOURCE_FILE))
+    }
+
+    /// Sets the unreadable or corrupt record `name` aside (renamed to
+    /// `<name>.corrupt`, else removed) with one warning saying `why`.
+    pub fn set_aside(&self, name: &str, why: &str) {
+        let path = self.file(name);
+        let aside = self.file(&format!("{name}{CORRUPT_SUFFIX}"));
+        let done = match fs::rename(&path, &aside) {
+            Ok(()) => format!("set aside as {}", aside.display()),
+            Err(_) => match fs::remove_file(&path) {
+                Ok(()) => "removed".to_owned(),
+                Err(e) => format!("could not be removed either: {e}"),
+            },
+        };
+        log::warn!("{}: {why}; {done}", path.display());
+    }
+
     /// `update-status.json` (read and written by `update_status`).
     pub fn update_status_path(&self) -> PathBuf {
         self.file(UPDATE_STATUS_FILE)
@@ -358,6 +443,50 @@ fn remove_if_present(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn install_source_is_recorded_read_back_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("ota"));
+        assert_eq!(state.install_source(), None);
+        let src = InstallSource {
+            source: "http://10.0.2.2/v2/manifest.json".into(),
+            reinstall: true,
+        };
+        state.record_install_source(&src).unwrap();
+        assert_eq!(state.install_source(), Some(src));
+        state.clear_install_source().unwrap();
+        assert_eq!(state.install_source(), None);
+        assert!(!state.path().join(INSTALL_SOURCE_FILE).exists());
+        state.clear_install_source().unwrap(); // idempotent
+    }
+
+    #[test]
+    fn a_corrupt_install_source_is_set_aside_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        for bad in [
+            &b""[..],
+            b"ota-install-source 1\nreinstall 2\nsource /x\n",
+            b"ota-install-source 1\nreinstall 0\nsource \n",
+            b"\xff\xfe",
+            b"ota-install-source 1\nreinstall 0\nsource /x",
+        ] {
+            std::fs::write(dir.path().join(INSTALL_SOURCE_FILE), bad).unwrap();
+            assert_eq!(state.install_source(), None);
+            assert!(!dir.path().join(INSTALL_SOURCE_FILE).exists());
+            let aside = dir.path().join("install-source.corrupt");
+            assert_eq!(std::fs::read(&aside).unwrap(), bad);
+            // Set aside: the next update records its own source.
+            let src = InstallSource {
+                source: "/data/update.ota".into(),
+                reinstall: false,
+            };
+            state.record_install_source(&src).unwrap();
+            assert_eq!(state.install_source(), Some(src));
+            state.clear_install_source().unwrap();
+        }
+    }
 
     #[test]
     fn rollbacks_are_capped_and_kept_in_order() {

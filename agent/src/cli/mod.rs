@@ -6,7 +6,7 @@
 //! statuses.
 //!
 //! Exit statuses: 0 success, 1 failure (one line on stderr says what and why),
-//! 2 usage error, 3 `check` found no update.
+//! 2 usage error, 3 `check` found no update (`resume`: nothing to resume).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -35,6 +35,7 @@ commands:
   mark-bad                   mark the booted slot unbootable
   set-active a|b|other [--reinit]  choose the slot for the next boot
   install PATH|URL [--reboot]  verify and install a bundle into the inactive slot
+  resume [--reboot]          continue an install a power cut interrupted (3: none)
   verify PATH                verify a bundle without installing it
   check                      read the channel (exit 0 update available, 3 none)
   update                     check + download + install
@@ -119,6 +120,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "mcu" => mcu::run(&globals, rest),
         "verify" => verify::run(&globals, rest),
         "install" => update::install(&globals, rest),
+        "resume" => update::resume(&globals, rest),
         "check" => update::check(&globals, rest),
         "update" => update::update(&globals, rest),
         "daemon" => update::daemon(&globals, rest),

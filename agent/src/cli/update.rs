@@ -8,6 +8,8 @@
 //!   (or stages it in `<state_dir>/download/`); exit 3 when there was
 //!   nothing to do.
 //! * `daemon [--max-cycles N]` polls every `poll_interval_s`.
+//! * `resume [--reboot]` continues an interrupted install from the source
+//!   it was started from; exit 3 when there is none.
 //! * `install PATH|URL [--reboot] [--reinstall]` installs a bundle file or
 //!   directory, or streams a bundle directory from a server.
 //!
@@ -96,6 +98,38 @@ pub fn daemon(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
         &mut Terminal::new(),
     )?;
     Ok(0)
+}
+
+const RESUME_USAGE: &str = "\
+usage: ota-agent resume [--reboot]
+
+Continues an install that a power cut interrupted, from the bundle path or
+URL it was started from (kept in state_dir). Exit 0 resumed and activated,
+3 nothing to resume, 1 failed.
+  --reboot      reboot afterwards (when the appliance MCU agrees)
+";
+
+/// `ota-agent resume [--reboot]`
+pub fn resume(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut reboot = false;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("reboot") => reboot = true,
+            Short('h') | Long("help") => {
+                print!("{RESUME_USAGE}");
+                return Ok(0);
+            }
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let mut dev = globals.device()?;
+    let done = update::resume(&mut dev, reboot, &mut Terminal::new())?;
+    if !done {
+        println!("nothing to resume");
+    }
+    Ok(if done { 0 } else { EXIT_NO_UPDATE })
 }
 
 const INSTALL_USAGE: &str = "\

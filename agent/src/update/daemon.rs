@@ -1,4 +1,5 @@
-//! `daemon`: polls the channel every `poll_interval_s` (±10 % jitter); a
+//! `daemon`: first continues an install a power cut interrupted
+//! ([`super::resume`]), then polls the channel every `poll_interval_s` (±10 % jitter); a
 //! failed cycle (server down, …) is logged and the loop goes on. Each cycle
 //! is one run with its own [`Device`] (the boot state may change between
 //! cycles) and holds the update lock, so runs never overlap with `install`,
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use super::lock::lock;
 use super::progress::Console;
-use super::run::run_once;
+use super::run::{resume_locked, run_once};
 use super::Device;
 use crate::config::Config;
 use crate::net::backoff;
@@ -39,6 +40,16 @@ pub fn daemon(
     // separate boot service), so status/progress tell the truth.
     if let Err(e) = Device::new(config.clone(), booted_override).boot_control() {
         log::warn!("boot control unavailable: {e}");
+    }
+    // An install a power cut interrupted goes on before the first poll.
+    let mut dev = Device::new(config.clone(), booted_override);
+    match lock(dev.state()) {
+        Ok(_lock) => match resume_locked(&mut dev, true, console) {
+            Ok(true) => log::info!("the interrupted install was resumed and completed"),
+            Ok(false) => {}
+            Err(e) => log::warn!("resuming the interrupted install failed: {e}"),
+        },
+        Err(e) => log::warn!("resume skipped: {e}"),
     }
     let mut cycle = 0u64;
     let mut sending = None;

@@ -16,6 +16,9 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::state::StateDir;
 use crate::{Error, Result};
 
+/// Bytes of the holder record (`PID SINCE`, space-padded, newline).
+const RECORD_LEN: usize = 40;
+
 /// The held lock; dropping it releases it.
 #[derive(Debug)]
 pub struct UpdateLock {
@@ -45,10 +48,21 @@ pub fn lock(state: &StateDir) -> Result<UpdateLock> {
         }
         Err((_, errno)) => return Err(io(std::io::Error::from(errno))),
     };
-    let record = format!("{} {}\n", std::process::id(), crate::bundle::time::now());
-    flock.set_len(0).map_err(io)?;
+    // Overwritten in place at a fixed length, never truncated: on vfat a
+    // truncate frees the file's cluster and the write allocates one again,
+    // two FAT updates per run that a power cut can leave half done (the
+    // QEMU power-cut scenario saw the kernel remount `data` read-only at
+    // the next boot, "deleting FAT entry beyond EOF").
+    let record = format!(
+        "{:<w$}\n",
+        format!("{} {}", std::process::id(), crate::bundle::time::now()),
+        w = RECORD_LEN - 1
+    );
     flock.rewind().map_err(io)?;
     flock.write_all(record.as_bytes()).map_err(io)?;
+    if flock.metadata().map_err(io)?.len() > RECORD_LEN as u64 {
+        flock.set_len(RECORD_LEN as u64).map_err(io)?;
+    }
     Ok(UpdateLock { _flock: flock })
 }
 
@@ -90,6 +104,20 @@ mod tests {
         ));
         drop(held);
         lock(&state).unwrap();
+    }
+
+    #[test]
+    fn the_record_is_rewritten_in_place_at_a_fixed_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let path = state.lock_path();
+        std::fs::write(&path, "1 2 and a long record of an older agent ......\n").unwrap();
+        drop(lock(&state).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), RECORD_LEN, "{text:?}");
+        assert_eq!(parse_holder(&text).0, Some(std::process::id()));
+        drop(lock(&state).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().len(), RECORD_LEN);
     }
 
     #[test]

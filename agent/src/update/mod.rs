@@ -12,7 +12,8 @@
 //!    │                          ─► reboot (appliance gate, reboot_command)
 //!    │                 (--download-only: stage::download_release into state_dir/download)
 //!    ├─ install ────► lock ─► bundle (local) or manifest URL ─► Installer ─► [reboot]
-//!    ├─ daemon ─────► per cycle: new Device, lock, the `update` run; sleep with jitter
+//!    ├─ resume ─────► lock ─► install-source (state_dir) ─► install, if a slot write began
+//!    ├─ daemon ─────► at start: resume; per cycle: new Device, lock, the `update` run; sleep with jitter
 //!    └─ status, mark-good (health checks ─► confirm ─► security floor),
 //!       mark-bad, set-active
 //! ```
@@ -35,4 +36,6 @@ pub use daemon::{daemon, poll_delay};
 pub use device::Device;
 pub use lock::{lock, UpdateLock};
 pub use progress::{Announcement, Console, RunProgress, Silent};
-pub use run::{check, check_channel, device_id, install, reboot, update, verify, BundleSource};
+pub use run::{
+    check, check_channel, device_id, install, reboot, resume, update, verify, BundleSource,
+};

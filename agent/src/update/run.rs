@@ -10,12 +10,15 @@ use super::progress::{Announcement, Console, RunProgress};
 use super::{stage, Device};
 use crate::bundle::{self, Bundle, DeviceFacts, TrustedKeys};
 use crate::config::Config;
+use crate::install::journal::Journal;
 use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
 use crate::mcu::{Decision as Gate, GatePolicy, McuDisplay, RebootGate, SerialMcu, SystemClock};
 use crate::net::check::{self as channel_check, ChannelFacts, Decision};
 use crate::net::payloads::HttpPayloads;
 use crate::net::{self, Client};
 use crate::report::{Event, Reporter};
+use crate::slots::Slot;
+use crate::state::{InstallSource, StateDir};
 use crate::update_status::{self, Phase, Progress, StatusWriter};
 use crate::{Error, Result};
 
@@ -96,10 +99,7 @@ pub(super) fn run_once(
     let from = dev.installed_text();
     // An update installed and waiting for its reboot keeps its document
     // (a UI should go on saying so) until the device runs another release.
-    let current = update_status::read(&state).unwrap_or_else(|e| {
-        log::warn!("{e}; ignored");
-        None
-    });
+    let current = read_status(&state);
     let pending = current.clone().filter(|d| {
         matches!(d.phase, Phase::Installed | Phase::Rebooting) && d.from_version == from
     });
@@ -206,7 +206,11 @@ pub(super) fn run_once(
         }
         let mut payloads =
             HttpPayloads::new(&client, &manifest_url, approved.manifest(), Some(&state));
-        install_into_inactive(dev, &approved, &mut payloads, &mut progress).map(drop)
+        let source = InstallSource {
+            source: manifest_url.clone(),
+            reinstall: false,
+        };
+        install_into_inactive(dev, &approved, &mut payloads, &source, &mut progress).map(drop)
     });
     if let Err(e) = &r {
         Reporter::new(&config).record(Event::Failed {
@@ -310,6 +314,73 @@ pub fn install(
     console: &mut dyn Console,
 ) -> Result<()> {
     let _lock = lock(dev.state())?;
+    install_locked(dev, source, reinstall, reboot_after, console)
+}
+
+/// `resume [--reboot]`: takes the lock and continues the install that a
+/// power cut (or a crash) interrupted, from the source it was started
+/// from. Returns false when there is nothing to resume.
+pub fn resume(dev: &mut Device, reboot_after: bool, console: &mut dyn Console) -> Result<bool> {
+    let _lock = lock(dev.state())?;
+    resume_locked(dev, reboot_after, console)
+}
+
+/// [`resume`] with the lock held by the caller (the daemon at start).
+pub(super) fn resume_locked(
+    dev: &mut Device,
+    reboot_after: bool,
+    console: &mut dyn Console,
+) -> Result<bool> {
+    let state = dev.state().clone();
+    read_status(&state); // a corrupt status file is set aside here
+    let Some(src) = state.install_source() else {
+        return Ok(false);
+    };
+    // Written only when a slot write began: the journal or a write marker.
+    let started = Journal::new(state.path()).load().is_some()
+        || state.is_being_written(Slot::A)
+        || state.is_being_written(Slot::B);
+    if !started {
+        log::info!(
+            "the install of {} stopped before writing a slot; nothing to resume",
+            src.source
+        );
+        state.clear_install_source()?;
+        return Ok(false);
+    }
+    log::info!("resuming the interrupted install of {}", src.source);
+    install_locked(
+        dev,
+        &BundleSource::parse(&src.source),
+        src.reinstall,
+        reboot_after,
+        console,
+    )?;
+    Ok(true)
+}
+
+/// The status document; a corrupt one is set aside (one warning).
+fn read_status(state: &StateDir) -> Option<update_status::UpdateStatus> {
+    update_status::read(state).unwrap_or_else(|e| {
+        state.set_aside(crate::state::UPDATE_STATUS_FILE, &e.to_string());
+        None
+    })
+}
+
+fn install_locked(
+    dev: &mut Device,
+    source: &BundleSource,
+    reinstall: bool,
+    reboot_after: bool,
+    console: &mut dyn Console,
+) -> Result<()> {
+    let recorded = InstallSource {
+        source: match source {
+            BundleSource::Local(p) => p.to_string_lossy().into_owned(),
+            BundleSource::Remote(u) => u.clone(),
+        },
+        reinstall,
+    };
     let config = dev.config().clone();
     let keys = TrustedKeys::load_dir(&config.keys_dir)?;
     let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
@@ -322,7 +393,14 @@ pub fn install(
                 log::warn!("{w}");
             }
             let mut payloads = BundlePayloads::new(&b)?;
-            install_reporting(dev, &approved, &mut payloads, mcu.as_mut(), console)
+            install_reporting(
+                dev,
+                &approved,
+                &mut payloads,
+                &recorded,
+                mcu.as_mut(),
+                console,
+            )
         }
         BundleSource::Remote(manifest_url) => {
             let client = Client::from_config(&config)?;
@@ -334,7 +412,14 @@ pub fn install(
                 approved.manifest(),
                 Some(dev.state()),
             );
-            install_reporting(dev, &approved, &mut payloads, mcu.as_mut(), console)
+            install_reporting(
+                dev,
+                &approved,
+                &mut payloads,
+                &recorded,
+                mcu.as_mut(),
+                console,
+            )
         }
     }?;
     if let Some((image, offset)) = outcome.resumed {
@@ -352,13 +437,14 @@ fn install_reporting(
     dev: &mut Device,
     approved: &Approved,
     payloads: &mut dyn Payloads,
+    source: &InstallSource,
     mcu: Option<&mut SerialMcu>,
     console: &mut dyn Console,
 ) -> Result<Outcome> {
     let state = dev.state().clone();
     let mut progress =
         RunProgress::new(&state, dev.installed_text(), McuDisplay::new(mcu), console);
-    let outcome = install_into_inactive(dev, approved, payloads, &mut progress);
+    let outcome = install_into_inactive(dev, approved, payloads, source, &mut progress);
     progress.end();
     outcome
 }
@@ -370,10 +456,12 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     dev: &mut Device,
     approved: &Approved,
     payloads: &mut dyn Payloads,
+    source: &InstallSource,
     progress: &mut RunProgress<'_, S>,
 ) -> Result<Outcome> {
     let disk_path = dev.config().disk.clone();
     let state_dir = dev.state().path().to_owned();
+    let state = dev.state().clone();
     let prepared = dev
         .layout_and_boot_control()
         .and_then(|(layout, bc)| Ok((layout, bc, FileDisk::open(&disk_path)?)));
@@ -384,8 +472,17 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
             return Err(e);
         }
     };
+    // Before the first slot write, so that `resume` finds it after a cut;
+    // kept while the install may go on (I/O errors), dropped when it ended.
+    state.record_install_source(source)?;
     let outcome =
-        Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads)?;
+        Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads);
+    if matches!(outcome, Ok(_) | Err(Error::Bundle(_))) {
+        if let Err(e) = state.clear_install_source() {
+            log::warn!("{e}");
+        }
+    }
+    let outcome = outcome?;
     Reporter::new(dev.config()).record(Event::Installed {
         to: &outcome.version.to_string(),
         slot: outcome.slot,
@@ -444,5 +541,56 @@ pub fn reboot(dev: &Device, mcu: Option<&mut SerialMcu>, console: &mut dyn Conso
             console.announce(&Announcement::RebootDeferred(d.to_string()));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::Silent;
+
+    fn device(dir: &std::path::Path) -> Device {
+        let config = Config {
+            state_dir: dir.join("state"),
+            ..Config::default()
+        };
+        Device::new(config, Some(Slot::A))
+    }
+
+    fn source() -> InstallSource {
+        InstallSource {
+            source: "/data/update.ota".into(),
+            reinstall: false,
+        }
+    }
+
+    #[test]
+    fn nothing_recorded_is_nothing_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = device(dir.path());
+        assert!(!resume(&mut dev, false, &mut Silent).unwrap());
+    }
+
+    #[test]
+    fn a_source_without_a_slot_write_is_forgotten_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = device(dir.path());
+        dev.state().record_install_source(&source()).unwrap();
+        assert!(!resume(&mut dev, false, &mut Silent).unwrap());
+        assert_eq!(dev.state().install_source(), None);
+    }
+
+    #[test]
+    fn a_started_write_is_attempted_again_and_its_source_kept_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = device(dir.path());
+        let state = dev.state().clone();
+        state.record_install_source(&source()).unwrap();
+        state.begin_write(Slot::B).unwrap();
+        // The install is attempted (and fails here: no keys, no bundle;
+        // agent/tests/it/resume_cli.rs resumes a real one).
+        assert!(resume(&mut dev, false, &mut Silent).is_err());
+        // Not a content error: the record stays for the next attempt.
+        assert_eq!(state.install_source(), Some(source()));
     }
 }

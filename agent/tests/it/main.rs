@@ -25,3 +25,4 @@ mod install_refusals;
 mod large_offsets;
 mod mcu;
 mod net;
+mod resume_cli;

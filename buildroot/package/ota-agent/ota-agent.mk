@@ -51,7 +51,7 @@ OTA_AGENT_PRE_BUILD_HOOKS += OTA_AGENT_VENDOR_OVERRIDE
 OTA_AGENT_FILES = $(BR2_EXTERNAL_OTA_PATH)/../meta-ota/recipes-rust/ota-agent/files
 
 define OTA_AGENT_INSTALL_INIT_SYSTEMD
-	for unit in ota-agent.service ota-mark-good.service; do \
+	for unit in ota-agent.service ota-mark-good.service ota-resume.service; do \
 		sed -e 's,@BINDIR@,/usr/bin,g' $(OTA_AGENT_FILES)/$$unit > $(@D)/$$unit; \
 		$(INSTALL) -D -m 0644 $(@D)/$$unit $(TARGET_DIR)/usr/lib/systemd/system/$$unit; \
 	done
@@ -60,6 +60,8 @@ endef
 define OTA_AGENT_INSTALL_INIT_SYSV
 	sed -e 's,@BINDIR@,/usr/bin,g' $(OTA_AGENT_FILES)/ota-agent.init > $(@D)/S99ota-agent
 	$(INSTALL) -D -m 0755 $(@D)/S99ota-agent $(TARGET_DIR)/etc/init.d/S99ota-agent
+	sed -e 's,@BINDIR@,/usr/bin,g' $(OTA_AGENT_FILES)/ota-resume.init > $(@D)/S99ota-resume
+	$(INSTALL) -D -m 0755 $(@D)/S99ota-resume $(TARGET_DIR)/etc/init.d/S99ota-resume
 endef
 
 $(eval $(cargo-package))

@@ -17,6 +17,8 @@ SRC_URI += " \
     file://ota-agent.service \
     file://ota-mark-good.service \
     file://ota-agent.init \
+    file://ota-resume.service \
+    file://ota-resume.init \
 "
 
 do_install:append() {
@@ -29,15 +31,24 @@ do_install:append() {
     if ${@bb.utils.contains('DISTRO_FEATURES', 'systemd', 'true', 'false', d)}; then
         install -d ${D}${systemd_system_unitdir}
         install -m 0644 ${UNPACKDIR}/ota-agent.service ${UNPACKDIR}/ota-mark-good.service \
-            ${D}${systemd_system_unitdir}/
+            ${UNPACKDIR}/ota-resume.service ${D}${systemd_system_unitdir}/
         sed -i -e 's,@BINDIR@,${bindir},g' \
             ${D}${systemd_system_unitdir}/ota-agent.service \
-            ${D}${systemd_system_unitdir}/ota-mark-good.service
+            ${D}${systemd_system_unitdir}/ota-mark-good.service \
+            ${D}${systemd_system_unitdir}/ota-resume.service
     fi
     if ${@bb.utils.contains('DISTRO_FEATURES', 'sysvinit', 'true', 'false', d)}; then
         install -d ${D}${INIT_D_DIR}
         install -m 0755 ${UNPACKDIR}/ota-agent.init ${D}${INIT_D_DIR}/ota-agent
         sed -i -e 's,@BINDIR@,${bindir},g' ${D}${INIT_D_DIR}/ota-agent
+        # Resume without a person on images that drop the daemon (it skips itself
+        # while the daemon runs): after S99ota-agent (mark-good).
+        sed -e 's,@BINDIR@,${bindir},g' ${UNPACKDIR}/ota-resume.init >${D}${INIT_D_DIR}/ota-resume
+        chmod 0755 ${D}${INIT_D_DIR}/ota-resume
+        for r in 2 3 4 5; do
+            install -d ${D}${sysconfdir}/rc$r.d
+            ln -sf ../init.d/ota-resume ${D}${sysconfdir}/rc$r.d/S99ota-resume
+        done
     fi
 }
 
@@ -50,7 +61,7 @@ FILES:${PN}-fw-utils = "${bindir}/fw_printenv ${bindir}/fw_setenv"
 # recipe's signature differ per machine.
 RCONFLICTS:${PN}-fw-utils = "libubootenv-bin u-boot-fw-utils"
 
-SYSTEMD_SERVICE:${PN} = "ota-agent.service ota-mark-good.service"
+SYSTEMD_SERVICE:${PN} = "ota-agent.service ota-mark-good.service ota-resume.service"
 # mark-good runs only on a trial boot: the boot script puts ota.trial=1 on the kernel
 # command line then (recipes-bsp/u-boot/files/boot*.cmd.in), and the unit and the
 # init script test for it.
