@@ -325,6 +325,14 @@ pub fn resume(dev: &mut Device, reboot_after: bool, console: &mut dyn Console) -
     resume_locked(dev, reboot_after, console)
 }
 
+/// Whether an install began writing a slot: its journal holds a checkpoint
+/// or a slot's write marker is present.
+fn slot_write_began(state: &crate::state::StateDir) -> bool {
+    Journal::new(state.path()).load().is_some()
+        || state.is_being_written(Slot::A)
+        || state.is_being_written(Slot::B)
+}
+
 /// [`resume`] with the lock held by the caller (the daemon at start).
 pub(super) fn resume_locked(
     dev: &mut Device,
@@ -336,11 +344,7 @@ pub(super) fn resume_locked(
     let Some(src) = state.install_source() else {
         return Ok(false);
     };
-    // Written only when a slot write began: the journal or a write marker.
-    let started = Journal::new(state.path()).load().is_some()
-        || state.is_being_written(Slot::A)
-        || state.is_being_written(Slot::B);
-    if !started {
+    if !slot_write_began(&state) {
         log::info!(
             "the install of {} stopped before writing a slot; nothing to resume",
             src.source
@@ -477,7 +481,12 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     state.record_install_source(source)?;
     let outcome =
         Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads);
-    if matches!(outcome, Ok(_) | Err(Error::Bundle(_))) {
+    // Kept only for an install that may go on: one that began writing a
+    // slot and stopped on an I/O error. A refusal (before the first write)
+    // or a content error leaves state_dir as it was.
+    if matches!(outcome, Ok(_) | Err(Error::Bundle(_) | Error::Install(_)))
+        || !slot_write_began(&state)
+    {
         if let Err(e) = state.clear_install_source() {
             log::warn!("{e}");
         }
