@@ -20,6 +20,13 @@
 //!   directory entry) before the rename, and the reader falls back to the
 //!   `.tmp` copy when the file itself is missing, empty or does not parse.
 //!   The reader's check must reject a truncated file.
+//! * [`overwrite_fixed`] — one file of a fixed size, padded with spaces and
+//!   overwritten in place, for records rewritten often whose reader already
+//!   survives a torn copy (`update-status.json`: a torn document fails to
+//!   parse and counts as none). Created once (data and directory synced),
+//!   then never truncated, renamed or grown: like a [`RecordPair`] file, an
+//!   overwrite allocates nothing on vfat. Space padding keeps a JSON record
+//!   valid JSON (trailing whitespace).
 //!
 //! ```text
 //!  record file (fixed size HEADER_LEN + capacity + 4, integers little-endian)
@@ -369,9 +376,108 @@ pub fn read_valid<T>(path: &Path, parse: impl Fn(&[u8]) -> Option<T>) -> io::Res
     read_valid_on(&Fs, path, parse)
 }
 
+/// The byte [`overwrite_fixed_on`] pads records with.
+pub const PAD: u8 = b' ';
+
+/// Writes `bytes` padded with [`PAD`] to exactly `capacity` bytes into
+/// `path` on `medium`: in place (`overwrite` + `sync_file`) when the file
+/// already has that size, else created (or resized, once) and its name
+/// synced. `bytes` longer than `capacity` is refused, nothing written.
+/// A cut during an in-place overwrite may leave a mix of the old and new
+/// record: only for readers that reject a torn record (see module docs).
+pub fn overwrite_fixed_on<M: Medium>(
+    medium: &M,
+    path: &Path,
+    bytes: &[u8],
+    capacity: usize,
+) -> io::Result<()> {
+    if bytes.len() > capacity {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("record of {} bytes exceeds {capacity}", bytes.len()),
+        ));
+    }
+    let mut padded = Vec::with_capacity(capacity);
+    padded.extend_from_slice(bytes);
+    padded.resize(capacity, PAD);
+    let same_size = medium.read(path)?.is_some_and(|old| old.len() == capacity);
+    if same_size {
+        medium.overwrite(path, 0, &padded)?;
+        medium.sync_file(path)
+    } else {
+        medium.write_new(path, &padded)?;
+        medium.sync_file(path)?;
+        medium.sync_dir(dir_of(path))
+    }
+}
+
+/// [`overwrite_fixed_on`] the real filesystem; an error names `path`.
+pub fn overwrite_fixed(path: &Path, bytes: &[u8], capacity: usize) -> crate::Result<()> {
+    overwrite_fixed_on(&Fs, path, bytes, capacity).map_err(|e| crate::Error::io(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overwrite_fixed_pads_keeps_the_size_and_refuses_too_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        overwrite_fixed(&path, b"{\"a\":1}", 64).unwrap();
+        let b = fs::read(&path).unwrap();
+        assert_eq!(b.len(), 64);
+        assert!(b.starts_with(b"{\"a\":1}") && b[7..].iter().all(|&c| c == PAD));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["a"], 1);
+        // A shorter record leaves no tail of the longer one.
+        overwrite_fixed(&path, b"{\"abc\":22}", 64).unwrap();
+        overwrite_fixed(&path, b"[]", 64).unwrap();
+        let b = fs::read(&path).unwrap();
+        assert_eq!((b.len(), &b[..2]), (64, &b"[]"[..]));
+        assert!(b[2..].iter().all(|&c| c == PAD));
+        let e = overwrite_fixed(&path, &[b'x'; 65], 64).unwrap_err();
+        assert!(e.to_string().contains("exceeds 64"), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), b);
+        // A file of another size (an older agent's record) is resized once.
+        fs::write(&path, b"{}").unwrap();
+        overwrite_fixed(&path, b"{}", 64).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn overwrite_fixed_touches_no_name_after_creation_and_survives_cuts() {
+        use model::ModelFs;
+        let path = Path::new("/d/s.json");
+        let rec = |i: u32| format!("{{\"n\":{i}}}").into_bytes();
+        for seed in 1..40u64 {
+            let fs = ModelFs::new(seed);
+            overwrite_fixed_on(&fs, path, &rec(0), 32).unwrap();
+            let names = fs.names();
+            // Cut the n-th event of the next overwrite, for every n until
+            // one completes.
+            for n in 1.. {
+                fs.cut_at(Some(n));
+                let r = overwrite_fixed_on(&fs, path, &rec(n as u32), 32);
+                fs.power_on();
+                fs.cut_at(None);
+                let b = fs.peek(path).expect("the file stays");
+                assert_eq!(b.len(), 32, "seed {seed} cut {n}: size changed");
+                assert_eq!(fs.names(), names, "seed {seed} cut {n}");
+                if r.is_ok() {
+                    assert_eq!(&b[..rec(n as u32).len()], &rec(n as u32)[..]);
+                    break;
+                }
+                // Torn or old, never longer or shorter; when it parses it is
+                // the old or the new record.
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                    let got = v["n"].as_u64().unwrap();
+                    assert!(got == 0 || got == n || got + 1 == n, "seed {seed}: {got}");
+                }
+                assert!(n < 10, "an overwrite takes a few events");
+            }
+        }
+    }
 
     #[test]
     fn newest_valid_record_wins_and_a_torn_one_is_ignored() {

@@ -6,9 +6,12 @@
 //!
 //! The downloader (`net`) and the installer (`install`) report through the
 //! [`Progress`] trait; [`StatusWriter`] is its one implementation that
-//! writes the file: atomically (`durable::replace`, so a reader sees an
-//! old or a new document, never a torn one), at every phase change and at
-//! most once a second in between. The document is parsed from bytes
+//! writes the file: in place at a fixed size ([`FILE_LEN`] bytes, padded
+//! with spaces; `durable::overwrite_fixed`), so the frequent rewrites
+//! allocate nothing on a vfat `state_dir` (a rename per write left the FAT
+//! inconsistent after a power cut, issue 15), at every phase change and at
+//! most once a second in between. A cut mid-write may leave a torn
+//! document: it fails to parse and counts as none. The document is parsed from bytes
 //! ([`parse`]); only [`read`] and the writer touch the file.
 
 use std::path::PathBuf;
@@ -27,6 +30,8 @@ use crate::{Error, Result};
 pub const FORMAT: u32 = 1;
 /// Longest error text kept in the document (one line).
 pub const MAX_ERROR_LEN: usize = 300;
+/// Size of the file: the document, then spaces up to this size.
+pub const FILE_LEN: usize = 4096;
 
 /// What the update is doing. One set for download and install; each value
 /// is something a UI can show as is.
@@ -242,6 +247,25 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<UpdateStatus, String> {
     Ok(doc)
 }
 
+/// The document as written (before padding): pretty-printed with a final
+/// newline, or compact when that exceeds [`FILE_LEN`] (a long version or
+/// error text); `Err` when even that does not fit.
+pub fn encode(doc: &UpdateStatus) -> std::result::Result<Vec<u8>, String> {
+    let mut text = serde_json::to_vec_pretty(doc).map_err(|e| e.to_string())?;
+    text.push(b'\n');
+    if text.len() > FILE_LEN {
+        text = serde_json::to_vec(doc).map_err(|e| e.to_string())?;
+        text.push(b'\n');
+    }
+    if text.len() > FILE_LEN {
+        return Err(format!(
+            "document of {} bytes exceeds {FILE_LEN}",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads `state_dir`'s status file: `None` when there is none, an error
 /// naming the file when it is unreadable or not a valid document (callers
 /// such as `status` warn and show no update; nothing trusts it).
@@ -336,17 +360,16 @@ impl StatusWriter {
         self.last_write = Some(now);
         self.doc.time = crate::state::now();
         let Some(path) = &self.path else { return };
-        let r = serde_json::to_vec_pretty(&self.doc)
-            .map_err(|e| Error::State {
+        let r = encode(&self.doc)
+            .map_err(|reason| Error::State {
                 path: path.clone(),
-                reason: e.to_string(),
+                reason,
             })
-            .and_then(|mut text| {
-                text.push(b'\n');
+            .and_then(|text| {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
-                crate::durable::replace(path, &text)
+                crate::durable::overwrite_fixed(path, &text, FILE_LEN)
             });
         // Bookkeeping for observers: it must not fail an update.
         match r {

@@ -5,7 +5,9 @@
 //!
 //! The ETag/Last-Modified of each payload URL is kept in
 //! `<state_dir>/payload-validators.json` ([`StateDir::validators_path`]), so a resume after a power cut
-//! still sends `If-Range`. Because the installer checks every byte against
+//! still sends `If-Range`. The file is rewritten in place at a fixed size
+//! ([`VALIDATORS_LEN`], padded with spaces), never renamed, and holds only
+//! the current release's URLs. Because the installer checks every byte against
 //! the signed SHA-256 (and reads the slot back before switching), a resume
 //! without a validator, or across a change on the server, is allowed here:
 //! the reader continues at the asked offset in the new `200` body. A
@@ -20,6 +22,9 @@ use super::fetch::net_error;
 use super::{dir_url, join_url, Client, Download, NetErrorKind, Validator};
 use crate::bundle::Manifest;
 use crate::state::StateDir;
+
+/// Size of `payload-validators.json` (JSON padded with spaces).
+pub const VALIDATORS_LEN: usize = 8192;
 
 /// The payloads of one release on the server.
 #[derive(Debug)]
@@ -84,9 +89,16 @@ impl HttpPayloads {
             return;
         }
         self.validators.insert(url.to_owned(), v.clone());
+        // Only this release's payloads: the file stays small (and bounded).
+        let urls = &self.urls;
+        self.validators.retain(|u, _| urls.contains(u));
         if let Some(path) = &self.store {
             if let Ok(bytes) = serde_json::to_vec(&self.validators) {
-                if let Err(e) = crate::durable::replace(path, &bytes) {
+                // In place at a fixed size: this runs while the slot is
+                // written, and a rename on a vfat `state_dir` cut by a power
+                // failure left the FAT inconsistent (issue 15). A torn file
+                // does not parse and only costs the `If-Range` of a resume.
+                if let Err(e) = crate::durable::overwrite_fixed(path, &bytes, VALIDATORS_LEN) {
                     log::warn!("cannot record the payload validator: {e}");
                 }
             }

@@ -58,9 +58,43 @@ fn the_documented_example_parses_and_is_what_the_agent_writes() {
         .and_then(|t| t.split("```").next())
         .expect("docs/update-status.md has a json example");
     assert_eq!(parse(text.as_bytes()).unwrap(), sample());
-    let mut out = serde_json::to_vec_pretty(&sample()).unwrap();
-    out.push(b'\n');
+    let out = encode(&sample()).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), text);
+}
+
+#[test]
+fn the_file_is_the_document_padded_to_a_fixed_size_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    let mut w = StatusWriter::new(&state, Some("1.3.0".into()));
+    let t0 = Instant::now();
+    w.target("1.4.0", Some(Slot::B), Some(1000));
+    w.begin_at(t0, Phase::Downloading, Some("rootfs"), Some(1000));
+    let path = state.update_status_path();
+    let b = std::fs::read(&path).unwrap();
+    assert_eq!(b.len(), FILE_LEN);
+    let text = encode(w.doc()).unwrap();
+    assert!(b.starts_with(&text) && b[text.len()..].iter().all(|&c| c == b' '));
+    assert_eq!(read(&state).unwrap().unwrap().phase, Phase::Downloading);
+    // The longest error the writer keeps still fits, pretty-printed.
+    w.fail(&"e".repeat(5 * MAX_ERROR_LEN));
+    let b = std::fs::read(&path).unwrap();
+    assert_eq!(b.len(), FILE_LEN);
+    let on_disk = read(&state).unwrap().unwrap();
+    assert_eq!(on_disk.phase, Phase::Failed);
+    assert!(std::str::from_utf8(&b).unwrap().contains("\n  \"phase\""));
+    // A document too large even compact is refused, the file unchanged.
+    let mut huge = w.doc().clone();
+    huge.version = Some("v".repeat(FILE_LEN));
+    assert!(encode(&huge).unwrap_err().contains("exceeds"));
+    // One that fits only compact (with its newline: exactly FILE_LEN).
+    huge.version = Some(String::new());
+    let base = serde_json::to_vec(&huge).unwrap().len();
+    huge.version = Some("v".repeat(FILE_LEN - base - 1));
+    let compact = encode(&huge).unwrap();
+    assert_eq!(compact.len(), FILE_LEN);
+    assert!(!compact.contains(&b' '));
+    assert_eq!(parse(&compact).unwrap(), huge);
 }
 
 #[test]

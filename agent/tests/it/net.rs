@@ -848,7 +848,10 @@ fn http_payloads_resume_at_the_installer_offset() {
     assert_eq!(reqs[0].0.as_deref(), Some("bytes=100000-"));
     assert_eq!(reqs[1].0.as_deref(), Some("bytes=150000-"));
     assert!(reqs[1].1.is_some(), "the resumed request carries If-Range");
-    assert!(state.validators_path().exists());
+    // Written in place at a fixed size (no rename on a vfat state_dir).
+    let stored = fs::read(state.validators_path()).unwrap();
+    assert_eq!(stored.len(), ota_agent::net::payloads::VALIDATORS_LEN);
+    assert!(stored.ends_with(b" ") && stored.starts_with(b"{"));
 
     // "Power cut", then the same bytes are uploaded again (new mtime → new
     // ETag): a fresh HttpPayloads reads the stored validator, nginx answers
