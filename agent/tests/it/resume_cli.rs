@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use ota_agent::install::journal::Journal;
 
-use crate::common::disk::{UbootDisk, MIB};
+use crate::common::device::agent_root;
+use crate::common::disk::{UbootDisk, FACTORY_ENV, MIB};
 use crate::common::rng::Rng;
 use crate::common::tools::{ota_sign_in, AGENT};
 
@@ -49,30 +50,12 @@ impl Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         let disk = UbootDisk::new(&root, 40 * MIB, LAYOUT);
-        for sub in ["keys", "state", "health.d"] {
-            fs::create_dir(root.join(sub)).unwrap();
-        }
-        fs::write(root.join("os-release"), "VERSION_ID=1.0.0\n").unwrap();
-        let config = root.join("ota-agent.toml");
-        fs::write(
-            &config,
-            format!(
-                "product = \"rice-cooker\"\ndisk = \"{}\"\nfw_env_config = \"{}\"\n\
-                 state_dir = \"{r}/state\"\nkeys_dir = \"{r}/keys\"\n\
-                 version_file = \"{r}/os-release\"\nhealth_dir = \"{r}/health.d\"\n\
-                 reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {r}/reboots\"]\n{extra_config}",
-                disk.disk.display(),
-                disk.fw_env.display(),
-                r = root.display()
-            ),
-        )
-        .unwrap();
-        disk.mkenv(
-            "ota_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n\
-             altbootcmd=setenv ota_rollback ${ota_slot}:bootlimit; run swap\n",
+        let reboot = format!(
+            "reboot_command = [\"sh\", \"-c\", \"echo rebooted >> {}/reboots\"]\n{extra_config}",
+            root.display()
         );
-        ota_sign_in(&root, &["keygen", "--out", "release"]);
-        fs::rename(root.join("release.pub"), root.join("keys/release.pem")).unwrap();
+        let config = agent_root(&root, &disk.disk, &disk.fw_env, &reboot);
+        disk.mkenv(FACTORY_ENV);
         Device {
             _dir: dir,
             root,
