@@ -388,44 +388,38 @@ fn install_locked(
     let config = dev.config().clone();
     let keys = TrustedKeys::load_dir(&config.keys_dir)?;
     let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
-    let outcome = match source {
+    // The bundle file (kept open for its payloads) or the server's client:
+    // whichever the payloads are read from lives as long as the install.
+    let (bundle, client);
+    let (approved, mut payloads): (Approved, Box<dyn Payloads + '_>) = match source {
         BundleSource::Local(path) => {
-            let b = Bundle::open(path, &keys)?;
-            let facts = dev.facts(reinstall)?;
-            let approved = Approved::from_bundle(&b, &facts)?;
+            bundle = Bundle::open(path, &keys)?;
+            let approved = Approved::from_bundle(&bundle, &dev.facts(reinstall)?)?;
             for w in approved.warnings() {
                 log::warn!("{w}");
             }
-            let mut payloads = BundlePayloads::new(&b)?;
-            install_reporting(
-                dev,
-                &approved,
-                &mut payloads,
-                &recorded,
-                mcu.as_mut(),
-                console,
-            )
+            (approved, Box::new(BundlePayloads::new(&bundle)?))
         }
         BundleSource::Remote(manifest_url) => {
-            let client = Client::from_config(&config)?;
-            let facts = dev.facts(reinstall)?;
-            let approved = fetch_approved(&client, manifest_url, &keys, &facts)?;
-            let mut payloads = HttpPayloads::new(
+            client = Client::from_config(&config)?;
+            let approved = fetch_approved(&client, manifest_url, &keys, &dev.facts(reinstall)?)?;
+            let payloads = HttpPayloads::new(
                 &client,
                 manifest_url,
                 approved.manifest(),
                 Some(dev.state()),
             );
-            install_reporting(
-                dev,
-                &approved,
-                &mut payloads,
-                &recorded,
-                mcu.as_mut(),
-                console,
-            )
+            (approved, Box::new(payloads))
         }
-    }?;
+    };
+    let outcome = install_reporting(
+        dev,
+        &approved,
+        payloads.as_mut(),
+        &recorded,
+        mcu.as_mut(),
+        console,
+    )?;
     if let Some((image, offset)) = outcome.resumed {
         log::info!("resumed an interrupted install at image {image}, byte {offset}");
     }
