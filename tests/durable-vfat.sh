@@ -45,7 +45,7 @@ state="$mnt/ota"
 mkdir "$state"
 
 layout() { # name size extents, for both record files; plus free blocks
-  for f in "$state"/install-journal.0 "$state"/install-journal.1; do
+  for f in "$state"/JOURNAL.0 "$state"/JOURNAL.1; do
     printf '%s %s ' "$(basename "$f")" "$(stat -c %s "$f")"
     filefrag -v "$f" | awk '/^ *[0-9]+:/ { printf "%s ", $4 }'
     echo
@@ -65,7 +65,7 @@ echo "$after"
 [ "$before" = "$after" ] || fail "record files moved, grew or allocated clusters:
 before: $before
 after:  $after"
-others=$(ls -A "$state" | grep -v '^install-journal\.[01]$' || true)
+others=$(ls -A "$state" | grep -v '^JOURNAL\.[01]$' || true)
 [ -z "$others" ] || fail "unexpected files beside the records: $others"
 out=$("$store" "$state" 1)
 echo "$out" | grep -q "seq" || fail "records unreadable after remount: $out"

@@ -106,7 +106,13 @@ pub const DOWNLOAD_DIR: &str = "download";
 /// read when the record pair is empty, removed at the next store.
 pub const INSTALL_JOURNAL_FILE: &str = "install-journal";
 /// The install journal's two checkpoint record files (`durable::RecordPair`).
-pub const INSTALL_JOURNAL_RECORDS: [&str; 2] = ["install-journal.0", "install-journal.1"];
+/// Upper-case 8.3 names on purpose: on vfat (Linux's default
+/// `shortname=mixed`) such a name is ONE 32-byte directory entry, which never
+/// straddles a sector; a long name's entries can, and a power cut on the QEMU
+/// device once left one sector of them written and not the other, so the
+/// name no longer resolved and the checkpoint was lost (tests/qemu/README.md
+/// "Power cuts").
+pub const INSTALL_JOURNAL_RECORDS: [&str; 2] = ["JOURNAL.0", "JOURNAL.1"];
 /// The security version to store once the new slot is confirmed (`mark-good`).
 pub const PENDING_SECURITY_FILE: &str = "pending-security-version";
 /// Prefix of kept delta patches (`delta-<tag>-<n>.bsdiff`).

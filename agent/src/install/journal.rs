@@ -21,7 +21,7 @@
 //! Version 1 (no payload offset) records are ignored like damaged ones: the
 //! image is then written from its first byte, which costs time, never safety.
 //!
-//! Stored in `install-journal.0` / `install-journal.1`, a
+//! Stored in `JOURNAL.0` / `JOURNAL.1`, a
 //! [`RecordPair`]: the two files are overwritten in turn, in place, each
 //! with a sequence number and CRC, so a power cut at any instant leaves the
 //! previous record or the new one — on vfat as on ext4 (no rename). The
