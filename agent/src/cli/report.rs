@@ -20,7 +20,20 @@ pub fn identity(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
 
 /// `ota-agent report [--send]`
 pub fn queue(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
-    one_flag(globals, args, "--send", crate::report::cmd_report)
+    one_flag(globals, args, "--send", |config, send| {
+        let ddi = if send { ddi_client(config)? } else { None };
+        crate::report::cmd_report(config, send, ddi.as_ref())
+    })
+}
+
+/// The client queued hawkBit feedback goes out with, when `[hawkbit]` is set.
+#[cfg(feature = "hawkbit")]
+fn ddi_client(config: &Config) -> Result<Option<crate::net::Client>> {
+    crate::hawkbit::feedback_client(config)
+}
+#[cfg(not(feature = "hawkbit"))]
+fn ddi_client(_: &Config) -> Result<Option<crate::net::Client>> {
+    Ok(None)
 }
 
 /// A command that takes at most the one flag `flag`.
@@ -28,7 +41,7 @@ fn one_flag(
     globals: &Globals,
     args: Vec<OsString>,
     flag: &str,
-    run: fn(&Config, bool) -> Result<i32>,
+    run: impl FnOnce(&Config, bool) -> Result<i32>,
 ) -> Result<i32> {
     let mut on = false;
     for a in args {

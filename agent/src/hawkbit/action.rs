@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use super::ddi::Feedback;
 use crate::slots::Slot;
 use crate::state::{HAWKBIT_ACTION_FILE as ACTION_FILE, HAWKBIT_DONE_FILE as DONE_FILE};
 use crate::{Error, Result};
@@ -20,8 +19,6 @@ pub(super) struct Action {
     pub(super) version: String,
     /// The slot written and activated; `None` until activation.
     pub(super) slot: Option<Slot>,
-    /// The final feedback not yet accepted by the server.
-    pub(super) final_feedback: Option<Feedback>,
 }
 
 /// First line of the action file.
@@ -37,20 +34,17 @@ impl Action {
     /// version 2.0.0
     /// slot b                  (- before activation)
     /// feedback <url>
-    /// final closed failure {"status":…}      (only once decided)
     /// ```
+    ///
+    /// (The final feedback, once decided, waits in the report queue.)
     pub(super) fn to_text(&self) -> String {
-        let mut t = format!(
+        format!(
             "{ACTION_HEADER}\nid {}\nversion {}\nslot {}\nfeedback {}\n",
             self.id,
             self.version,
             self.slot.map_or("-".into(), |s| s.to_string()),
             self.feedback
-        );
-        if let Some(f) = &self.final_feedback {
-            t += &format!("final {} {} {}\n", f.execution, f.finished, f.json);
-        }
-        t
+        )
     }
 
     pub(super) fn parse(text: &str) -> Option<Action> {
@@ -63,7 +57,6 @@ impl Action {
             feedback: String::new(),
             version: String::new(),
             slot: None,
-            final_feedback: None,
         };
         for l in lines {
             let (k, v) = l.split_once(' ')?;
@@ -73,15 +66,6 @@ impl Action {
                 "feedback" => a.feedback = v.into(),
                 "slot" if v == "-" => a.slot = None,
                 "slot" => a.slot = Some(v.parse().ok()?),
-                "final" => {
-                    let mut p = v.splitn(3, ' ');
-                    let (execution, finished, json) = (p.next()?, p.next()?, p.next()?);
-                    a.final_feedback = Some(Feedback {
-                        execution: execution.into(),
-                        finished: finished.into(),
-                        json: json.into(),
-                    });
-                }
                 _ => return None,
             }
         }
@@ -140,11 +124,9 @@ mod tests {
             feedback: "http://h/T/controller/v1/c/deploymentBase/7/feedback".into(),
             version: "2.0.0".into(),
             slot: None,
-            final_feedback: None,
         };
         assert_eq!(Action::parse(&a.to_text()), Some(a.clone()));
         a.slot = Some(Slot::B);
-        a.final_feedback = Some(Feedback::new("closed", "failure", None, "x y\nz".into()));
         assert_eq!(Action::parse(&a.to_text()), Some(a.clone()));
         let t = a.to_text();
         assert_eq!(Action::parse(&t.replace("slot b", "slot q")), None);

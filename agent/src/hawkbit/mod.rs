@@ -14,10 +14,12 @@
 //! ```
 //!
 //! The signed bundle stays the trust root: the server's hash only guards
-//! the transfer. What must survive a power cut (the action being worked
-//! on and its unsent final feedback) is in `<state_dir>/hawkbit/action`,
-//! written atomically; a final feedback is re-sent until the server takes
-//! it (same document each time: idempotent).
+//! the transfer. What must survive a power cut: the action being worked on
+//! is in `<state_dir>/hawkbit/action` (written atomically); its final
+//! feedback, once decided, waits in the device's one report queue
+//! (`report::queue`, beside the fleet reports, same sequence) until the
+//! server takes it, re-sent as the same document (idempotent). No new
+//! action is taken while a final feedback is undelivered.
 
 mod action;
 mod artifact;
@@ -32,6 +34,8 @@ use std::time::Duration;
 
 use crate::config::{Config, HawkbitAuth, HawkbitConfig};
 use crate::net::{self, Client};
+use crate::report::deliver::Routes;
+use crate::report::queue::{Kind, Queue};
 use crate::slots::Slot;
 use crate::update::Console;
 use crate::{Error, Result};
@@ -50,8 +54,14 @@ const MAX_JSON: usize = 256 * 1024;
 struct Ddi {
     client: Client,
     base: String,
+    /// `<state_dir>/hawkbit`.
     state: PathBuf,
+    /// `state_dir` (the report queue).
+    root: PathBuf,
 }
+
+/// How long one cycle spends sending queued feedback.
+const FEEDBACK_BUDGET: Duration = Duration::from_secs(30);
 
 /// Builds the client: the device's TLS settings plus the DDI credential.
 fn client(config: &Config, h: &HawkbitConfig) -> Result<Client> {
@@ -71,6 +81,16 @@ fn client(config: &Config, h: &HawkbitConfig) -> Result<Client> {
         });
     }
     Ok(c.with_authorization(&format!("{scheme} {token}")))
+}
+
+/// The DDI client queued feedback is POSTed with (`ota-agent report
+/// --send`); `None` without `[hawkbit]`.
+pub fn feedback_client(config: &Config) -> Result<Option<Client>> {
+    config
+        .hawkbit
+        .as_ref()
+        .map(|h| client(config, h))
+        .transpose()
 }
 
 /// One poll: settles the recorded action, follows the root resource.
@@ -95,6 +115,7 @@ pub fn cycle(config: &Config, host: &mut dyn Host) -> Result<Duration> {
             h.tenant
         ),
         state,
+        root: config.state_dir.clone(),
     };
     let mut sleep = h.poll_floor_s.max(config.poll_interval_s.min(3600));
     // An action recorded before a reboot decides first what we tell;
@@ -176,43 +197,83 @@ impl Ddi {
         feedback::proceeding(&self.client, url, cnt, detail);
     }
 
-    /// Records `final_feedback` for `a` (power-safe), then sends it; once
-    /// the server took it the action is forgotten.
-    fn finish(&self, mut a: Action, f: Feedback) -> Result<()> {
-        a.final_feedback = Some(f);
-        self.save(&a)?;
-        self.flush(&a)
+    /// Ends action `a` with its final feedback `f`: queued in the report
+    /// queue (power-safe, once per action: a cut before the action is
+    /// forgotten decides it again, identically, and finds it queued), a
+    /// success remembered, the action forgotten; then the queue is sent.
+    fn finish(&self, a: Action, f: Feedback) -> Result<()> {
+        if !crate::report::record::is_segment(&a.id) {
+            return Err(protocol(&a.feedback, "action id is not [A-Za-z0-9._+-]+"));
+        }
+        let q = Queue::new(&self.root);
+        if !q.has_feedback(&a.id) {
+            let mut s = q.state()?;
+            q.push_feedback(&mut s, &a.id, &a.feedback, f.json.as_bytes())?;
+        }
+        if f.finished == "success" {
+            // An action offered again after its success is answered
+            // with the same feedback, not installed twice.
+            action::save_done(&self.state, &a)?;
+        }
+        log::info!(
+            "hawkbit: action {}: {} {} queued",
+            a.id,
+            f.execution,
+            f.finished
+        );
+        self.forget()?;
+        self.flush()
     }
 
-    fn flush(&self, a: &Action) -> Result<()> {
-        if let Some(f) = &a.final_feedback {
-            self.send(&a.feedback, f)?;
-            if f.finished == "success" {
-                // An action offered again after its success is answered
-                // with the same feedback, not installed twice.
-                action::save_done(&self.state, a)?;
-            }
-            log::info!(
-                "hawkbit: action {}: reported {} {}",
-                a.id,
-                f.execution,
-                f.finished
-            );
+    /// Ends `a`, whose release runs confirmed on its slot, with `success`.
+    fn finish_success(&self, a: Action) -> Result<()> {
+        let detail = format!(
+            "{} runs on slot {} and was confirmed by mark-good after the reboot",
+            a.version,
+            a.slot.map_or("-".into(), |s| s.to_string())
+        );
+        let steps = Some(Steps {
+            cnt: STEPS,
+            of: STEPS,
+        });
+        self.finish(a, Feedback::new("closed", "success", steps, detail))
+    }
+
+    /// Sends the queued feedback; an error while any is left (the server
+    /// hears how the last action ended before the next one is taken).
+    fn flush(&self) -> Result<()> {
+        let q = Queue::new(&self.root);
+        let routes = Routes {
+            reports: None,
+            feedback: Some(&self.client),
+        };
+        let d = crate::report::deliver::deliver(&q, routes, FEEDBACK_BUDGET);
+        if d.sent > 0 {
+            log::info!("hawkbit: {} queued feedback document(s) sent", d.sent);
         }
-        self.forget()
+        let left = q
+            .entries()
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::Feedback { .. }))
+            .count();
+        if left > 0 {
+            let why = d.error.unwrap_or_else(|| "not sent".into());
+            return Err(protocol(
+                &self.base,
+                &format!("{left} final feedback document(s) still queued: {why}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Settles the recorded action. Returns whether the cycle may go on
     /// to the server's links (false while a reboot or a confirmation is
     /// awaited).
     fn settle(&self, host: &mut dyn Host) -> Result<bool> {
+        self.flush()?;
         let Some(a) = self.load() else {
             return Ok(true);
         };
-        if a.final_feedback.is_some() {
-            self.flush(&a)?;
-            return Ok(true);
-        }
         let Some(slot) = a.slot else {
             // Interrupted before activation (power cut): the next
             // deploymentBase resumes the download and the install journal.
@@ -228,20 +289,7 @@ impl Ddi {
                 );
                 return Ok(false);
             }
-            let detail = format!(
-                "{} runs on slot {slot} and was confirmed by mark-good after the reboot",
-                a.version
-            );
-            let f = Feedback::new(
-                "closed",
-                "success",
-                Some(Steps {
-                    cnt: STEPS,
-                    of: STEPS,
-                }),
-                detail,
-            );
-            self.finish(a, f)?;
+            self.finish_success(a)?;
             return Ok(true);
         }
         if b.active == slot {
@@ -314,7 +362,7 @@ impl Ddi {
                     "hawkbit: action {} succeeded already; reporting it again",
                     d.id
                 );
-                return self.flush(&done);
+                return self.finish_success(done);
             }
         }
         let action = Action {
@@ -322,7 +370,6 @@ impl Ddi {
             feedback: feedback.clone(),
             version: version.clone(),
             slot: None,
-            final_feedback: None,
         };
         let fail = |a: Action, e: &Error| -> Result<()> {
             log::warn!("hawkbit: action {}: {e}", a.id);

@@ -335,18 +335,24 @@ impl Reporter {
         Ok(Client::new(&self.tls, settings)?)
     }
 
-    /// Sends what is queued now (within `budget`); `None` without a target.
-    pub fn deliver(&self, budget: Duration) -> Result<Option<Delivered>> {
-        let Some(target) = self.target() else {
-            return Ok(None);
+    /// Sends what is queued now (within `budget`): reports to the report
+    /// target if there is one, hawkBit feedback with `feedback` (the DDI
+    /// client) if given.
+    pub fn deliver(&self, budget: Duration, feedback: Option<&Client>) -> Result<Delivered> {
+        let target = self.target();
+        let client = match target {
+            Some(_) => Some(self.client()?),
+            None => None,
         };
-        let client = self.client()?;
-        Ok(Some(deliver::deliver(
-            &client,
-            &target,
+        let routes = deliver::Routes {
+            reports: client.as_ref().zip(target.as_deref()),
+            feedback,
+        };
+        Ok(deliver::deliver(
             &Queue::new(&self.state_dir),
+            routes,
             budget,
-        )))
+        ))
     }
 
     /// Delivers from a child process (`ota-agent --config FILE -q report
@@ -415,21 +421,23 @@ pub fn cmd_identity(config: &Config, registry_line: bool) -> Result<i32> {
 }
 
 /// `ota-agent report [--send]`: the queue, and with `--send` a delivery now
-/// (exit 1 when reports are left).
-pub fn cmd_report(config: &Config, send: bool) -> Result<i32> {
+/// (`feedback`: the DDI client when hawkBit is configured; exit 1 when
+/// entries are left).
+pub fn cmd_report(config: &Config, send: bool, feedback: Option<&Client>) -> Result<i32> {
     let r = Reporter::new(config);
     let mut code = 0;
     if send {
-        match r.deliver(DELIVERY_BUDGET)? {
-            None => {
-                eprintln!("ota-agent: no report target (channel `reports` or config `report_url`)");
-                code = 1;
-            }
-            Some(Delivered { error: Some(e), .. }) => {
-                eprintln!("ota-agent: reports left queued: {e}");
-                code = 1;
-            }
-            Some(_) => {}
+        let d = r.deliver(DELIVERY_BUDGET, feedback)?;
+        if d.left > 0 {
+            let why = match d.error {
+                Some(e) => e,
+                None if r.target().is_none() => {
+                    "no report target (channel `reports` or config `report_url`)".into()
+                }
+                None => "no hawkBit server configured for the queued feedback".into(),
+            };
+            eprintln!("ota-agent: {} left queued: {why}", d.left);
+            code = 1;
         }
     }
     let q = Queue::new(&config.state_dir);
@@ -520,7 +528,7 @@ mod tests {
         let id = Identity::load_or_create(&c.state_dir, "rc-1".into()).unwrap();
         let key = crate::bundle::PublicKey::from_pem("rc-1", &id.public_pem()).unwrap();
         for e in Queue::new(&c.state_dir).entries() {
-            let sig = std::fs::read(&e.sig).unwrap();
+            let sig = std::fs::read(&e.attachment).unwrap();
             let sig = crate::bundle::signature::parse_signature(&sig).unwrap();
             assert!(key.verify(&std::fs::read(&e.json).unwrap(), &sig));
         }

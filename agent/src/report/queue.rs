@@ -7,10 +7,17 @@
 //!   the keys of recent events (a failure repeated every poll is reported
 //!   once).
 //! * `reports/<seq>@<product>@<to>@<device>.json` + `.json.sig`: one queued
-//!   report (its destination in the name, so the device never parses a
-//!   report again: the parser stays out of the binary); the signature is
-//!   written first and the report last, both atomically, so a `.json`
-//!   present means a whole entry. Delivered entries are removed.
+//!   fleet report (its destination in the name, so the device never parses
+//!   a report again: the parser stays out of the binary).
+//! * `reports/<seq>@ddi@<action>.json` + `.json.url`: one queued hawkBit
+//!   DDI feedback document and the URL it is POSTed to (the final
+//!   `success`/`failure` of an action: it must survive a power cut exactly
+//!   like a report, so it waits in the same queue, numbered from the same
+//!   sequence, and is delivered by the same loop, `deliver.rs`).
+//!
+//! The attachment (`.sig` / `.url`) is written first and the `.json` last,
+//! both atomically, so a `.json` present means a whole entry. Delivered
+//! entries are removed.
 //!
 //! The queue holds at most [`MAX_QUEUED`] reports and [`MAX_QUEUE_BYTES`]
 //! bytes; beyond that the oldest are dropped and counted.
@@ -76,17 +83,38 @@ pub struct Queue {
     state_dir: PathBuf,
 }
 
-/// One queued report.
+/// What a queued entry is, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A signed fleet report, PUT below the report target at `dest`
+    /// (`<product>/<to>/<device>/<seq>.json`); the attachment is its
+    /// detached signature.
+    Report {
+        /// Destination below the report target.
+        dest: String,
+    },
+    /// A hawkBit DDI feedback document of action `action`, POSTed to the
+    /// URL that is its attachment.
+    Feedback {
+        /// The DDI action id.
+        action: String,
+    },
+}
+
+/// Name part that marks a feedback entry (`<seq>@ddi@<action>.json`).
+const FEEDBACK_TAG: &str = "ddi";
+
+/// One queued entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Sequence number.
     pub seq: u64,
-    /// Destination below the report target (`<product>/<to>/<device>/<seq>.json`).
-    pub dest: String,
-    /// The report file.
+    /// Report or feedback.
+    pub kind: Kind,
+    /// The document: the report, or the feedback.
     pub json: PathBuf,
-    /// Its signature.
-    pub sig: PathBuf,
+    /// The report's signature, or the feedback's URL.
+    pub attachment: PathBuf,
 }
 
 fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -165,18 +193,46 @@ impl Queue {
     /// `dest` is `<product>/<to>/<device>/<seq>.json` (segments checked by
     /// the caller to be `[A-Za-z0-9._+-]+`).
     pub fn push(&self, s: &mut State, seq: u64, dest: &str, json: &[u8], sig: &[u8]) -> Result<()> {
-        let dir = self.dir();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut parts = dest.split('/');
         let (p, t, d) = (
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let name = format!("{seq:010}@{p}@{t}@{d}.json");
-        write_clean(&dir.join(format!("{name}.sig")), sig)?;
-        if let Err(e) = write_clean(&dir.join(&name), json) {
-            let _ = std::fs::remove_file(dir.join(format!("{name}.sig")));
+        self.put_entry(s, &format!("{seq:010}@{p}@{t}@{d}.json"), ".sig", sig, json)
+    }
+
+    /// Queues the DDI feedback document `json` of action `action` (checked
+    /// by the caller to be `[A-Za-z0-9._+-]+`), to be POSTed to `url`,
+    /// with the next sequence number; then enforces the bounds.
+    pub fn push_feedback(&self, s: &mut State, action: &str, url: &str, json: &[u8]) -> Result<()> {
+        let seq = self.take_seq(s)?;
+        let name = format!("{seq:010}@{FEEDBACK_TAG}@{action}.json");
+        self.put_entry(s, &name, ".url", url.as_bytes(), json)
+    }
+
+    /// Whether a feedback entry of `action` is queued.
+    pub fn has_feedback(&self, action: &str) -> bool {
+        self.entries()
+            .iter()
+            .any(|e| matches!(&e.kind, Kind::Feedback { action: a } if a == action))
+    }
+
+    /// Writes `<name><suffix>` (the attachment), then `<name>`; then the bounds.
+    fn put_entry(
+        &self,
+        s: &mut State,
+        name: &str,
+        suffix: &str,
+        attachment: &[u8],
+        json: &[u8],
+    ) -> Result<()> {
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let second = dir.join(format!("{name}{suffix}"));
+        write_clean(&second, attachment)?;
+        if let Err(e) = write_clean(&dir.join(name), json) {
+            let _ = std::fs::remove_file(second);
             return Err(e);
         }
         self.enforce(s)
@@ -188,7 +244,7 @@ impl Queue {
         let sizes: Vec<u64> = entries
             .iter()
             .map(|e| {
-                [&e.json, &e.sig]
+                [&e.json, &e.attachment]
                     .iter()
                     .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
                     .sum()
@@ -227,26 +283,23 @@ impl Queue {
             .collect();
         let mut out = Vec::new();
         for n in &names {
-            let parsed = n.strip_suffix(".json").and_then(|s| {
-                let mut f = s.split('@');
-                let seq = f
-                    .next()
-                    .filter(|s| s.len() == 10 && s.bytes().all(|c| c.is_ascii_digit()))?;
-                let (p, t, d) = (f.next()?, f.next()?, f.next()?);
-                let seq: u64 = seq.parse().ok()?;
-                (f.next().is_none() && [p, t, d].iter().all(|x| super::record::is_segment(x)))
-                    .then(|| (seq, format!("{p}/{t}/{d}/{seq}.json")))
-            });
-            match parsed {
-                Some((seq, dest)) => out.push(Entry {
-                    seq,
-                    dest,
-                    json: dir.join(n),
-                    sig: dir.join(format!("{n}.sig")),
-                }),
+            match n.strip_suffix(".json").and_then(parse_name) {
+                Some((seq, kind)) => {
+                    let suffix = match kind {
+                        Kind::Report { .. } => "sig",
+                        Kind::Feedback { .. } => "url",
+                    };
+                    out.push(Entry {
+                        seq,
+                        kind,
+                        json: dir.join(n),
+                        attachment: dir.join(format!("{n}.{suffix}")),
+                    })
+                }
                 None => {
                     let whole = n
                         .strip_suffix(".sig")
+                        .or_else(|| n.strip_suffix(".url"))
                         .is_some_and(|j| names.iter().any(|m| m == j));
                     if !whole {
                         let _ = std::fs::remove_file(dir.join(n));
@@ -269,9 +322,39 @@ impl Queue {
     pub fn bytes(&self) -> u64 {
         self.entries()
             .iter()
-            .flat_map(|e| [&e.json, &e.sig])
+            .flat_map(|e| [&e.json, &e.attachment])
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum()
+    }
+}
+
+/// `<seq>@<product>@<to>@<device>` (a report) or `<seq>@ddi@<action>` (a
+/// feedback): the sequence number (10 digits) and the kind; else `None`.
+fn parse_name(stem: &str) -> Option<(u64, Kind)> {
+    let mut f = stem.split('@');
+    let seq = f
+        .next()
+        .filter(|s| s.len() == 10 && s.bytes().all(|c| c.is_ascii_digit()))?
+        .parse()
+        .ok()?;
+    let parts: Vec<&str> = f.collect();
+    if !parts.iter().all(|x| super::record::is_segment(x)) {
+        return None;
+    }
+    match parts[..] {
+        [FEEDBACK_TAG, action] => Some((
+            seq,
+            Kind::Feedback {
+                action: action.to_owned(),
+            },
+        )),
+        [p, t, d] => Some((
+            seq,
+            Kind::Report {
+                dest: format!("{p}/{t}/{d}/{seq}.json"),
+            },
+        )),
+        _ => None,
     }
 }
 
@@ -307,11 +390,11 @@ fn parse_state(t: &str) -> Option<State> {
     Some(s)
 }
 
-/// Removes a delivered or dropped entry (report first: then a half-removed
-/// entry is debris, never a report without its signature).
+/// Removes a delivered or dropped entry (document first: then a
+/// half-removed entry is debris, never a report without its signature).
 pub fn remove(e: &Entry) {
     let _ = std::fs::remove_file(&e.json);
-    let _ = std::fs::remove_file(&e.sig);
+    let _ = std::fs::remove_file(&e.attachment);
 }
 
 #[cfg(test)]
@@ -331,7 +414,12 @@ mod tests {
         let e = q.entries();
         assert_eq!(e.len(), MAX_QUEUED);
         assert_eq!(e[0].seq, 10);
-        assert_eq!(e[0].dest, "p/1.0/d/10.json");
+        assert_eq!(
+            e[0].kind,
+            Kind::Report {
+                dest: "p/1.0/d/10.json".into()
+            }
+        );
         assert_eq!(q.state().unwrap().dropped, 10);
         assert_eq!(q.state().unwrap().next_seq, MAX_QUEUED as u64 + 10);
         // Every field survives the file; damage is an error, not a reset.
@@ -367,5 +455,62 @@ mod tests {
         let n = q.entries().len();
         assert!(!lone.exists() && !tmp.exists());
         assert_eq!(q.entries().len(), n);
+    }
+
+    #[test]
+    fn feedback_and_reports_share_one_ordered_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path());
+        let mut s = q.state().unwrap();
+        let seq = q.take_seq(&mut s).unwrap();
+        q.push(&mut s, seq, "p/2.0/d/0.json", b"{\"r\":0}\n", b"sig")
+            .unwrap();
+        assert!(!q.has_feedback("7"));
+        q.push_feedback(&mut s, "7", "http://h/feedback", b"{\"f\":1}")
+            .unwrap();
+        let seq = q.take_seq(&mut s).unwrap();
+        q.push(&mut s, seq, "p/2.0/d/2.json", b"{\"r\":2}\n", b"sig")
+            .unwrap();
+        let e = q.entries();
+        let kinds: Vec<(u64, Kind)> = e.iter().map(|e| (e.seq, e.kind.clone())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    0,
+                    Kind::Report {
+                        dest: "p/2.0/d/0.json".into()
+                    }
+                ),
+                (1, Kind::Feedback { action: "7".into() }),
+                (
+                    2,
+                    Kind::Report {
+                        dest: "p/2.0/d/2.json".into()
+                    }
+                ),
+            ]
+        );
+        assert_eq!(
+            std::fs::read(&e[1].attachment).unwrap(),
+            b"http://h/feedback"
+        );
+        assert_eq!(std::fs::read(&e[1].json).unwrap(), b"{\"f\":1}");
+        assert!(q.has_feedback("7") && !q.has_feedback("8"));
+        assert_eq!(
+            q.state().unwrap().next_seq,
+            3,
+            "one sequence for both kinds"
+        );
+        // A URL file without its document is debris; a document whose
+        // name does not parse is removed too.
+        let lone = dir.path().join("reports/0000000009@ddi@9.json.url");
+        let odd = dir.path().join("reports/0000000010@ddi@a@b@c.json");
+        std::fs::write(&lone, b"x").unwrap();
+        std::fs::write(&odd, b"x").unwrap();
+        assert_eq!(q.entries().len(), 3);
+        assert!(!lone.exists() && !odd.exists());
+        remove(&e[1]);
+        assert!(!e[1].attachment.exists() && q.entries().len() == 2);
     }
 }

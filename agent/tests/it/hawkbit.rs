@@ -434,7 +434,8 @@ fn rollout_installs_resumes_cuts_and_reports_success_only_after_mark_good() {
     assert!(o.status.success(), "{}", text(&o));
     let log = until(&dev, &gb, "success", |d| d["last_state"] == "FINISHED");
     assert!(
-        log.contains(&format!("action {id}: reported closed success")),
+        log.contains(&format!("action {id}: closed success queued"))
+            && log.contains("1 queued feedback document(s) sent"),
         "{log}"
     );
     let d = gb.device(ID);
@@ -537,6 +538,8 @@ struct Script {
     cancel: bool,
     /// Answer the root resource with this status and body instead.
     root_override: Option<(u16, String)>,
+    /// Answer every POST/PUT with this status (not recorded as received).
+    feedback_status: Option<u16>,
 }
 
 struct Fixture {
@@ -586,14 +589,14 @@ impl Fixture {
                     continue;
                 };
                 let sc = sc.lock().unwrap().clone();
-                if method != "GET" {
+                if method != "GET" && sc.feedback_status.is_none() {
                     rc.lock()
                         .unwrap()
                         .push((path.clone(), String::from_utf8_lossy(&body).into_owned()));
                 }
                 let root_path = format!("/DEFAULT/controller/v1/{ID}");
                 let (status, body): (u16, Vec<u8>) = if method != "GET" {
-                    (200, b"{}".to_vec())
+                    (sc.feedback_status.unwrap_or(200), b"{}".to_vec())
                 } else if path == root_path {
                     if let Some((st, b)) = sc.root_override {
                         (st, b.into_bytes())
@@ -760,6 +763,47 @@ fn fixture_download_only_maintenance_window_and_cancel() {
     assert_eq!(dev.power_on(["1.0.0", "2.0.0"]), "b");
     assert!(dev.agent(&["mark-good"]).status.success());
     fx.set(|s| s.cancel = false);
+
+    // The server refuses feedback for now (503): the final success waits
+    // in the device's one report queue, named by its action, counted by
+    // `ota-agent report`; the cycle fails and takes nothing new.
+    fx.set(|s| s.feedback_status = Some(503));
+    let cfg = fs::read_to_string(&dev.config)
+        .unwrap()
+        .replace("retry_attempts = 6", "retry_attempts = 0");
+    fs::write(&dev.config, cfg).unwrap();
+    let log = dev.daemon(1);
+    assert!(log.contains("hawkbit cycle 1 failed"), "{log}");
+    // (The fleet reports of the install wait beside it: this device has
+    // no report target.)
+    let queued = || -> Vec<String> {
+        fs::read_dir(dev.file("state/reports"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect()
+    };
+    let before = queued();
+    let ddi: Vec<_> = before.iter().filter(|n| n.contains("@ddi@")).collect();
+    assert_eq!(ddi.len(), 1, "{before:?}");
+    assert!(ddi[0].ends_with("@ddi@7.json"), "{before:?}");
+    let o = dev.agent(&["report"]);
+    let counted = format!("queued {},", before.len());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with(&counted),
+        "{o:?}"
+    );
+    assert!(!fx
+        .feedback("/deploymentBase/7/feedback")
+        .contains(&"closed/success".to_owned()));
+
+    // The server is back (and, as hawkBit does once it has the outcome,
+    // no longer links the action): the next cycle sends the queued
+    // success, once, and no feedback is left queued.
+    fx.set(|s| {
+        s.feedback_status = None;
+        s.deployment = None;
+    });
     let log = dev.daemon(1);
     let fb = fx.feedback("/deploymentBase/7/feedback");
     assert_eq!(
@@ -767,6 +811,17 @@ fn fixture_download_only_maintenance_window_and_cancel() {
         Some("closed/success"),
         "{fb:?}\n{log}"
     );
+    assert_eq!(
+        fb.iter().filter(|f| *f == "closed/success").count(),
+        1,
+        "{fb:?}"
+    );
+    assert!(
+        !queued().iter().any(|n| n.contains("@ddi@")),
+        "{:?}",
+        queued()
+    );
+    assert_eq!(queued().len(), before.len() - 1);
 }
 
 /// A server answering 500 and then garbage: each cycle fails with one
