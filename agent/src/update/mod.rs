@@ -30,8 +30,9 @@ mod lock;
 mod progress;
 mod run;
 pub mod stage;
+pub mod trial;
 
-pub use boot::{mark_bad, mark_good, set_active, status, Confirmed, StatusReport, Target};
+pub use boot::{booted, mark_bad, mark_good, set_active, status, Confirmed, StatusReport, Target};
 pub use daemon::{daemon, poll_delay};
 pub use device::Device;
 pub use lock::{lock, UpdateLock};

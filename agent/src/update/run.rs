@@ -341,6 +341,10 @@ pub(super) fn resume_locked(
 ) -> Result<bool> {
     let state = dev.state().clone();
     read_status(&state); // a corrupt status file is set aside here
+    if let Some(t) = super::trial::retry_due(&state) {
+        retry_trial(dev, t, reboot_after, console)?;
+        return Ok(true);
+    }
     let Some(src) = state.install_source() else {
         return Ok(false);
     };
@@ -361,6 +365,33 @@ pub(super) fn resume_locked(
         console,
     )?;
     Ok(true)
+}
+
+/// Starts a new round of a trial that power cuts ended (`trial`): the slot
+/// holds the release exactly as the install left it (verified on flash
+/// then; nothing has written it since), so it is activated again.
+fn retry_trial(
+    dev: &mut Device,
+    t: crate::state::Trial,
+    reboot_after: bool,
+    console: &mut dyn Console,
+) -> Result<()> {
+    let state = dev.state().clone();
+    let (slot, release) = (t.slot, t.release.clone());
+    let round = t.retries + 1;
+    dev.boot_control()?.set_active(slot)?;
+    super::trial::retried(&state, t)?;
+    log::warn!(
+        "the trial of {release} in slot {slot} was ended by power cuts; activated it again (retry {round} of {})",
+        super::trial::MAX_RETRIES
+    );
+    Reporter::new(dev.config()).record(Event::Installed { to: &release, slot });
+    if reboot_after {
+        let config = dev.config().clone();
+        let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+        reboot(dev, mcu.as_mut(), console)?;
+    }
+    Ok(())
 }
 
 /// The status document; a corrupt one is set aside (one warning).
@@ -486,6 +517,10 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
         }
     }
     let outcome = outcome?;
+    // Its trial starts: boots that reach userspace are counted from here.
+    if let Err(e) = super::trial::begin(&state, outcome.slot, &outcome.version.to_string()) {
+        log::warn!("the trial of {} is not tracked: {e}", outcome.version);
+    }
     Reporter::new(dev.config()).record(Event::Installed {
         to: &outcome.version.to_string(),
         slot: outcome.slot,

@@ -26,3 +26,4 @@ mod large_offsets;
 mod mcu;
 mod net;
 mod resume_cli;
+mod trial_power;
