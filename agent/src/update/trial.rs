@@ -50,13 +50,17 @@ pub fn begin(state: &StateDir, slot: Slot, release: &str) -> Result<()> {
 }
 
 /// This boot (`boot_id`) of `booted` reached userspace: recorded once per
-/// boot while `booted` is the slot on trial. Returns whether it was new.
+/// boot while `booted` is the unconfirmed slot of the trial. Returns
+/// whether it was new. (Not `status.trial`: with Android bootctrl, on the
+/// last try `ab_select` would already pick the other slot next, so the
+/// booted slot no longer counts as "on trial" there.)
 pub fn reached(state: &StateDir, status: &BootStatus, boot_id: &str) -> Result<bool> {
     let Some(mut t) = state.trial()? else {
         return Ok(false);
     };
     let booted = status.booted;
-    if t.slot != booted || status.trial != Some(booted) || boot_id.is_empty() {
+    let confirmed = status.slots[booted.index()].successful;
+    if t.slot != booted || confirmed || boot_id.is_empty() {
         return Ok(false);
     }
     if t.reached.iter().any(|b| b == boot_id) || t.reached.len() >= MAX_REACHED {
@@ -153,6 +157,7 @@ mod tests {
     use super::*;
     use crate::bootctl::SlotState;
 
+    /// Booted `booted`; `trial`: the slot not yet confirmed (the other one is).
     fn status(booted: Slot, trial: Option<Slot>) -> BootStatus {
         BootStatus {
             backend: "uboot",
@@ -164,7 +169,7 @@ mod tests {
             slots: [Slot::A, Slot::B].map(|slot| SlotState {
                 slot,
                 bootable: true,
-                successful: false,
+                successful: trial != Some(slot),
                 tries_remaining: None,
                 priority: None,
             }),
