@@ -25,8 +25,9 @@ use ota_agent::install::journal::Journal;
 
 use crate::common::device::agent_root;
 use crate::common::disk::{UbootDisk, FACTORY_ENV, MIB};
+use crate::common::release::sign_bundle;
 use crate::common::rng::Rng;
-use crate::common::tools::{ota_sign_in, AGENT};
+use crate::common::tools::AGENT;
 
 const LAYOUT: &[(&str, u32)] = &[
     ("boot", 1024),
@@ -176,22 +177,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 fn bundle(dev: &Device, image: &Path) -> PathBuf {
     let out = dev.root.join("www/v2");
     fs::create_dir_all(out.parent().unwrap()).unwrap();
-    ota_sign_in(
-        &dev.root,
-        &[
-            "bundle",
-            "--key",
-            "release.key",
-            "--product",
-            "rice-cooker",
-            "--version",
-            "2.0.0",
-            "--image",
-            &format!("rootfs={}", image.display()),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    sign_bundle(&dev.root, "2.0.0", image, &out);
     out
 }
 

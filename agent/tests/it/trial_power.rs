@@ -19,8 +19,9 @@ use std::process::{Command, Output};
 
 use crate::common::device::agent_root;
 use crate::common::disk::{UbootDisk, FACTORY_ENV, MIB, UBOOT_AB};
+use crate::common::release::sign_bundle;
 use crate::common::rng::Rng;
-use crate::common::tools::{ota_sign_in, text, AGENT};
+use crate::common::tools::{text, AGENT};
 
 struct Device {
     _dir: tempfile::TempDir,
@@ -74,24 +75,9 @@ impl Device {
     fn install(&self, version: &str) {
         let img = self.root.join(format!("rootfs-{version}.img"));
         fs::write(&img, Rng(7).noise(2 * MIB as usize)).unwrap();
-        let out = format!("b-{version}");
-        ota_sign_in(
-            &self.root,
-            &[
-                "bundle",
-                "--key",
-                "release.key",
-                "--product",
-                "rice-cooker",
-                "--version",
-                version,
-                "--image",
-                &format!("rootfs={}", img.display()),
-                "--out",
-                &out,
-            ],
-        );
-        self.ok(&["install", self.root.join(&out).to_str().unwrap()]);
+        let out = self.root.join(format!("b-{version}"));
+        sign_bundle(&self.root, version, &img, &out);
+        self.ok(&["install", out.to_str().unwrap()]);
     }
 
     /// Power on: U-Boot's rules pick the slot; a new boot id.

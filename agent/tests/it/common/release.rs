@@ -62,3 +62,25 @@ pub fn write_one_image_release(rel: &Path, key: &Path, version: &str, image: &[u
     );
     m
 }
+
+/// `ota-sign bundle` run in `dir`: rice-cooker `version` with `image` as
+/// `rootfs`, signed with `dir/release.key` (the key `agent_root` made),
+/// written to the bundle directory `out`.
+pub fn sign_bundle(dir: &Path, version: &str, image: &Path, out: &Path) {
+    super::tools::ota_sign_in(
+        dir,
+        &[
+            "bundle",
+            "--key",
+            "release.key",
+            "--product",
+            "rice-cooker",
+            "--version",
+            version,
+            "--image",
+            &format!("rootfs={}", image.display()),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+}
