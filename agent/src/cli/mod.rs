@@ -24,7 +24,7 @@ mod update;
 mod verify;
 
 use args::{string, usage};
-pub use args::{Globals, EXIT_FAILURE, EXIT_NO_UPDATE, EXIT_USAGE};
+pub use args::{Globals, EXIT_DEFERRED, EXIT_FAILURE, EXIT_NO_UPDATE, EXIT_REFUSED, EXIT_USAGE};
 
 const USAGE: &str = "\
 usage: ota-agent [--config FILE] [--booted-slot a|b] [-v...] [-q] <command> [args]
@@ -37,7 +37,8 @@ commands:
   install PATH|URL [--reboot]  verify and install a bundle into the inactive slot
   resume [--reboot]          continue an install a power cut interrupted (3: none)
   verify PATH                verify a bundle without installing it
-  check                      read the channel (exit 0 update available, 3 none)
+  check                      read the channel (exit 0 update available, 3 none,
+                             4 policy defers it, 5 policy refused it)
   update                     check + download + install
   daemon [--max-cycles N]    the poll loop
   env print [NAME...]        like fw_printenv
@@ -69,6 +70,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     match result {
         Ok(status) => status,
+        // The policy's answers are outcomes, not failures: one line each.
+        Err(e @ (Error::Deferred { .. } | Error::Refused(_))) => {
+            eprintln!("{name}: {e}");
+            exit_code(&e)
+        }
         Err(e) => {
             eprintln!("{name}: error: {e}");
             exit_code(&e)
@@ -80,6 +86,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn exit_code(e: &Error) -> i32 {
     match e {
         Error::Usage(_) => EXIT_USAGE,
+        Error::Deferred { .. } => EXIT_DEFERRED,
+        Error::Refused(_) => EXIT_REFUSED,
         _ => EXIT_FAILURE,
     }
 }

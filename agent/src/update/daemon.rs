@@ -3,7 +3,9 @@
 //! failed cycle (server down, …) is logged and the loop goes on. Each cycle
 //! is one run with its own [`Device`] (the boot state may change between
 //! cycles) and holds the update lock, so runs never overlap with `install`,
-//! `update`, `mark-good` or `set-active`.
+//! `update`, `mark-good` or `set-active`. A cycle the policy defers
+//! (docs/policy.md) ends quietly; the next starts at the next poll, or
+//! when the window opens or the hook said, if sooner (at least a minute).
 
 use std::time::Duration;
 
@@ -16,6 +18,10 @@ use crate::net::backoff;
 use crate::report::Reporter;
 use crate::slots::Slot;
 use crate::Result;
+
+/// The soonest a deferred cycle is retried (seconds), whatever time the
+/// policy named.
+const MIN_RETRY_S: u64 = 60;
 
 /// Runs the poll loop; returns after `max_cycles` cycles (tests), else
 /// never.
@@ -47,6 +53,7 @@ pub fn daemon(
         Ok(_lock) => match resume_locked(&mut dev, true, console) {
             Ok(true) => log::info!("the interrupted install was resumed and completed"),
             Ok(false) => {}
+            Err(e @ crate::Error::Deferred { .. }) => log::info!("interrupted install: {e}"),
             Err(e) => log::warn!("resuming the interrupted install failed: {e}"),
         },
         Err(e) => log::warn!("resume skipped: {e}"),
@@ -59,10 +66,22 @@ pub fn daemon(
             sending = Reporter::new(config).deliver_in_background(&config.source);
         }
         let mut dev = Device::new(config.clone(), booted_override);
+        let mut delay = poll_delay(config.poll_interval_s);
         match lock(dev.state()) {
             Ok(_lock) => match run_once(&mut dev, false, console) {
                 Ok(true) => log::info!("cycle {cycle}: update installed"),
                 Ok(false) => log::info!("cycle {cycle}: nothing to do"),
+                // The policy said not now (docs/policy.md): not a failure.
+                // Nothing more happens this cycle; the next one asks again,
+                // earlier than the poll when the window or hook said when.
+                Err(crate::Error::Deferred { why, until }) => {
+                    log::info!("cycle {cycle}: deferred: {why}");
+                    if let Some(t) = until {
+                        let wait = u64::try_from(t.saturating_sub(dev.now())).unwrap_or(0);
+                        delay = delay.min(Duration::from_secs(wait.max(MIN_RETRY_S)));
+                    }
+                }
+                Err(crate::Error::Refused(why)) => log::info!("cycle {cycle}: refused: {why}"),
                 Err(e) => log::warn!("cycle {cycle} failed: {e}"),
             },
             Err(e) => log::warn!("cycle {cycle} skipped: {e}"),
@@ -71,7 +90,7 @@ pub fn daemon(
             crate::report::finish(sending);
             return Ok(());
         }
-        std::thread::sleep(poll_delay(config.poll_interval_s));
+        std::thread::sleep(delay);
     }
 }
 

@@ -26,6 +26,7 @@
 mod boot;
 mod daemon;
 mod device;
+mod gate;
 mod lock;
 mod progress;
 mod run;
@@ -33,9 +34,10 @@ pub mod stage;
 
 pub use boot::{mark_bad, mark_good, set_active, status, Confirmed, StatusReport, Target};
 pub use daemon::{daemon, poll_delay};
-pub use device::Device;
+pub use device::{Device, FAKE_NOW_ENV};
+pub use gate::reboot;
 pub use lock::{lock, UpdateLock};
 pub use progress::{Announcement, Console, RunProgress, Silent};
 pub use run::{
-    check, check_channel, device_id, install, reboot, resume, update, verify, BundleSource,
+    check, check_channel, check_policy, device_id, install, resume, update, verify, BundleSource,
 };
