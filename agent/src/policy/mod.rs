@@ -303,3 +303,224 @@ fn colon(note: &str) -> String {
         format!(": {note}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::time::parse_rfc3339_utc;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn manifest(urgency: Urgency) -> Manifest {
+        let mut m =
+            Manifest::parse(include_bytes!("../../testdata/manifest-example.json")).unwrap();
+        m.urgency = urgency;
+        m
+    }
+
+    fn offer(phase: Phase, urgency: Urgency) -> Offer {
+        Offer::new(phase, &manifest(urgency), Some("1.3.0".into()), Some(2))
+    }
+
+    fn at(s: &str) -> i64 {
+        parse_rfc3339_utc(s).unwrap()
+    }
+
+    struct Fx {
+        _dir: tempfile::TempDir,
+        hooks: PathBuf,
+        state: StateDir,
+    }
+
+    fn fx() -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = dir.path().join("policy.d");
+        std::fs::create_dir(&hooks).unwrap();
+        let state = StateDir::new(&dir.path().join("state"));
+        Fx {
+            hooks,
+            state,
+            _dir: dir,
+        }
+    }
+
+    fn hook(f: &Fx, name: &str, body: &str) {
+        let p = f.hooks.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn night_windows() -> PolicyConfig {
+        let w = Windows::parse(&["01:00-05:00".to_string()]).unwrap();
+        PolicyConfig {
+            download: w.clone(),
+            activate: w.clone(),
+            reboot: w,
+            ..PolicyConfig::default()
+        }
+    }
+
+    #[test]
+    fn critical_overrides_the_download_and_activate_windows_never_the_reboot_window() {
+        let f = fx();
+        let cfg = night_windows();
+        let noon = at("2026-12-07T12:00:00Z");
+        for phase in [Phase::Download, Phase::Activate, Phase::Reboot] {
+            for u in [Urgency::Normal, Urgency::Security] {
+                assert_eq!(
+                    decide(&cfg, &f.state, noon, &offer(phase, u), true).unwrap(),
+                    Verdict::Defer {
+                        why: format!(
+                            "{} window closed until 2026-12-08T01:00+00:00",
+                            phase.name()
+                        ),
+                        until: Some(at("2026-12-08T01:00:00Z")),
+                    }
+                );
+            }
+            let v = decide(&cfg, &f.state, noon, &offer(phase, Urgency::Critical), true).unwrap();
+            assert_eq!(
+                v == Verdict::Proceed,
+                phase != Phase::Reboot,
+                "{phase:?}: {v}"
+            );
+        }
+        // Inside the window everything proceeds.
+        let night = at("2026-12-07T02:00:00Z");
+        assert_eq!(
+            decide(
+                &cfg,
+                &f.state,
+                night,
+                &offer(Phase::Reboot, Urgency::Normal),
+                true
+            )
+            .unwrap(),
+            Verdict::Proceed
+        );
+    }
+
+    #[test]
+    fn hooks_run_in_order_get_the_offer_and_the_first_no_wins() {
+        let f = fx();
+        let log = f.hooks.parent().unwrap().join("log");
+        hook(&f, "10-first", &format!("cat > {}; exit 0", log.display()));
+        hook(&f, "20-second", "echo '300 cooking'; exit 10");
+        hook(&f, "30-never", "exit 20");
+        let cfg = PolicyConfig {
+            dir: Some(f.hooks.clone()),
+            ..PolicyConfig::default()
+        };
+        let now = at("2026-12-07T12:00:00Z");
+        let v = decide(
+            &cfg,
+            &f.state,
+            now,
+            &offer(Phase::Reboot, Urgency::Normal),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            Verdict::Defer {
+                why: "reboot deferred by hook 20-second: cooking (until 2026-12-07T12:05:00Z)"
+                    .into(),
+                until: Some(now + 300)
+            }
+        );
+        // The first hook saw the offer: one JSON object, every field.
+        let seen: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        assert_eq!(seen["phase"], "reboot");
+        assert_eq!(seen["check_only"], false);
+        assert_eq!(seen["product"], "rice-cooker");
+        assert_eq!(seen["from_version"], "1.3.0");
+        assert_eq!(seen["to_version"], "1.4.0");
+        assert_eq!(seen["urgency"], "normal");
+        assert_eq!(seen["delta"], true);
+        assert_eq!(seen["security_version"]["from"], 2);
+        assert_eq!(seen["security_version"]["to"], 3);
+        let m = manifest(Urgency::Normal);
+        let payloads: u64 = m.images.iter().map(|i| i.payload.size).sum();
+        assert_eq!(seen["download_bytes"], payloads);
+        assert!(seen["mcu"].is_null());
+        // Normal releases are never counted.
+        assert_eq!(memory::deferrals(&f.state, "1.4.0"), None);
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_by_runs_not_by_check() {
+        let f = fx();
+        hook(&f, "50-no", "echo 'not on this model'; exit 20");
+        let cfg = PolicyConfig {
+            dir: Some(f.hooks.clone()),
+            ..PolicyConfig::default()
+        };
+        let mut o = offer(Phase::Download, Urgency::Critical);
+        o.check_only = true;
+        let want = Verdict::Refuse {
+            why: "hook 50-no refused 1.4.0: not on this model".into(),
+        };
+        assert_eq!(decide(&cfg, &f.state, 0, &o, false).unwrap(), want);
+        assert_eq!(refused(&f.state), None);
+        o.check_only = false;
+        assert_eq!(decide(&cfg, &f.state, 0, &o, true).unwrap(), want);
+        assert_eq!(
+            refused(&f.state),
+            Some((
+                semver::Version::new(1, 4, 0),
+                "hook 50-no refused 1.4.0: not on this model".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_critical_release_is_deferred_by_hooks_for_a_bounded_time_only() {
+        let f = fx();
+        hook(&f, "10-broken", "exit 7");
+        let cfg = PolicyConfig {
+            dir: Some(f.hooks.clone()),
+            critical_defer_limit_h: 24,
+            ..PolicyConfig::default()
+        };
+        let t0 = at("2026-12-07T12:00:00Z");
+        let broken = |phase: &str| Verdict::Defer {
+            why: format!("{phase} deferred: hook 10-broken is broken (exited with status 7)"),
+            until: None,
+        };
+        let crit = offer(Phase::Download, Urgency::Critical);
+        assert_eq!(
+            decide(&cfg, &f.state, t0, &crit, true).unwrap(),
+            broken("download")
+        );
+        assert_eq!(memory::deferrals(&f.state, "1.4.0"), Some((t0, 1)));
+        // `check` neither counts nor starts the clock.
+        assert_eq!(
+            decide(&cfg, &f.state, t0 + 60, &crit, false).unwrap(),
+            broken("download")
+        );
+        assert_eq!(memory::deferrals(&f.state, "1.4.0"), Some((t0, 1)));
+        // The bound is per release over all phases, from the first deferral.
+        let act = offer(Phase::Activate, Urgency::Critical);
+        assert_eq!(
+            decide(&cfg, &f.state, t0 + 24 * 3600 - 1, &act, true).unwrap(),
+            broken("activate")
+        );
+        assert_eq!(memory::deferrals(&f.state, "1.4.0"), Some((t0, 2)));
+        assert_eq!(
+            decide(&cfg, &f.state, t0 + 24 * 3600, &act, true).unwrap(),
+            Verdict::Proceed
+        );
+        // A normal release waits for its hooks however long it takes.
+        let normal = offer(Phase::Download, Urgency::Normal);
+        assert_eq!(
+            decide(&cfg, &f.state, t0 + 30 * 86400, &normal, true).unwrap(),
+            broken("download")
+        );
+        // A refusal holds even for a critical release past the bound.
+        hook(&f, "20-no", "exit 20");
+        assert!(matches!(
+            decide(&cfg, &f.state, t0 + 48 * 3600, &act, true).unwrap(),
+            Verdict::Refuse { .. }
+        ));
+    }
+}

@@ -25,4 +25,5 @@ mod install_refusals;
 mod large_offsets;
 mod mcu;
 mod net;
+mod policy;
 mod resume_cli;
