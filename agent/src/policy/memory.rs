@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_are_per_release() {
         let d = tempfile::tempdir().unwrap();
-        let s = StateDir::new(&d.path().join("state"));
+        let s = StateDir::new(d.path().join("state"));
         assert_eq!(refused(&s), None);
         assert_eq!(deferrals(&s, "1.1.0"), None);
         refuse(&s, "1.1.0", "hook 20-x refused 1.1.0: too big\nsecond line").unwrap();

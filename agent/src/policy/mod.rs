@@ -335,7 +335,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hooks = dir.path().join("policy.d");
         std::fs::create_dir(&hooks).unwrap();
-        let state = StateDir::new(&dir.path().join("state"));
+        let state = StateDir::new(dir.path().join("state"));
         Fx {
             hooks,
             state,

@@ -527,3 +527,124 @@ fn bucket_of(o: &Output) -> String {
     let end = s[start..].find(' ').unwrap() + start;
     s[start..end].to_owned()
 }
+
+/// The example hooks shipped in `examples/policy.d/` (docs/policy.md),
+/// run as the agent runs them: the offer on stdin, sysfs and procfs files
+/// replaced by test files through their documented variables.
+#[test]
+fn example_hooks_answer_as_documented() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policy.d");
+    let dir = tempfile::tempdir().unwrap();
+    let run_hook = |name: &str, offer: &str, env: &[(&str, &std::path::Path)]| {
+        let mut c = Command::new(examples.join(name));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = crate::common::tools::output_with_stdin(&mut c, offer.as_bytes());
+        (o.status.code(), stdout(&o))
+    };
+    let offer = |phase: &str, urgency: &str, mcu: &str| {
+        format!("{{\"phase\":\"{phase}\",\"check_only\":false,\"product\":\"rice-cooker\",\"urgency\":\"{urgency}\",\"mcu\":{mcu}}}\n")
+    };
+
+    let idle = "10-appliance-idle";
+    assert_eq!(
+        run_hook(idle, &offer("reboot", "normal", "\"cooking\""), &[]),
+        (Some(10), "600 the appliance is cooking\n".into())
+    );
+    assert_eq!(
+        run_hook(idle, &offer("reboot", "normal", "\"idle\""), &[]).0,
+        Some(0)
+    );
+    assert_eq!(
+        run_hook(idle, &offer("download", "normal", "null"), &[]).0,
+        Some(0)
+    );
+
+    let ac = dir.path().join("online");
+    let missing = dir.path().join("missing");
+    fs::write(&ac, "0\n").unwrap();
+    let (code, out) = run_hook(
+        "20-ac-power",
+        &offer("activate", "critical", "null"),
+        &[("AC_ONLINE", &ac)],
+    );
+    assert_eq!(code, Some(10));
+    assert!(out.starts_with("1800 running on battery"), "{out}");
+    fs::write(&ac, "1\n").unwrap();
+    assert_eq!(
+        run_hook(
+            "20-ac-power",
+            &offer("activate", "normal", "null"),
+            &[("AC_ONLINE", &ac)]
+        )
+        .0,
+        Some(0)
+    );
+    assert_eq!(
+        run_hook(
+            "20-ac-power",
+            &offer("activate", "normal", "null"),
+            &[("AC_ONLINE", &missing)]
+        )
+        .0,
+        Some(0)
+    );
+
+    let route = dir.path().join("route");
+    let table = |iface: &str| {
+        format!(
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                 {iface}\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                 eth1\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        )
+    };
+    let metered = "30-unmetered-download";
+    fs::write(&route, table("wwan0")).unwrap();
+    assert_eq!(
+        run_hook(
+            metered,
+            &offer("download", "normal", "null"),
+            &[("ROUTE_FILE", &route)]
+        ),
+        (Some(10), "3600 metered network (wwan0)\n".into())
+    );
+    // Critical releases and the other phases go ahead on a metered link.
+    assert_eq!(
+        run_hook(
+            metered,
+            &offer("download", "critical", "null"),
+            &[("ROUTE_FILE", &route)]
+        )
+        .0,
+        Some(0)
+    );
+    assert_eq!(
+        run_hook(
+            metered,
+            &offer("reboot", "normal", "null"),
+            &[("ROUTE_FILE", &route)]
+        )
+        .0,
+        Some(0)
+    );
+    fs::write(&route, table("eth0")).unwrap();
+    assert_eq!(
+        run_hook(
+            metered,
+            &offer("download", "normal", "null"),
+            &[("ROUTE_FILE", &route)]
+        )
+        .0,
+        Some(0)
+    );
+    fs::write(&route, "Iface\tDestination\n").unwrap();
+    assert_eq!(
+        run_hook(
+            metered,
+            &offer("download", "normal", "null"),
+            &[("ROUTE_FILE", &route)]
+        ),
+        (Some(10), "600 no default route\n".into())
+    );
+}
