@@ -80,7 +80,7 @@ pub enum Error {
     },
     /// The device's policy (a maintenance window or a policy hook) defers
     /// this phase; a later run asks again (docs/policy.md).
-    #[error("deferred: {why}")]
+    #[error("{why}")]
     Deferred {
         /// One line: which window or hook, and why.
         why: String,
@@ -88,7 +88,7 @@ pub enum Error {
         until: Option<i64>,
     },
     /// A policy hook refused this release (remembered in `state_dir`).
-    #[error("refused: {0}")]
+    #[error("{0}")]
     Refused(String),
     /// A caller broke an API contract of the library (a bug, not bad input).
     #[error("internal error: {0}")]

@@ -193,7 +193,7 @@ pub enum Verdict {
     Proceed,
     /// Not now: `why` (one line), and when to ask again if known.
     Defer {
-        /// `download window closed until …`, `hook 10-mcu deferred: …`.
+        /// `download window closed until …`, `hook 10-mcu deferred reboot: …`.
         why: String,
         /// UTC seconds.
         until: Option<i64>,
@@ -209,8 +209,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Verdict::Proceed => f.write_str("proceed"),
-            Verdict::Defer { why, .. } => write!(f, "deferred: {why}"),
-            Verdict::Refuse { why } => write!(f, "refused: {why}"),
+            Verdict::Defer { why, .. } | Verdict::Refuse { why } => f.write_str(why),
         }
     }
 }
@@ -265,12 +264,12 @@ pub fn decide(
                     .map(|t| format!(" (until {})", crate::bundle::time::format_rfc3339_utc(t)))
                     .unwrap_or_default();
                 (
-                    format!("{phase} deferred by hook {name}{}{when}", colon(&note)),
+                    format!("hook {name} deferred {phase}{}{when}", colon(&note)),
                     until,
                 )
             }
             hooks::Answer::Broken(e) => (
-                format!("{phase} deferred: hook {name} is broken ({e})"),
+                format!("hook {name} is broken ({e}); {phase} deferred"),
                 None,
             ),
         };
@@ -422,8 +421,7 @@ mod tests {
         assert_eq!(
             v,
             Verdict::Defer {
-                why: "reboot deferred by hook 20-second: cooking (until 2026-12-07T12:05:00Z)"
-                    .into(),
+                why: "hook 20-second deferred reboot: cooking (until 2026-12-07T12:05:00Z)".into(),
                 until: Some(now + 300)
             }
         );
@@ -484,7 +482,7 @@ mod tests {
         };
         let t0 = at("2026-12-07T12:00:00Z");
         let broken = |phase: &str| Verdict::Defer {
-            why: format!("{phase} deferred: hook 10-broken is broken (exited with status 7)"),
+            why: format!("hook 10-broken is broken (exited with status 7); {phase} deferred"),
             until: None,
         };
         let crit = offer(Phase::Download, Urgency::Critical);

@@ -232,16 +232,22 @@ fn hook_answering(dev: &Device, phase: &str, answer: &str) {
 struct Answer {
     name: &'static str,
     script: &'static str,
-    /// The message after `<phase> `.
+    /// The agent's line for it (`{phase}` replaced), or its beginning.
     says: &'static str,
     exit: i32,
+}
+
+impl Answer {
+    fn says(&self, phase: &str) -> String {
+        self.says.replace("{phase}", phase)
+    }
 }
 
 const ANSWERS: &[Answer] = &[
     Answer {
         name: "defer",
         script: "echo '600 cooking'; exit 10",
-        says: "deferred by hook 10-policy: cooking (until ",
+        says: "hook 10-policy deferred {phase}: cooking (until ",
         exit: 4,
     },
     Answer {
@@ -253,13 +259,13 @@ const ANSWERS: &[Answer] = &[
     Answer {
         name: "timeout",
         script: "sleep 30",
-        says: "deferred: hook 10-policy is broken (did not finish within 1 s; killed)",
+        says: "hook 10-policy is broken (did not finish within 1 s; killed); {phase} deferred",
         exit: 4,
     },
     Answer {
         name: "crash",
         script: "kill -SEGV $$",
-        says: "deferred: hook 10-policy is broken (killed by a signal)",
+        says: "hook 10-policy is broken (killed by a signal); {phase} deferred",
         exit: 4,
     },
 ];
@@ -275,7 +281,7 @@ fn policy_device(server: &Server) -> Device {
     dev
 }
 
-/// Checks what `update` printed and returned for `answer` in `phase`.
+/// Checks what `update` printed (its last line) and returned for `a` in `phase`.
 fn assert_stopped(o: &Output, phase: &str, a: &Answer) {
     assert_eq!(
         o.status.code(),
@@ -285,14 +291,29 @@ fn assert_stopped(o: &Output, phase: &str, a: &Answer) {
         text(o)
     );
     let line = stderr(o).lines().last().unwrap_or("").to_owned();
-    let want = if a.name == "refuse" {
-        format!("ota-agent: refused: {}", a.says)
-    } else {
-        format!("ota-agent: deferred: {phase} {}", a.says)
-    };
+    let want = format!("ota-agent: {}", a.says(phase));
     assert!(
         line.starts_with(&want),
         "{phase}/{}: {line:?} vs {want:?}",
+        a.name
+    );
+}
+
+/// Checks that `check` explains `a` in `phase` (its second line) and exits
+/// with the same status.
+fn assert_explained(o: &Output, phase: &str, a: &Answer) {
+    assert_eq!(
+        o.status.code(),
+        Some(a.exit),
+        "check {phase}/{}: {}",
+        a.name,
+        text(o)
+    );
+    let want = format!("policy: {}", a.says(phase));
+    let line = stdout(o).lines().nth(1).unwrap_or("").to_owned();
+    assert!(
+        line.starts_with(&want),
+        "check {phase}/{}: {line:?} vs {want:?}",
         a.name
     );
 }
@@ -305,24 +326,7 @@ fn hooks_decide_each_phase() {
         // ---- download: nothing fetched, nothing written.
         let dev = policy_device(&server);
         hook_answering(&dev, "download", a.script);
-        let o = dev.agent(&["check"]);
-        let policy_line = if a.name == "refuse" {
-            format!("policy: refused: {}", a.says)
-        } else {
-            format!("policy: deferred: download {}", a.says)
-        };
-        assert_eq!(
-            o.status.code(),
-            Some(a.exit),
-            "check {}: {}",
-            a.name,
-            text(&o)
-        );
-        assert!(
-            stdout(&o).contains(&policy_line),
-            "{policy_line:?}: {}",
-            text(&o)
-        );
+        assert_explained(&dev.agent(&["check"]), "download", a);
         let before = server.requests("rootfs.img");
         let o = dev.agent(&["update"]);
         assert_stopped(&o, "download", a);
@@ -400,13 +404,7 @@ fn hooks_decide_each_phase() {
         if a.name != "refuse" {
             // The written slot waits: `check` now asks about the activation.
             assert!(dev.journal());
-            let o = dev.agent(&["check"]);
-            assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-            assert!(
-                stdout(&o).contains(&format!("policy: deferred: activate {}", a.says)),
-                "{}",
-                text(&o)
-            );
+            assert_explained(&dev.agent(&["check"]), "activate", a);
             // Once the hook agrees, the next run reads the slot back
             // (no download), activates and reboots.
             let before = server.requests("rootfs.img");
@@ -430,13 +428,7 @@ fn hooks_decide_each_phase() {
         );
         assert_eq!(dev.reboots(), 0, "{}: rebooted", a.name);
         if a.name != "refuse" {
-            let o = dev.agent(&["check"]);
-            assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-            assert!(
-                stdout(&o).contains(&format!("policy: deferred: reboot {}", a.says)),
-                "{}",
-                text(&o)
-            );
+            assert_explained(&dev.agent(&["check"]), "reboot", a);
             hook_answering(&dev, "none", "");
             let o = dev.agent(&["update"]);
             assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -460,15 +452,13 @@ fn a_closed_window_is_explained_and_downloads_nothing_unless_critical() {
     assert_eq!(
         stdout(&o),
         "update available: 1.1.0 (device bucket 100.00% is inside the rollout)\n\
-         policy: deferred: download window closed until 2026-12-08T01:00+01:00\n"
+         policy: download window closed until 2026-12-08T01:00+01:00\n"
             .replace("100.00%", &bucket_of(&o)),
     );
     let o = dev.agent(&["update"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(
-        stderr(&o).ends_with(
-            "ota-agent: deferred: download window closed until 2026-12-08T01:00+01:00\n"
-        ),
+        stderr(&o).ends_with("ota-agent: download window closed until 2026-12-08T01:00+01:00\n"),
         "{}",
         text(&o)
     );
@@ -480,8 +470,7 @@ fn a_closed_window_is_explained_and_downloads_nothing_unless_critical() {
     let o = dev.agent(&["update"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(
-        stderr(&o)
-            .ends_with("ota-agent: deferred: reboot window closed until 2026-12-12T00:00+01:00\n"),
+        stderr(&o).ends_with("ota-agent: reboot window closed until 2026-12-12T00:00+01:00\n"),
         "{}",
         text(&o)
     );
@@ -505,8 +494,7 @@ fn a_closed_window_is_explained_and_downloads_nothing_unless_critical() {
     let o = dev.agent(&["update"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(
-        stderr(&o)
-            .ends_with("ota-agent: deferred: reboot window closed until 2026-12-12T00:00+00:00\n"),
+        stderr(&o).ends_with("ota-agent: reboot window closed until 2026-12-12T00:00+00:00\n"),
         "{}",
         text(&o)
     );
