@@ -39,9 +39,11 @@ impl Asker {
         }
     }
 
-    /// Whether a policy is configured at all.
+    /// Whether a policy is configured at all. Not in hawkBit mode: there
+    /// the server's maintenance windows and action types decide, and a
+    /// deferral would read as a failed action (docs/policy.md).
     pub(super) fn active(&self) -> bool {
-        self.config.policy.is_active()
+        self.config.policy.is_active() && self.config.hawkbit.is_none()
     }
 
     fn offer(&self, m: &Manifest, phase: Phase) -> Offer {
@@ -70,9 +72,13 @@ impl Asker {
         match policy::decide(&self.config.policy, &self.state, self.now, &offer, true)? {
             Verdict::Proceed => Ok(()),
             Verdict::Defer { why, until } => {
+                // Without a hook's "until", so that the queue's
+                // de-duplication (same release, same reason) holds across
+                // polls of one long deferral.
+                let reason = why.split(" (until ").next().unwrap_or(&why);
                 Reporter::new(&self.config).record(Event::Deferred {
                     to: Some(&to),
-                    why: &why,
+                    why: reason,
                 });
                 Err(Error::Deferred { why, until })
             }

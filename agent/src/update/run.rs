@@ -85,7 +85,7 @@ pub fn check_policy(dev: &Device, d: &Decision) -> Result<Option<(PolicyPhase, V
     let Decision::Update { manifest_url, .. } = d else {
         return Ok(None);
     };
-    if !dev.config().policy.is_active() {
+    if !dev.config().policy.is_active() || dev.config().hawkbit.is_some() {
         return Ok(None);
     }
     let client = Client::from_config(dev.config())?;

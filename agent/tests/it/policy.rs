@@ -371,10 +371,21 @@ fn hooks_decide_each_phase() {
                 dev.reports()
             );
         } else {
+            // A second deferred run (its hook names a later "until") adds
+            // no second report: the reason leaves the time out.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            assert_eq!(dev.agent(&["update"]).status.code(), Some(4));
+            let reports = dev.reports();
+            let deferred: Vec<&str> = reports
+                .lines()
+                .filter(|l| l.contains("\"event\":\"deferred\""))
+                .collect();
+            assert_eq!(deferred.len(), 1, "{reports}");
+            let reason = a.says("download");
+            let reason = reason.split(" (until ").next().unwrap();
             assert!(
-                dev.reports().contains("\"event\":\"deferred\""),
-                "{}",
-                dev.reports()
+                deferred[0].contains(&format!("\"reason\":\"{reason}")),
+                "{reports}"
             );
             assert!(
                 !dev.reports().contains("download-started"),
