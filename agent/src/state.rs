@@ -52,6 +52,11 @@ pub struct Rollback {
     /// the same rollback twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncleared: Option<String>,
+    /// Why the given-up slot's trial failed, when the agent knew it
+    /// (`health check NAME failed`, `marked bad`: what `mark-good` /
+    /// `mark-bad` noted before the bootloader gave the slot up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -257,6 +262,18 @@ impl StateDir {
         let excess = file.rollbacks.len().saturating_sub(MAX_ROLLBACKS);
         file.rollbacks.drain(..excess);
         self.write_json(ROLLBACKS_FILE, &file)
+    }
+
+    /// Keeps `cause` with the newest record (see [`Rollback::cause`]).
+    pub fn note_rollback_cause(&self, cause: &str) -> Result<()> {
+        let mut file = self.rollback_file()?;
+        match file.rollbacks.last_mut() {
+            Some(last) if last.cause.as_deref() != Some(cause) => {
+                last.cause = Some(cause.to_owned());
+                self.write_json(ROLLBACKS_FILE, &file)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Marks the newest record as cleared from the bootloader's storage.
@@ -507,6 +524,7 @@ mod tests {
                     to: Slot::A,
                     reason: "bootlimit".into(),
                     uncleared: None,
+                    cause: None,
                 })
                 .unwrap();
         }

@@ -436,6 +436,7 @@ impl<B: BlockAccess> BootControl for Android<B> {
                 to: slot.other(),
                 reason: "mark-bad".into(),
                 uncleared: None,
+                cause: None,
             })?;
         }
         Ok(())
@@ -518,6 +519,7 @@ impl<B: BlockAccess> BootControl for Android<B> {
             }
             .into(),
             uncleared: Some(token),
+            cause: None,
         };
         if !already {
             self.state.push_rollback(record.clone())?;

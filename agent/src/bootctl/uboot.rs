@@ -214,6 +214,7 @@ impl<E: EnvAccess> BootControl for Uboot<E> {
             to: self.view.slot,
             reason,
             uncleared: Some(raw),
+            cause: None,
         };
         if !already {
             self.state.push_rollback(record.clone())?;

@@ -95,14 +95,6 @@ impl Host for DaemonHost<'_> {
 
     fn boot(&mut self) -> Result<BootView> {
         let mut dev = self.device();
-        // Why the trial failed, as `mark-good` / `mark-bad` noted it in the
-        // fleet-report state (read before boot control records the
-        // rollback, which settles that note into a report).
-        let cause = crate::report::Queue::new(&self.config.state_dir)
-            .state()
-            .ok()
-            .and_then(|s| s.pending)
-            .and_then(|p| p.cause);
         let bc = dev.boot_control()?;
         let (booted, active, backend) = (bc.booted_slot(), bc.active_slot(), bc.backend());
         let booted_good = bc.is_successful(booted);
@@ -112,7 +104,9 @@ impl Host for DaemonHost<'_> {
             active,
             booted_good,
             backend,
-            last_rollback: last.map(|r| match cause {
+            // With why the trial failed, as mark-good / mark-bad noted it
+            // (kept with the record when the rollback was recorded).
+            last_rollback: last.map(|r| match r.cause {
                 Some(c) => format!("left slot {}: {}; {c}", r.from, r.reason),
                 None => format!("left slot {}: {}", r.from, r.reason),
             }),

@@ -310,6 +310,17 @@ impl Reporter {
         Ok(())
     }
 
+    /// Why the trial of `slot` is failing, if `mark-good` / `mark-bad`
+    /// noted it (the installed-but-unconfirmed release's cause).
+    pub fn pending_cause(&self, slot: Slot) -> Option<String> {
+        Queue::new(&self.state_dir)
+            .state()
+            .ok()?
+            .pending
+            .filter(|p| p.slot == slot)?
+            .cause
+    }
+
     /// The report target: config `report_url`, else the last channel's `reports`.
     pub fn target(&self) -> Option<String> {
         self.report_url.clone().or_else(|| {

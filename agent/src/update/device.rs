@@ -159,7 +159,17 @@ impl Device {
                         r.to,
                         r.reason
                     );
-                    Reporter::new(&self.config).record(Event::RolledBack {
+                    let mut reporter = Reporter::new(&self.config);
+                    // Why the trial failed, as mark-good / mark-bad noted
+                    // it: kept with the rollback record, because the
+                    // report below settles that note (the hawkBit
+                    // feedback, sent later, names it from here).
+                    if let Some(cause) = reporter.pending_cause(r.from) {
+                        if let Err(e) = self.state.note_rollback_cause(&cause) {
+                            log::warn!("could not keep the rollback's cause: {e}");
+                        }
+                    }
+                    reporter.record(Event::RolledBack {
                         from_slot: Some(r.from),
                         reason: &r.reason,
                         boot_limit: bc.status().boot_limit,

@@ -477,6 +477,13 @@ fn failing_health_check_reports_failure_after_the_rollback() {
         n += 1;
         assert!(n < 5, "never fell back");
     }
+    // Slot a boots: its boot service confirms it first (as on the QEMU
+    // device), which records the rollback and settles the fleet report;
+    // the hawkBit feedback sent afterwards must still name the cause.
+    // (Slot a's own health check passes: it is the old release.)
+    dev.health("50-app", 0);
+    let o = dev.agent(&["mark-good"]);
+    assert!(o.status.success(), "{}", text(&o));
     let log = until(&dev, &gb, "the failure", |d| d["last_state"] == "ERROR");
     assert!(log.contains("rolled back"), "{log}");
     let d = gb.device(ID);

@@ -171,6 +171,7 @@ fn power_cut_between_record_and_clear_does_not_duplicate() {
             to: Slot::A,
             reason: "bootlimit".into(),
             uncleared: Some("b:bootlimit".into()),
+            cause: None,
         })
         .unwrap();
     let mut e = factory();
