@@ -1,26 +1,71 @@
-//! The deployment's artifact: the single bundle file, its download into
-//! `<state_dir>/hawkbit/download/` (resumable) and the check of the
-//! server's hashes, which guard the transfer (the bundle's signature stays
-//! the trust root).
+//! The deployment's artifacts — one single-file bundle, or the files of a
+//! bundle directory (`manifest.json`, `manifest.json.sig` and the payloads
+//! it names) — their download into `<state_dir>/hawkbit/download/`
+//! (resumable) and the check of the server's hashes, which guard the
+//! transfer (the bundle's signature stays the trust root).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::ddi::{self, protocol};
 use super::feedback::proceeding;
+use crate::bundle::{MANIFEST_FILE, SIGNATURE_FILE};
 use crate::net::{self, Client};
 use crate::{Error, Result};
 
-/// The deployment's only artifact (a single-file bundle).
-pub(super) fn one_artifact(d: &ddi::DeploymentBase) -> Result<&ddi::Artifact> {
+/// What a deployment installs, and where its files are downloaded.
+pub(super) struct Plan<'a> {
+    /// The path given to the installer: the single file, or the directory.
+    pub(super) bundle: PathBuf,
+    /// Each artifact with the file it is downloaded to.
+    pub(super) files: Vec<(&'a ddi::Artifact, PathBuf)>,
+}
+
+/// The deployment's artifacts, checked: one artifact is a single-file
+/// bundle (`dir/<name>`); several are a bundle directory
+/// (`dir/bundle-<action>/<name>`), which must hold `manifest.json` and
+/// `manifest.json.sig` and no two files of one name.
+pub(super) fn plan<'a>(d: &'a ddi::DeploymentBase, dir: &Path) -> Result<Plan<'a>> {
     match d.artifacts.as_slice() {
-        [a] => Ok(a),
-        arts => Err(protocol(
-            "deploymentBase",
-            &format!(
-                "expected exactly one artifact (a single-file bundle), found {}",
-                arts.len()
-            ),
-        )),
+        [] => Err(protocol("deploymentBase", "the deployment has no artifact")),
+        [a] => {
+            let bundle = dir.join(safe_name(&a.filename));
+            Ok(Plan {
+                files: vec![(a, bundle.clone())],
+                bundle,
+            })
+        }
+        arts => {
+            let bundle = dir.join(format!("bundle-{}", safe_name(&d.id)));
+            let mut files: Vec<(&ddi::Artifact, PathBuf)> = Vec::new();
+            for a in arts {
+                let f = bundle.join(safe_name(&a.filename));
+                if files.iter().any(|(_, g)| *g == f) {
+                    return Err(protocol(
+                        "deploymentBase",
+                        &format!("two artifacts are named {:?}", a.filename),
+                    ));
+                }
+                files.push((a, f));
+            }
+            for need in [MANIFEST_FILE, SIGNATURE_FILE] {
+                if !files.iter().any(|(_, f)| f.ends_with(need)) {
+                    return Err(protocol(
+                        "deploymentBase",
+                        &format!("{} artifacts but no {need}: neither a single-file bundle nor a bundle directory", arts.len()),
+                    ));
+                }
+            }
+            Ok(Plan { bundle, files })
+        }
+    }
+}
+
+/// Removes what a plan downloaded (file or directory).
+pub(super) fn remove(bundle: &Path) {
+    if bundle.is_dir() {
+        let _ = std::fs::remove_dir_all(bundle);
+    } else {
+        let _ = std::fs::remove_file(bundle);
     }
 }
 
@@ -153,6 +198,43 @@ mod tests {
             .to_string();
         assert!(e.contains("sha256"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_artifact_is_a_file_several_a_bundle_directory() {
+        let art = |name: &str| ddi::Artifact {
+            filename: name.into(),
+            sha1: Some("0".into()),
+            sha256: None,
+            size: None,
+            href: Some("http://h/x".into()),
+        };
+        let dep = |names: &[&str]| ddi::DeploymentBase {
+            id: "7".into(),
+            artifacts: names.iter().map(|n| art(n)).collect(),
+            ..ddi::DeploymentBase::default()
+        };
+        let dir = Path::new("/s/download");
+        let d = dep(&["b.otab"]);
+        let p = plan(&d, dir).unwrap();
+        assert_eq!(p.bundle, dir.join("b.otab"));
+        let d = dep(&["manifest.json", "manifest.json.sig", "rootfs.img"]);
+        let p = plan(&d, dir).unwrap();
+        assert_eq!(p.bundle, dir.join("bundle-7"));
+        let names: Vec<_> = p.files.iter().map(|(_, f)| f.clone()).collect();
+        assert_eq!(names[2], dir.join("bundle-7/rootfs.img"));
+        for bad in [
+            &[][..],
+            &["manifest.json", "rootfs.img"][..],
+            &[
+                "manifest.json",
+                "manifest.json.sig",
+                "x/rootfs.img",
+                "rootfs.img",
+            ][..],
+        ] {
+            assert!(plan(&dep(bad), dir).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

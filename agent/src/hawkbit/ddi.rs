@@ -22,7 +22,7 @@ pub struct Root {
 }
 
 /// A deploymentBase: the action to carry out.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct DeploymentBase {
     /// The action id (a string in DDI).
     pub id: String,

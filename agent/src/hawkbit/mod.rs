@@ -375,31 +375,35 @@ impl Ddi {
             log::warn!("hawkbit: action {}: {e}", a.id);
             self.finish(a, Feedback::new("closed", "failure", None, e.to_string()))
         };
-        let artifact = match artifact::one_artifact(&d) {
-            Ok(a) => a,
+        let dir = self.state.join(crate::state::DOWNLOAD_DIR);
+        let plan = match artifact::plan(&d, &dir) {
+            Ok(p) => p,
             Err(e) => return fail(action, &e),
         };
         self.save(&action)?;
-        let dir = self.state.join(crate::state::DOWNLOAD_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let file = dir.join(artifact::safe_name(&artifact.filename));
-        let Some(href) = artifact.href.clone() else {
-            return fail(action, &protocol(url, "the artifact has no download link"));
-        };
-        self.proceeding(
-            &feedback,
-            0,
-            format!("Downloading {} ({version})", artifact.filename),
-        );
-        match artifact::download(&self.client, &href, &file, artifact, &feedback) {
-            Ok(()) => {}
-            // Transient: keep the action and the partial file; the next poll resumes.
-            Err(Error::Net(e)) if e.is_transient() => return Err(Error::Net(e)),
-            Err(e) => {
-                let _ = std::fs::remove_file(&file);
-                return fail(action, &e);
+        for (art, file) in &plan.files {
+            let parent = file.parent().unwrap_or(&dir);
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            let Some(href) = art.href.clone() else {
+                artifact::remove(&plan.bundle);
+                return fail(action, &protocol(url, "an artifact has no download link"));
+            };
+            self.proceeding(
+                &feedback,
+                0,
+                format!("Downloading {} ({version})", art.filename),
+            );
+            match artifact::download(&self.client, &href, file, art, &feedback) {
+                Ok(()) => {}
+                // Transient: keep the action and the partial file; the next poll resumes.
+                Err(Error::Net(e)) if e.is_transient() => return Err(Error::Net(e)),
+                Err(e) => {
+                    artifact::remove(&plan.bundle);
+                    return fail(action, &e);
+                }
             }
         }
+        let file = plan.bundle;
         if dep.update == "skip" {
             let f = Feedback::new(
                 "downloaded",
@@ -429,11 +433,11 @@ impl Ddi {
             // the next poll tries again with the file already here.
             Err(e @ Error::Busy { .. }) => return Err(e),
             Err(e) => {
-                let _ = std::fs::remove_file(&file);
+                artifact::remove(&file);
                 return fail(action, &e);
             }
         };
-        let _ = std::fs::remove_file(&file);
+        artifact::remove(&file);
         let mut a = action;
         a.slot = Some(slot);
         self.save(&a)?;

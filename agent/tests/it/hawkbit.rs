@@ -582,7 +582,13 @@ fn read_request(s: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
 }
 
 impl Fixture {
+    /// Serves `artifact` as `bundle.otab`.
     fn start(artifact: Vec<u8>) -> Fixture {
+        Fixture::serve(vec![("bundle.otab".into(), artifact)])
+    }
+
+    /// Serves each `(name, bytes)` as artifact `name`.
+    fn serve(artifacts: Vec<(String, Vec<u8>)>) -> Fixture {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let script = Arc::new(Mutex::new(Script::default()));
@@ -632,8 +638,11 @@ impl Fixture {
                     }
                 } else if path == format!("{root_path}/cancelAction/9") {
                     (200, br#"{"id":"9","cancelAction":{"stopId":"7"}}"#.to_vec())
-                } else if path.ends_with("/artifacts/bundle.otab") {
-                    (200, artifact.clone())
+                } else if let Some((_, a)) = artifacts
+                    .iter()
+                    .find(|(n, _)| path.ends_with(&format!("/artifacts/{n}")))
+                {
+                    (200, a.clone())
                 } else {
                     (404, Vec::new())
                 };
@@ -664,19 +673,40 @@ impl Fixture {
         update: &str,
         window: Option<&str>,
     ) -> String {
+        self.deployment_of(&[("bundle.otab", artifact)], download, update, window)
+    }
+
+    /// The documented deploymentBase of action 7 with these artifacts
+    /// (one chunk).
+    fn deployment_of(
+        &self,
+        artifacts: &[(&str, &[u8])],
+        download: &str,
+        update: &str,
+        window: Option<&str>,
+    ) -> String {
         let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, artifact).as_ref());
-        let sha1 =
-            hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, artifact).as_ref());
+        let arts: Vec<String> = artifacts
+            .iter()
+            .map(|(name, data)| {
+                let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+                let sha1 = hex(
+                    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref(),
+                );
+                format!(
+                    r#"{{"filename":"{name}","hashes":{{"sha1":"{sha1}","md5":"0","sha256":"{sha256}"}},
+                    "size":{},"_links":{{"download-http":{{"href":"{}/DEFAULT/controller/v1/{ID}/softwaremodules/1/artifacts/{name}"}}}}}}"#,
+                    data.len(),
+                    self.url()
+                )
+            })
+            .collect();
         let window = window.map_or(String::new(), |w| format!(",\"maintenanceWindow\":\"{w}\""));
         format!(
             r#"{{"id":"7","deployment":{{"download":"{download}","update":"{update}"{window},
-            "chunks":[{{"part":"os","version":"2.0.0","name":"rice-os","artifacts":[{{
-            "filename":"bundle.otab","hashes":{{"sha1":"{sha1}","md5":"0","sha256":"{sha256}"}},
-            "size":{},"_links":{{"download-http":{{"href":"{}/DEFAULT/controller/v1/{ID}/softwaremodules/1/artifacts/bundle.otab"}}}}}}]}}]}},
+            "chunks":[{{"part":"os","version":"2.0.0","name":"rice-os","artifacts":[{}]}}]}},
             "actionHistory":{{"status":"RUNNING","messages":[]}}}}"#,
-            artifact.len(),
-            self.url()
+            arts.join(",")
         )
     }
 
@@ -829,6 +859,69 @@ fn fixture_download_only_maintenance_window_and_cancel() {
         queued()
     );
     assert_eq!(queued().len(), before.len() - 1);
+}
+
+/// Fixture: a bundle directory offered as one chunk of three artifacts
+/// (manifest, signature, payload) is downloaded into one directory and
+/// installed like `ota-agent install DIR`; the same chunk without the
+/// signature is refused with `failure`, nothing written.
+#[test]
+fn fixture_bundle_directory_as_several_artifacts() {
+    let probe = Device::new("http://127.0.0.1:1");
+    probe.bundle("2.0.0", &image(6), "release.key");
+    let dir = probe.file("b-2.0.0-release.key");
+    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let fx = Fixture::serve(files.clone());
+    let dev = Device::new(&fx.url());
+    fs::copy(probe.file("keys/release.pem"), dev.file("keys/release.pem")).unwrap();
+    let (a, b, env) = (dev.slot(0), dev.slot(1), dev.vars());
+
+    // Without manifest.json.sig: refused before any download.
+    let unsigned: Vec<(&str, &[u8])> = files
+        .iter()
+        .filter(|(n, _)| n != "manifest.json.sig")
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    fx.set(|s| s.deployment = Some(fx.deployment_of(&unsigned, "forced", "forced", None)));
+    let log = dev.daemon(1);
+    let fb = fx.feedback("/deploymentBase/7/feedback");
+    assert_eq!(
+        fb.last().map(String::as_str),
+        Some("closed/failure"),
+        "{fb:?}\n{log}"
+    );
+    assert!(log.contains("no manifest.json.sig"), "{log}");
+    assert!(dev.slot(0) == a && dev.slot(1) == b && dev.vars() == env && dev.reboots() == 0);
+
+    // The whole directory: installed and activated.
+    let all: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    fx.set(|s| s.deployment = Some(fx.deployment_of(&all, "forced", "forced", None)));
+    let log = dev.daemon(1);
+    assert_eq!(dev.reboots(), 1, "{log}");
+    assert!(prefix_eq(&dev.slot(1), &image(6)));
+    assert_eq!(dev.vars()["ota_slot"], "b");
+    assert!(
+        !dev.file("state/hawkbit/download/bundle-7").exists(),
+        "download directory left behind"
+    );
 }
 
 /// A server answering 500 and then garbage: each cycle fails with one
