@@ -8,11 +8,14 @@
 //! the whole group is killed.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag};
 
 use crate::bundle::time::parse_rfc3339_utc;
 use crate::{Error, Result};
@@ -107,23 +110,27 @@ pub fn run(hook: &Path, offer: &str, limit: Duration, now: i64) -> Answer {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(offer.as_bytes());
     }
-    // stdout is read on a thread (a hook writing much must not block on a
-    // full pipe); a grandchild keeping it open must not hold the agent, so
-    // the result is awaited only briefly after the hook exits.
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Some(mut out) = child.stdout.take() {
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let mut buf = [0u8; 512];
-            while let Ok(n @ 1..) = out.read(&mut buf) {
-                let room = MAX_STDOUT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-            let _ = tx.send(kept);
-        });
+    // stdout is read without blocking while the hook runs (one writing
+    // much must not stall on a full pipe; a grandchild keeping the pipe
+    // open must not hold the agent) — no thread, as everywhere in the agent.
+    let mut out = child.stdout.take();
+    if let Some(o) = &out {
+        if nix::fcntl::fcntl(o.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
+            out = None; // then the hook's message is lost, not its answer
+        }
     }
+    let mut kept = Vec::new();
+    let mut drain = |kept: &mut Vec<u8>| {
+        let Some(o) = out.as_mut() else { return };
+        let mut buf = [0u8; 512];
+        while let Ok(n @ 1..) = o.read(&mut buf) {
+            let room = MAX_STDOUT.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+    };
     let deadline = Instant::now() + limit;
     let status = loop {
+        drain(&mut kept);
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
@@ -142,8 +149,8 @@ pub fn run(hook: &Path, offer: &str, limit: Duration, now: i64) -> Answer {
             }
         }
     };
-    let out = rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
-    let line = String::from_utf8_lossy(&out);
+    drain(&mut kept);
+    let line = String::from_utf8_lossy(&kept);
     let line = line.lines().next().unwrap_or("").trim();
     match status.code() {
         Some(0) => Answer::Proceed,
@@ -298,6 +305,28 @@ mod tests {
                     .is_ok_and(|s| s.contains(") Z "))
         });
         assert!(gone, "child {pid} survived");
+    }
+
+    #[test]
+    fn a_chatty_hook_and_a_lingering_grandchild_do_not_hold_the_agent() {
+        let d = tempfile::tempdir().unwrap();
+        // 1 MB of output (far more than a pipe holds), then a background
+        // child that keeps stdout open for 30 s after the hook exits.
+        let h = hook(
+            d.path(),
+            "chatty",
+            "echo '60 busy'; head -c 1000000 /dev/zero | tr '\\0' x; echo; sleep 30 & exit 10",
+        );
+        let t = Instant::now();
+        let a = run(&h, "{}", LIMIT, 0);
+        assert_eq!(
+            a,
+            Answer::Defer {
+                note: "busy".into(),
+                until: Some(60)
+            }
+        );
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     }
 
     #[test]
