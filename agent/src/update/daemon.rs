@@ -76,10 +76,7 @@ pub fn daemon(
                 // earlier than the poll when the window or hook said when.
                 Err(crate::Error::Deferred { why, until }) => {
                     log::info!("cycle {cycle}: deferred: {why}");
-                    if let Some(t) = until {
-                        let wait = u64::try_from(t.saturating_sub(dev.now())).unwrap_or(0);
-                        delay = delay.min(Duration::from_secs(wait.max(MIN_RETRY_S)));
-                    }
+                    delay = retry_delay(delay, until, dev.now());
                 }
                 Err(crate::Error::Refused(why)) => log::info!("cycle {cycle}: refused: {why}"),
                 Err(e) => log::warn!("cycle {cycle} failed: {e}"),
@@ -91,6 +88,18 @@ pub fn daemon(
             return Ok(());
         }
         std::thread::sleep(delay);
+    }
+}
+
+/// The wait after a deferred cycle: the poll delay, or until the time the
+/// policy named if that is sooner — but at least [`MIN_RETRY_S`].
+fn retry_delay(poll: Duration, until: Option<i64>, now: i64) -> Duration {
+    match until {
+        Some(t) => {
+            let wait = u64::try_from(t.saturating_sub(now)).unwrap_or(0);
+            poll.min(Duration::from_secs(wait.max(MIN_RETRY_S)))
+        }
+        None => poll,
     }
 }
 
@@ -109,6 +118,29 @@ pub fn poll_delay(interval_s: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deferred_cycle_retries_when_the_policy_said_within_bounds() {
+        let poll = Duration::from_secs(21600);
+        // No time named: the next poll.
+        assert_eq!(retry_delay(poll, None, 1000), poll);
+        // A window opening in an hour: then.
+        assert_eq!(
+            retry_delay(poll, Some(1000 + 3600), 1000),
+            Duration::from_secs(3600)
+        );
+        // Sooner than a minute, or in the past: a minute.
+        assert_eq!(
+            retry_delay(poll, Some(1005), 1000),
+            Duration::from_secs(MIN_RETRY_S)
+        );
+        assert_eq!(
+            retry_delay(poll, Some(10), 1000),
+            Duration::from_secs(MIN_RETRY_S)
+        );
+        // Later than the next poll: the poll.
+        assert_eq!(retry_delay(poll, Some(1000 + 86400), 1000), poll);
+    }
 
     #[test]
     fn poll_delay_is_interval_plus_minus_ten_percent_and_spreads() {

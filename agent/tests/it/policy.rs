@@ -647,3 +647,96 @@ fn example_hooks_answer_as_documented() {
         (Some(10), "600 no default route\n".into())
     );
 }
+
+/// `daemon`: a deferred cycle is not a failure — no warning, exit 0 after
+/// `--max-cycles`, nothing fetched or written, one `deferred` report.
+#[test]
+fn a_deferred_daemon_cycle_ends_quietly() {
+    let server = Server::start();
+    server.publish("1.1.0", Urgency::Normal, 31);
+    let dev = policy_device(&server);
+    hook_answering(&dev, "download", "echo 'on battery'; exit 10");
+    let before = server.requests("rootfs.img");
+    let o = dev.agent(&["daemon", "--max-cycles", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = stderr(&o);
+    // Log lines look like `ota-agent: warn: …`; at the default level only
+    // warnings and errors are printed, and there are none.
+    assert_eq!(err, "", "{}", text(&o));
+    assert_eq!(server.requests("rootfs.img"), before);
+    assert_eq!(dev.slot_b(), vec![0u8; IMAGE_LEN]);
+    // With -v the cycle says why.
+    let mut c = Command::new(AGENT);
+    c.arg("-v")
+        .arg("--config")
+        .arg(dev.path("ota-agent.toml"))
+        .args(["--booted-slot", "a", "daemon", "--max-cycles", "1"]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("cycle 1: deferred: hook 10-policy deferred download: on battery"),
+        "{}",
+        text(&o)
+    );
+    let reports = dev.reports();
+    assert_eq!(
+        reports.matches("\"event\":\"deferred\"").count(),
+        1,
+        "{reports}"
+    );
+}
+
+/// The appliance's state reaches the hooks in the reboot phase: with the
+/// simulated MCU cooking, the shipped `10-appliance-idle` defers the
+/// reboot; the release stays activated and nothing reboots.
+#[test]
+fn the_appliance_state_is_in_the_reboot_offer() {
+    use crate::common::mcu_sim::{Script, SimMcu};
+    let server = Server::start();
+    server.publish("1.1.0", Urgency::Normal, 41);
+    let sim = SimMcu::start(Script::states(&[1])); // 1 = cooking
+    let dev = policy_device(&server);
+    let cfg = dev.path("ota-agent.toml");
+    let text_cfg = fs::read_to_string(&cfg).unwrap();
+    fs::write(
+        &cfg,
+        format!(
+            "{text_cfg}[mcu]\nport = \"{}\"\nbaud = 9600\nreply_timeout_ms = 2000\n",
+            sim.path().display()
+        ),
+    )
+    .unwrap();
+    dev.hook(
+        "05-log",
+        &format!("cat >> {}", dev.path("offers").display()),
+    );
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/policy.d/10-appliance-idle");
+    fs::copy(&example, dev.path("policy.d/10-appliance-idle")).unwrap();
+    let o = dev.agent(&["update"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        stderr(&o).contains(
+            "ota-agent: hook 10-appliance-idle deferred reboot: the appliance is cooking (until "
+        ),
+        "{}",
+        text(&o)
+    );
+    let offers = fs::read_to_string(dev.path("offers")).unwrap();
+    let reboot: Vec<&str> = offers
+        .lines()
+        .filter(|l| l.contains("\"phase\":\"reboot\""))
+        .collect();
+    assert_eq!(reboot.len(), 1, "{offers}");
+    assert!(reboot[0].contains("\"mcu\":\"cooking\""), "{offers}");
+    // The other phases do not ask the appliance.
+    assert!(
+        offers
+            .lines()
+            .filter(|l| !l.contains("\"phase\":\"reboot\""))
+            .all(|l| l.contains("\"mcu\":null")),
+        "{offers}"
+    );
+    assert_eq!(dev.var("ota_slot"), "b");
+    assert_eq!(dev.reboots(), 0);
+}
