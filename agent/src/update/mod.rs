@@ -10,6 +10,7 @@
 //!    ├─ update ─────► lock ─► check ─► manifest + signature ─► Approved
 //!    │                          ─► install::Installer ◄── net::payloads (HTTP, resuming)
 //!    │                          ─► reboot (appliance gate, reboot_command)
+//!    │                 (with a policy, gate.rs asks before download, activation, reboot)
 //!    │                 (--download-only: stage::download_release into state_dir/download)
 //!    ├─ install ────► lock ─► bundle (local) or manifest URL ─► Installer ─► [reboot]
 //!    ├─ resume ─────► lock ─► install-source (state_dir) ─► install, if a slot write began
