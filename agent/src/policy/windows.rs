@@ -45,7 +45,7 @@ impl Window {
         if start == DAY {
             return Err(format!("{t:?}: a window cannot start at 24:00"));
         }
-        if start == end || (start == 0 && end == 0) {
+        if start == end {
             return Err(format!("{t:?}: the window is empty (start = end)"));
         }
         Ok(Window { days, start, end })
