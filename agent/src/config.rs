@@ -61,6 +61,9 @@ pub struct Config {
     pub health_timeout_s: u64,
     /// Kernel command line to read the booted slot from.
     pub cmdline: PathBuf,
+    /// This boot's unique id (Linux: `/proc/sys/kernel/random/boot_id`):
+    /// tells the boots of a trial apart (`update::trial`).
+    pub boot_id_file: PathBuf,
     /// Base URL of the release server.
     pub server: Option<String>,
     /// Report target overriding the channel file's `reports` (docs/fleet.md).
@@ -157,6 +160,7 @@ impl Default for Config {
             health_dir: "/etc/ota/health.d".into(),
             health_timeout_s: crate::health::HOOK_TIMEOUT.as_secs(),
             cmdline: "/proc/cmdline".into(),
+            boot_id_file: "/proc/sys/kernel/random/boot_id".into(),
             server: None,
             report_url: None,
             channel: "stable".into(),
@@ -301,6 +305,7 @@ impl Config {
                 "health_dir" => c.health_dir = f.path()?,
                 "health_timeout_s" => c.health_timeout_s = f.int()?,
                 "cmdline" => c.cmdline = f.path()?,
+                "boot_id_file" => c.boot_id_file = f.path()?,
                 "server" => c.server = Some(f.string()?),
                 "report_url" => c.report_url = Some(f.string()?),
                 "channel" => c.channel = f.string()?,
@@ -414,6 +419,7 @@ const TOP_KEYS: &[&str] = &[
     "health_dir",
     "health_timeout_s",
     "cmdline",
+    "boot_id_file",
     "server",
     "report_url",
     "channel",

@@ -79,6 +79,28 @@ pub struct Activation {
     pub committed: bool,
 }
 
+/// The trial of the release last installed: which of its boots reached
+/// userspace, and what became of it (`update::trial`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trial {
+    /// Format of this record (1).
+    pub format: u32,
+    /// The slot on trial.
+    pub slot: Slot,
+    /// The release in it.
+    pub release: String,
+    /// Boot ids of this round's boots of `slot` that reached userspace.
+    pub reached: Vec<String>,
+    /// Boots of earlier rounds that never reached userspace.
+    pub failed_boots: u32,
+    /// A health check failed on `slot` (then nothing is retried).
+    pub health_failed: bool,
+    /// Rounds started again after a trial lost to power.
+    pub retries: u32,
+    /// The last round was lost to power: `resume` activates `slot` again.
+    pub retry_pending: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct ActivationFile {
     version: u32,
@@ -93,6 +115,8 @@ pub fn now() -> u64 {
 
 /// `rollbacks.json`.
 pub const ROLLBACKS_FILE: &str = "rollbacks.json";
+/// `trial.json`: the trial of the release last installed (`update::trial`).
+pub const TRIAL_FILE: &str = "trial.json";
 /// `activation.json`.
 pub const ACTIVATION_FILE: &str = "activation.json";
 /// `update-status.json` (docs/update-status.md).
@@ -285,6 +309,21 @@ impl StateDir {
             }
         }
         Ok(())
+    }
+
+    /// The trial of the release last installed, if one is tracked.
+    pub fn trial(&self) -> Result<Option<Trial>> {
+        self.read_json(TRIAL_FILE)
+    }
+
+    /// Records the trial.
+    pub fn set_trial(&self, t: &Trial) -> Result<()> {
+        self.write_json(TRIAL_FILE, t)
+    }
+
+    /// Forgets the trial.
+    pub fn clear_trial(&self) -> Result<()> {
+        remove_if_present(&self.file(TRIAL_FILE))
     }
 
     /// The last activation, if one is pending.

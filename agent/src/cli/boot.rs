@@ -55,6 +55,15 @@ pub fn mark_good(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     Ok(0)
 }
 
+/// `ota-agent booted`
+pub fn booted(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
+    no_more_args(&mut lexopt::Parser::from_args(args))?;
+    if update::booted(&mut globals.device()?)? {
+        println!("trial boot recorded: it reached userspace");
+    }
+    Ok(0)
+}
+
 /// `ota-agent mark-bad`
 pub fn mark_bad(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
     no_more_args(&mut lexopt::Parser::from_args(args))?;

@@ -31,6 +31,7 @@ usage: ota-agent [--config FILE] [--booted-slot a|b] [-v...] [-q] <command> [arg
 
 commands:
   status [--json]            slots, boot count, pending update, last rollback
+  booted                     early at boot: this trial boot reached userspace
   mark-good                  confirm the booted slot (after health checks)
   mark-bad                   mark the booted slot unbootable
   set-active a|b|other [--reinit]  choose the slot for the next boot
@@ -123,6 +124,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "env" => env::run(&globals, rest),
         "status" => boot::status(&globals, rest),
         "mark-good" => boot::mark_good(&globals, rest),
+        "booted" => boot::booted(&globals, rest),
         "mark-bad" => boot::mark_bad(&globals, rest),
         "set-active" => boot::set_active(&globals, rest),
         "mcu" => mcu::run(&globals, rest),

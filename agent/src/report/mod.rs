@@ -76,6 +76,14 @@ pub enum Event<'a> {
         /// The slot marked bad.
         booted: Slot,
     },
+    /// Power cuts ended the trial of `slot` (`update::trial`; becomes the
+    /// reason of the rollback that follows).
+    PowerLost {
+        /// The slot whose trial was cut.
+        slot: Slot,
+        /// What the agent found (`power lost during trial: …`).
+        cause: &'a str,
+    },
     /// The device went back from a slot: `from_slot` if the bootloader
     /// said which, `reason` the raw reason (`bootlimit`, `mark-bad`, …).
     RolledBack {
@@ -221,6 +229,9 @@ impl Reporter {
             }
             Event::MarkedBad { booted } => {
                 return self.note(&q, &mut s, booted, "marked bad".into());
+            }
+            Event::PowerLost { slot, cause } => {
+                return self.note(&q, &mut s, slot, record::one_line(cause));
             }
             Event::RolledBack {
                 from_slot,

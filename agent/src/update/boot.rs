@@ -5,7 +5,7 @@
 //! hold the update lock.
 
 use super::lock::lock;
-use super::Device;
+use super::{trial, Device};
 use crate::bootctl::BootStatus;
 use crate::health;
 use crate::report::{Event, Reporter};
@@ -65,9 +65,16 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
     let limit = std::time::Duration::from_secs(dev.config().health_timeout_s);
     let state_dir = dev.state().path().to_owned();
     let mut reporter = Reporter::new(dev.config());
+    let boot_id = trial::boot_id(&dev.config().boot_id_file);
+    let state = dev.state().clone();
     let bc = dev.boot_control()?;
     let slot = bc.booted_slot();
+    // This trial boot got here: a power cut from now on is not a failed boot.
+    trial::reached(&state, &bc.status(), &boot_id)?;
     let checks = health::run_all_within(&health_dir, limit).inspect_err(|error| {
+        if let Err(e) = trial::health_failed(&state, slot) {
+            log::warn!("{e}");
+        }
         reporter.record(Event::HealthFailed {
             booted: slot,
             error,
@@ -75,6 +82,7 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
     })?;
     let attempts = bc.status().boot_count;
     bc.mark_successful()?;
+    trial::committed(&state, slot)?;
     reporter.record(Event::Committed {
         booted: slot,
         boot_attempts: attempts,
@@ -90,6 +98,18 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
         checks,
         security_floor,
     })
+}
+
+/// `ota-agent booted`, early in userspace: records that this boot of a
+/// trial slot got here (`trial`), so that a power cut from now on does not
+/// count as a failed boot. Returns whether it was recorded (false: no
+/// trial, or already recorded for this boot).
+pub fn booted(dev: &mut Device) -> Result<bool> {
+    let _lock = lock(dev.state())?;
+    let boot_id = trial::boot_id(&dev.config().boot_id_file);
+    let state = dev.state().clone();
+    let status = dev.boot_control()?.status();
+    trial::reached(&state, &status, &boot_id)
 }
 
 /// Marks the booted slot unbootable; returns it and the slot of the next

@@ -160,11 +160,26 @@ impl Device {
                         r.reason
                     );
                     let mut reporter = Reporter::new(&self.config);
+                    let boot_limit = bc.status().boot_limit;
                     // Why the trial failed, as mark-good / mark-bad noted
-                    // it: kept with the rollback record, because the
-                    // report below settles that note (the hawkBit
+                    // it, or that power cuts ended it (then `resume` may
+                    // try it again): kept with the rollback record, because
+                    // the report below settles the note (the hawkBit
                     // feedback, sent later, names it from here).
-                    if let Some(cause) = reporter.pending_cause(r.from) {
+                    let power =
+                        super::trial::on_rollback(&self.state, r.from, &r.reason, boot_limit)
+                            .unwrap_or_else(|e| {
+                                log::warn!("{e}");
+                                None
+                            });
+                    if let Some(p) = &power {
+                        log::warn!("slot {}: {p}", r.from);
+                        reporter.record(Event::PowerLost {
+                            slot: r.from,
+                            cause: p,
+                        });
+                    }
+                    if let Some(cause) = power.or_else(|| reporter.pending_cause(r.from)) {
                         if let Err(e) = self.state.note_rollback_cause(&cause) {
                             log::warn!("could not keep the rollback's cause: {e}");
                         }

@@ -129,6 +129,26 @@ pub(super) fn explain(dev: &Device, approved: &Approved) -> Result<Option<(Phase
     Ok(Some((phase, v)))
 }
 
+/// `check`'s second line: what the policy says about the offered release
+/// now (window, hooks; nothing recorded), `None` without a policy or an
+/// update. Fetches and verifies the release's manifest (its urgency and
+/// sizes are part of the question).
+pub fn check_policy(
+    dev: &Device,
+    d: &crate::net::check::Decision,
+) -> Result<Option<(Phase, Verdict)>> {
+    let crate::net::check::Decision::Update { manifest_url, .. } = d else {
+        return Ok(None);
+    };
+    if !dev.config().policy.is_active() || dev.config().hawkbit.is_some() {
+        return Ok(None);
+    }
+    let client = crate::net::Client::from_config(dev.config())?;
+    let keys = crate::bundle::TrustedKeys::load_dir(&dev.config().keys_dir)?;
+    let approved = super::run::fetch_approved(&client, manifest_url, &keys, &dev.facts(false)?)?;
+    explain(dev, &approved)
+}
+
 /// Asks the policy about rebooting into `m` (with the appliance's state
 /// for the hooks, when it answers), then [`reboot`]. A reboot the policy
 /// defers is [`Error::Deferred`]: the update stays activated and the

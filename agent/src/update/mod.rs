@@ -32,13 +32,12 @@ mod lock;
 mod progress;
 mod run;
 pub mod stage;
+pub mod trial;
 
-pub use boot::{mark_bad, mark_good, set_active, status, Confirmed, StatusReport, Target};
+pub use boot::{booted, mark_bad, mark_good, set_active, status, Confirmed, StatusReport, Target};
 pub use daemon::{daemon, poll_delay};
 pub use device::{Device, FAKE_NOW_ENV};
-pub use gate::reboot;
+pub use gate::{check_policy, reboot};
 pub use lock::{lock, UpdateLock};
 pub use progress::{Announcement, Console, RunProgress, Silent};
-pub use run::{
-    check, check_channel, check_policy, device_id, install, resume, update, verify, BundleSource,
-};
+pub use run::{check, check_channel, device_id, install, resume, update, verify, BundleSource};

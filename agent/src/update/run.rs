@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::gate::{self, reboot_with_policy, Asker};
+use super::gate::{self, reboot, reboot_with_policy, Asker};
 use super::lock::lock;
 use super::progress::{Announcement, Console, RunProgress};
 use super::{stage, Device};
@@ -17,7 +17,7 @@ use crate::mcu::{McuDisplay, SerialMcu};
 use crate::net::check::{self as channel_check, ChannelFacts, Decision};
 use crate::net::payloads::HttpPayloads;
 use crate::net::{self, Client};
-use crate::policy::{Phase as PolicyPhase, Verdict};
+use crate::policy::Phase as PolicyPhase;
 use crate::report::{Event, Reporter};
 use crate::slots::Slot;
 use crate::state::{InstallSource, StateDir};
@@ -75,23 +75,6 @@ pub fn check(dev: &Device, client: &Client, keys: &TrustedKeys) -> Result<Decisi
         }
         d => d,
     })
-}
-
-/// `check`'s second line: what the policy says about the offered release
-/// now (window, hooks; nothing recorded), `None` without a policy or an
-/// update. Fetches and verifies the release's manifest (its urgency and
-/// sizes are part of the question).
-pub fn check_policy(dev: &Device, d: &Decision) -> Result<Option<(PolicyPhase, Verdict)>> {
-    let Decision::Update { manifest_url, .. } = d else {
-        return Ok(None);
-    };
-    if !dev.config().policy.is_active() || dev.config().hawkbit.is_some() {
-        return Ok(None);
-    }
-    let client = Client::from_config(dev.config())?;
-    let keys = TrustedKeys::load_dir(&dev.config().keys_dir)?;
-    let approved = fetch_approved(&client, manifest_url, &keys, &dev.facts(false)?)?;
-    gate::explain(dev, &approved)
 }
 
 /// `check` for the command line: the client and keys of the configuration.
@@ -302,7 +285,7 @@ fn switch_pending(dev: &mut Device) -> bool {
 
 /// The manifest at `manifest_url` and its signature, verified and judged
 /// against the device before a single payload byte is fetched.
-fn fetch_approved(
+pub(super) fn fetch_approved(
     client: &Client,
     manifest_url: &str,
     keys: &TrustedKeys,
@@ -400,6 +383,10 @@ pub(super) fn resume_locked(
 ) -> Result<bool> {
     let state = dev.state().clone();
     read_status(&state); // a corrupt status file is set aside here
+    if let Some(t) = super::trial::retry_due(&state) {
+        retry_trial(dev, t, reboot_after, console)?;
+        return Ok(true);
+    }
     let Some(src) = state.install_source() else {
         return Ok(false);
     };
@@ -420,6 +407,33 @@ pub(super) fn resume_locked(
         console,
     )?;
     Ok(true)
+}
+
+/// Starts a new round of a trial that power cuts ended (`trial`): the slot
+/// holds the release exactly as the install left it (verified on flash
+/// then; nothing has written it since), so it is activated again.
+fn retry_trial(
+    dev: &mut Device,
+    t: crate::state::Trial,
+    reboot_after: bool,
+    console: &mut dyn Console,
+) -> Result<()> {
+    let state = dev.state().clone();
+    let (slot, release) = (t.slot, t.release.clone());
+    let round = t.retries + 1;
+    dev.boot_control()?.set_active(slot)?;
+    super::trial::retried(&state, t)?;
+    log::warn!(
+        "the trial of {release} in slot {slot} was ended by power cuts; activated it again (retry {round} of {})",
+        super::trial::MAX_RETRIES
+    );
+    Reporter::new(dev.config()).record(Event::Installed { to: &release, slot });
+    if reboot_after {
+        let config = dev.config().clone();
+        let mut mcu = config.mcu.as_ref().map(SerialMcu::new);
+        reboot(dev, mcu.as_mut(), console)?;
+    }
+    Ok(())
 }
 
 /// The status document; a corrupt one is set aside (one warning).
@@ -551,6 +565,10 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
         }
     }
     let outcome = outcome?;
+    // Its trial starts: boots that reach userspace are counted from here.
+    if let Err(e) = super::trial::begin(&state, outcome.slot, &outcome.version.to_string()) {
+        log::warn!("the trial of {} is not tracked: {e}", outcome.version);
+    }
     Reporter::new(dev.config()).record(Event::Installed {
         to: &outcome.version.to_string(),
         slot: outcome.slot,

@@ -27,3 +27,4 @@ mod mcu;
 mod net;
 mod policy;
 mod resume_cli;
+mod trial_power;
