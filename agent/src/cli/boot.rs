@@ -180,6 +180,9 @@ pub fn render_text(report: &StatusReport) -> String {
                 r.to,
                 r.reason
             );
+            if let Some(c) = &r.cause {
+                let _ = writeln!(out, "rollback cause: {c}");
+            }
         }
         None => {
             let _ = writeln!(out, "last rollback:  none");
@@ -222,6 +225,8 @@ struct JsonRollback<'a> {
     from: Slot,
     to: Slot,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -271,6 +276,7 @@ pub fn render_json(report: &StatusReport) -> Result<String> {
             from: r.from,
             to: r.to,
             reason: &r.reason,
+            cause: r.cause.as_deref(),
         }),
         unrecorded_rollback: st.unrecorded_rollback.as_deref(),
         installed_version: report.installed_version.as_deref(),

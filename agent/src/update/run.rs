@@ -383,6 +383,13 @@ pub(super) fn resume_locked(
 ) -> Result<bool> {
     let state = dev.state().clone();
     read_status(&state); // a corrupt status file is set aside here
+    // Opening boot control records a rollback the bootloader reported (on
+    // a device whose old slot is not on trial, mark-good did not run):
+    // that decides whether a trial lost to power is tried again. Without
+    // boot control there is nothing to resume into anyway.
+    if let Err(e) = dev.boot_control() {
+        log::debug!("boot control: {e}");
+    }
     if let Some(t) = super::trial::retry_due(&state) {
         retry_trial(dev, t, reboot_after, console)?;
         return Ok(true);

@@ -51,7 +51,7 @@ OTA_AGENT_PRE_BUILD_HOOKS += OTA_AGENT_VENDOR_OVERRIDE
 OTA_AGENT_FILES = $(BR2_EXTERNAL_OTA_PATH)/../meta-ota/recipes-rust/ota-agent/files
 
 define OTA_AGENT_INSTALL_INIT_SYSTEMD
-	for unit in ota-agent.service ota-mark-good.service ota-resume.service; do \
+	for unit in ota-agent.service ota-mark-good.service ota-resume.service ota-booted.service; do \
 		sed -e 's,@BINDIR@,/usr/bin,g' $(OTA_AGENT_FILES)/$$unit > $(@D)/$$unit; \
 		$(INSTALL) -D -m 0644 $(@D)/$$unit $(TARGET_DIR)/usr/lib/systemd/system/$$unit; \
 	done

@@ -16,6 +16,7 @@ inherit systemd update-rc.d
 SRC_URI += " \
     file://ota-agent.service \
     file://ota-mark-good.service \
+    file://ota-booted.service \
     file://ota-agent.init \
     file://ota-resume.service \
     file://ota-resume.init \
@@ -31,11 +32,13 @@ do_install:append() {
     if ${@bb.utils.contains('DISTRO_FEATURES', 'systemd', 'true', 'false', d)}; then
         install -d ${D}${systemd_system_unitdir}
         install -m 0644 ${UNPACKDIR}/ota-agent.service ${UNPACKDIR}/ota-mark-good.service \
-            ${UNPACKDIR}/ota-resume.service ${D}${systemd_system_unitdir}/
+            ${UNPACKDIR}/ota-resume.service ${UNPACKDIR}/ota-booted.service \
+            ${D}${systemd_system_unitdir}/
         sed -i -e 's,@BINDIR@,${bindir},g' \
             ${D}${systemd_system_unitdir}/ota-agent.service \
             ${D}${systemd_system_unitdir}/ota-mark-good.service \
-            ${D}${systemd_system_unitdir}/ota-resume.service
+            ${D}${systemd_system_unitdir}/ota-resume.service \
+            ${D}${systemd_system_unitdir}/ota-booted.service
     fi
     if ${@bb.utils.contains('DISTRO_FEATURES', 'sysvinit', 'true', 'false', d)}; then
         install -d ${D}${INIT_D_DIR}
@@ -61,7 +64,7 @@ FILES:${PN}-fw-utils = "${bindir}/fw_printenv ${bindir}/fw_setenv"
 # recipe's signature differ per machine.
 RCONFLICTS:${PN}-fw-utils = "libubootenv-bin u-boot-fw-utils"
 
-SYSTEMD_SERVICE:${PN} = "ota-agent.service ota-mark-good.service ota-resume.service"
+SYSTEMD_SERVICE:${PN} = "ota-agent.service ota-mark-good.service ota-resume.service ota-booted.service"
 # mark-good runs only on a trial boot: the boot script puts ota.trial=1 on the kernel
 # command line then (recipes-bsp/u-boot/files/boot*.cmd.in), and the unit and the
 # init script test for it.
