@@ -6,7 +6,9 @@
 //! statuses.
 //!
 //! Exit statuses: 0 success, 1 failure (one line on stderr says what and why),
-//! 2 usage error, 3 `check` found no update (`resume`: nothing to resume).
+//! 2 usage error, 3 `check` found no update (`resume`: nothing to resume),
+//! 4 the update policy defers the next phase, 5 a policy hook refused the
+//! release (docs/policy.md; one line on stderr, no `error:`).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -47,6 +49,9 @@ commands:
   mcu status                 ask the appliance MCU for its state
   identity [--registry-line] device id and report public key (PEM)
   report [--send]            the signed report queue; --send delivers it now
+
+install, resume, update: exit 4 when the update policy defers a phase, 5 when
+it refuses the release (docs/policy.md).
 ";
 
 /// Runs the program with `args` (including argv\[0\]) and returns the exit status.
