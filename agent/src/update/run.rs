@@ -383,6 +383,7 @@ pub(super) fn resume_locked(
 ) -> Result<bool> {
     let state = dev.state().clone();
     read_status(&state); // a corrupt status file is set aside here
+
     // Opening boot control records a rollback the bootloader reported (on
     // a device whose old slot is not on trial, mark-good did not run):
     // that decides whether a trial lost to power is tried again. Without
