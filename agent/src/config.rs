@@ -101,6 +101,9 @@ pub struct Config {
     pub reboot_command: Vec<String>,
     /// `[hawkbit]`: poll a hawkBit DDI server instead of the channel file.
     pub hawkbit: Option<HawkbitConfig>,
+    /// `policy_dir`, `policy_timeout_s`, `critical_defer_limit_h`,
+    /// `[windows]`: when the device lets an update proceed (docs/policy.md).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// How the device authenticates to the hawkBit DDI server.
@@ -173,6 +176,7 @@ impl Default for Config {
             min_progress_window_s: 60,
             mcu: None,
             hawkbit: None,
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }
@@ -220,6 +224,9 @@ impl Config {
         }
         if config.min_progress_window_s == 0 {
             return Err(bad("key `min_progress_window_s`: must not be 0".into()));
+        }
+        if config.policy.timeout_s == 0 {
+            return Err(bad("key `policy_timeout_s`: must not be 0".into()));
         }
         if config.health_timeout_s == 0 {
             return Err(bad("key `health_timeout_s`: must not be 0".into()));
@@ -313,6 +320,9 @@ impl Config {
                 "min_progress_bytes" => c.min_progress_bytes = f.int()?,
                 "min_progress_window_s" => c.min_progress_window_s = f.int()?,
                 "reboot_command" => c.reboot_command = f.strings()?,
+                "policy_dir" => c.policy.dir = Some(f.path()?),
+                "policy_timeout_s" => c.policy.timeout_s = f.int()?,
+                "critical_defer_limit_h" => c.policy.critical_defer_limit_h = f.int()?,
                 "mcu" => {
                     return Err(f.wrong(format!("expected a table [mcu], found {}", e.value.kind())))
                 }
@@ -335,6 +345,27 @@ impl Config {
                 }
             }
             c.mcu = Some(m);
+        }
+        if let Some(section) = doc.sections.iter().find(|s| s.name == "windows") {
+            use crate::policy::windows::{parse_utc_offset, Windows};
+            for e in &section.entries {
+                let name = format!("windows.{}", e.key);
+                let f = Field { name: &name, e };
+                let p = &mut c.policy;
+                match e.key.as_str() {
+                    "download" => {
+                        p.download = Windows::parse(&f.strings()?).map_err(|w| f.wrong(w))?
+                    }
+                    "activate" => {
+                        p.activate = Windows::parse(&f.strings()?).map_err(|w| f.wrong(w))?
+                    }
+                    "reboot" => p.reboot = Windows::parse(&f.strings()?).map_err(|w| f.wrong(w))?,
+                    "utc_offset" => {
+                        p.utc_offset_min = parse_utc_offset(&f.string()?).map_err(|w| f.wrong(w))?
+                    }
+                    _ => {}
+                }
+            }
         }
         if let Some(section) = doc.sections.iter().find(|s| s.name == "hawkbit") {
             let mut h = HawkbitConfig {
@@ -403,8 +434,12 @@ const TOP_KEYS: &[&str] = &[
     "min_progress_bytes",
     "min_progress_window_s",
     "reboot_command",
+    "policy_dir",
+    "policy_timeout_s",
+    "critical_defer_limit_h",
 ];
-const SECTIONS: &[&str] = &["mcu", "hawkbit"];
+const SECTIONS: &[&str] = &["mcu", "hawkbit", "windows"];
+const WINDOWS_KEYS: &[&str] = &["download", "activate", "reboot", "utc_offset"];
 const HAWKBIT_KEYS: &[&str] = &[
     "url",
     "tenant",
@@ -489,17 +524,17 @@ fn unknown_keys(doc: &syntax::Document) -> Vec<String> {
     let mut out: Vec<String> = doc
         .root
         .iter()
-        .filter(|e| !TOP_KEYS.contains(&e.key.as_str()) && e.key != "mcu" && e.key != "hawkbit")
+        .filter(|e| !TOP_KEYS.contains(&e.key.as_str()) && !SECTIONS.contains(&e.key.as_str()))
         .map(|e| e.key.clone())
         .collect();
     for s in &doc.sections {
         if !SECTIONS.contains(&s.name.as_str()) {
             out.push(s.name.clone());
         } else {
-            let known = if s.name == "mcu" {
-                MCU_KEYS
-            } else {
-                HAWKBIT_KEYS
+            let known = match s.name.as_str() {
+                "mcu" => MCU_KEYS,
+                "windows" => WINDOWS_KEYS,
+                _ => HAWKBIT_KEYS,
             };
             out.extend(
                 s.entries
@@ -598,6 +633,48 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("psk"), "{e}");
+    }
+
+    #[test]
+    fn policy_keys_and_windows_parse_strictly() {
+        let c = parse("product = \"p\"\ndisk = \"d\"\n").unwrap();
+        assert!(!c.policy.is_active());
+        let c = parse(
+            "product = \"p\"\ndisk = \"d\"\npolicy_dir = \"/etc/ota/policy.d\"\npolicy_timeout_s = 5\n[windows]\ndownload = [\"Mon-Fri 01:00-05:00\", \"Sat,Sun 00:00-24:00\"]\nutc_offset = \"+01:00\"\n",
+        )
+        .unwrap();
+        assert!(c.policy.is_active());
+        assert_eq!(c.policy.timeout_s, 5);
+        assert_eq!(c.policy.download.0.len(), 2);
+        assert!(c.policy.reboot.0.is_empty());
+        assert_eq!(c.policy.utc_offset_min, 60);
+        for (bad, needle) in [
+            (
+                "[windows]\nreboot = [\"Mon-Fri 1:00-05:00\"]\n",
+                "key `windows.reboot` (line 4): \"Mon-Fri 1:00-05:00\"",
+            ),
+            (
+                "[windows]\nactivate = []\n",
+                "key `windows.activate` (line 4): an empty list",
+            ),
+            (
+                "[windows]\nutc_offset = \"CET\"\n",
+                "key `windows.utc_offset`",
+            ),
+            (
+                "[windows]\ndownload = \"01:00-05:00\"\n",
+                "expected an array of strings",
+            ),
+            (
+                "policy_timeout_s = 0\n",
+                "key `policy_timeout_s`: must not be 0",
+            ),
+        ] {
+            let e = parse(&format!("product = \"p\"\ndisk = \"d\"\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && !e.contains('\n'), "{bad}: {e}");
+        }
     }
 
     #[test]

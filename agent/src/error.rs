@@ -78,6 +78,18 @@ pub enum Error {
         /// When the holder took the lock (seconds since the epoch).
         since: Option<i64>,
     },
+    /// The device's policy (a maintenance window or a policy hook) defers
+    /// this phase; a later run asks again (docs/policy.md).
+    #[error("{why}")]
+    Deferred {
+        /// One line: which window or hook, and why.
+        why: String,
+        /// When to ask again (UTC seconds), if known.
+        until: Option<i64>,
+    },
+    /// A policy hook refused this release (remembered in `state_dir`).
+    #[error("{0}")]
+    Refused(String),
     /// A caller broke an API contract of the library (a bug, not bad input).
     #[error("internal error: {0}")]
     Internal(String),

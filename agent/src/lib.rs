@@ -20,6 +20,7 @@
 //!    ├─► bootctl::BootControl ─► uboot (env via the uboot-env crate)
 //!    │                         └► android (bootloader_control block in misc)
 //!    ├─► health (hooks before mark-good)      ├─► mcu (reboot gate, display)
+//!    ├─► policy (windows + hooks: download, activate, reboot)
 //!    └─► state (StateDir: every state_dir file) ─► durable::replace
 //!  cli::env ─► uboot-env (fw_printenv / fw_setenv compatible)
 //! ```
@@ -43,6 +44,7 @@ pub mod install;
 pub mod logger;
 pub mod mcu;
 pub mod net;
+pub mod policy;
 pub mod report;
 pub mod slots;
 pub mod state;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ota_agent::bundle::container::Header;
 use ota_agent::bundle::{
     hash_reader, time, Blob, Bundle, Compression, Image, Kind, Manifest, PublicKey, TrustedKeys,
-    MANIFEST_FILE, SIGNATURE_FILE,
+    Urgency, MANIFEST_FILE, SIGNATURE_FILE,
 };
 
 use crate::args::{name_eq_file, need, now, string};
@@ -20,7 +20,7 @@ use crate::progress::{Counting, Progress};
 
 const HELP: &str = "\
 usage: ota-sign bundle --key K --product P --version V [--security-version N]
-                       [--hardware H...] [--expires-in DAYS]
+                       [--urgency normal|security|critical] [--hardware H...] [--expires-in DAYS]
                        --image NAME=FILE... [--delta-from NAME=OLDFILE...]
                        [--patch NAME=PATCHFILE...] [--compress bzip2]
                        [--bzip2-level 1-9] --out DIR [--single-file OUT]
@@ -37,7 +37,8 @@ suffix, FILE = its new image):
                   elsewhere (e.g. Debian's bsdiff); either is applied to
                   OLDFILE with the agent's code and must reproduce FILE.
 --hardware may repeat (no --hardware = every revision). --expires-in defaults
-to 365 days. `created` is SOURCE_DATE_EPOCH when set (reproducible builds),
+to 365 days. --urgency (default normal) is signed in the manifest; any other
+value writes manifest format 2 (docs/policy.md). `created` is SOURCE_DATE_EPOCH when set (reproducible builds),
 else now. --single-file OUT also writes the one-file form (USB, factory).
 ";
 
@@ -46,6 +47,7 @@ struct Args {
     product: String,
     version: semver::Version,
     security_version: u32,
+    urgency: Urgency,
     hardware: Vec<String>,
     expires_in_days: u32,
     images: Vec<(String, PathBuf)>,
@@ -81,6 +83,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Args>> {
         product: String::new(),
         version: semver::Version::new(0, 0, 0),
         security_version: 0,
+        urgency: Urgency::Normal,
         hardware: Vec::new(),
         expires_in_days: 365,
         images: Vec::new(),
@@ -108,6 +111,19 @@ fn parse(args: Vec<OsString>) -> Result<Option<Args>> {
             }
             Long("security-version") => {
                 a.security_version = p.value().map_err(usage)?.parse().map_err(usage)?
+            }
+            Long("urgency") => {
+                let u = string(p.value().map_err(usage)?)?;
+                a.urgency = match u.as_str() {
+                    "normal" => Urgency::Normal,
+                    "security" => Urgency::Security,
+                    "critical" => Urgency::Critical,
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "--urgency {u:?}: expected normal, security or critical"
+                        )))
+                    }
+                };
             }
             Long("hardware") => a.hardware.push(string(p.value().map_err(usage)?)?),
             Long("expires-in") => {
@@ -276,6 +292,7 @@ pub fn bundle(args: Vec<OsString>) -> Result<()> {
         hardware: a.hardware.clone(),
         version: a.version.clone(),
         security_version: a.security_version,
+        urgency: a.urgency,
         created,
         expires: created + i64::from(a.expires_in_days) * 86400,
         images,
@@ -306,11 +323,12 @@ pub fn bundle(args: Vec<OsString>) -> Result<()> {
     }
     drop(progress);
     println!(
-        "{}: {} {} (security version {}), {} image(s), expires {}",
+        "{}: {} {} (security version {}, urgency {}), {} image(s), expires {}",
         a.out.display(),
         manifest.product,
         manifest.version,
         manifest.security_version,
+        manifest.urgency.name(),
         manifest.images.len(),
         time::format_rfc3339_utc(manifest.expires)
     );

@@ -188,11 +188,12 @@ pub fn verify(args: Vec<OsString>) -> Result<()> {
         );
     }
     println!(
-        "{}: ok: {} {} (security version {}), {} image(s), signed by {}",
+        "{}: ok: {} {} (security version {}, urgency {}), {} image(s), signed by {}",
         path.display(),
         m.product,
         m.version,
         m.security_version,
+        m.urgency.name(),
         m.images.len(),
         b.key
     );

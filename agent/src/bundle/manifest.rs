@@ -1,4 +1,5 @@
-//! `manifest.json`, format 1 (documented in `docs/manifest.md`).
+//! `manifest.json`, formats 1 and 2 (documented in `docs/manifest.md`;
+//! format 2 adds `urgency`).
 //!
 //! Parsing is strict: unknown fields anywhere are an error (a signed field the
 //! device does not understand might carry meaning it would ignore; a format
@@ -12,8 +13,12 @@ use super::digest::Digest;
 use super::error::{json_error, BundleError};
 use super::time::{format_rfc3339_utc, parse_rfc3339_utc};
 
-/// The only manifest format this code reads and writes.
+/// The oldest manifest format this code reads and writes (no `urgency`).
 pub const FORMAT: u32 = 1;
+/// The newest format: format 1 plus `urgency`. A writer uses format 1
+/// unless the urgency is not `normal`, so older agents keep reading every
+/// normal release.
+pub const FORMAT_URGENCY: u32 = 2;
 /// Largest manifest accepted (it is read into memory before verification).
 pub const MAX_LEN: usize = 1 << 20;
 /// Most images one manifest may name.
@@ -27,6 +32,33 @@ pub enum Compression {
     None,
     /// One or more bzip2 streams.
     Bzip2,
+}
+
+/// How soon the device should take a release (docs/policy.md): `normal`
+/// (the default), `security` (passed to the policy hooks, otherwise like
+/// `normal`), `critical` (ignores the download and activation windows; a
+/// deferring policy hook is obeyed only for a bounded time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    /// No hurry: windows and hooks decide.
+    #[default]
+    Normal,
+    /// Fixes a vulnerability; treated like `normal` by the agent itself.
+    Security,
+    /// Must not wait for long: see [`Urgency`].
+    Critical,
+}
+
+impl Urgency {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Urgency::Normal => "normal",
+            Urgency::Security => "security",
+            Urgency::Critical => "critical",
+        }
+    }
 }
 
 /// What the payload holds (wire form; see [`Kind`] for the checked form).
@@ -86,6 +118,8 @@ pub struct Manifest {
     pub version: semver::Version,
     /// Anti-rollback counter: the device refuses anything below its stored minimum.
     pub security_version: u32,
+    /// How soon the device should take it (format 2; `normal` in format 1).
+    pub urgency: Urgency,
     /// Creation time, seconds since the epoch (UTC).
     pub created: i64,
     /// Expiry time, seconds since the epoch (UTC).
@@ -102,6 +136,8 @@ struct RawManifest {
     hardware: Vec<String>,
     version: String,
     security_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    urgency: Option<Urgency>,
     created: String,
     expires: String,
     images: Vec<RawImage>,
@@ -195,10 +231,15 @@ impl Manifest {
     }
 
     fn from_raw(raw: RawManifest) -> Result<Manifest, String> {
-        if raw.format != FORMAT {
+        if raw.format != FORMAT && raw.format != FORMAT_URGENCY {
             return Err(format!(
-                "`format` {} is not supported (this agent reads format {FORMAT})",
+                "`format` {} is not supported (this agent reads formats {FORMAT} and {FORMAT_URGENCY})",
                 raw.format
+            ));
+        }
+        if raw.format == FORMAT && raw.urgency.is_some() {
+            return Err(format!(
+                "`urgency` needs `format` {FORMAT_URGENCY} (this manifest says {FORMAT})"
             ));
         }
         check_token("product", &raw.product)?;
@@ -245,6 +286,7 @@ impl Manifest {
             hardware: raw.hardware,
             version,
             security_version: raw.security_version,
+            urgency: raw.urgency.unwrap_or_default(),
             created,
             expires,
             images,
@@ -253,12 +295,18 @@ impl Manifest {
 
     /// The canonical JSON encoding (pretty, fixed field order, trailing newline).
     pub fn to_json(&self) -> String {
+        let urgency = (self.urgency != Urgency::Normal).then_some(self.urgency);
         let raw = RawManifest {
-            format: FORMAT,
+            format: if urgency.is_some() {
+                FORMAT_URGENCY
+            } else {
+                FORMAT
+            },
             product: self.product.clone(),
             hardware: self.hardware.clone(),
             version: self.version.to_string(),
             security_version: self.security_version,
+            urgency,
             created: format_rfc3339_utc(self.created),
             expires: format_rfc3339_utc(self.expires),
             images: self.images.iter().map(image_to_raw).collect(),
@@ -376,6 +424,40 @@ mod tests {
         assert_eq!(m.to_json(), EXAMPLE);
     }
 
+    #[test]
+    fn urgency_is_format_2_and_defaults_to_normal() {
+        assert_eq!(
+            Manifest::parse(EXAMPLE.as_bytes()).unwrap().urgency,
+            Urgency::Normal
+        );
+        for (name, u) in [
+            ("normal", Urgency::Normal),
+            ("security", Urgency::Security),
+            ("critical", Urgency::Critical),
+        ] {
+            let text = EXAMPLE
+                .replacen("\"format\": 1", "\"format\": 2", 1)
+                .replacen(
+                    "\"security_version\": 3,",
+                    &format!("\"security_version\": 3, \"urgency\": \"{name}\","),
+                    1,
+                );
+            assert_eq!(Manifest::parse(text.as_bytes()).unwrap().urgency, u);
+        }
+        let text = EXAMPLE
+            .replacen("\"format\": 1", "\"format\": 2", 1)
+            .replacen(
+                "\"security_version\": 3,",
+                "\"security_version\": 3, \"urgency\": \"urgent\",",
+                1,
+            );
+        assert!(
+            err(&text).contains("unknown variant `urgent`"),
+            "{}",
+            err(&text)
+        );
+    }
+
     fn err(text: &str) -> String {
         let e = Manifest::parse(text.as_bytes()).unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
@@ -385,7 +467,12 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases: &[(&str, &str, &str)] = &[
-            ("\"format\": 1", "\"format\": 2", "`format`"),
+            ("\"format\": 1", "\"format\": 3", "`format`"),
+            (
+                "\"security_version\": 3,",
+                "\"security_version\": 3, \"urgency\": \"critical\",",
+                "`urgency` needs `format` 2",
+            ),
             (
                 "\"product\": \"rice-cooker\"",
                 "\"product\": \"rice cooker\"",
@@ -491,17 +578,24 @@ mod tests {
         #[test]
         fn encode_parse_round_trip(img in image(), sv in any::<u32>(), major in 0u64..100,
                                    created in 0i64..4_000_000_000, life in 1i64..1_000_000_000,
-                                   hw in proptest::collection::vec("[a-z0-9-]{1,8}", 0..3)) {
+                                   hw in proptest::collection::vec("[a-z0-9-]{1,8}", 0..3),
+                                   urgency in 0usize..3) {
+            let urgency = [Urgency::Normal, Urgency::Security, Urgency::Critical][urgency];
             let m = Manifest {
                 product: "rice-cooker".into(),
                 hardware: hw,
                 version: semver::Version::parse(&format!("{major}.2.3-rc.1+b5")).unwrap(),
                 security_version: sv,
+                urgency,
                 created,
                 expires: created + life,
                 images: vec![img],
             };
             let json = m.to_json();
+            // Format 2 exactly when the urgency needs it (older agents
+            // keep reading every normal release).
+            let format2 = json.contains("\"format\": 2,");
+            prop_assert_eq!(format2, urgency != Urgency::Normal);
             prop_assert_eq!(Manifest::parse(json.as_bytes()).unwrap(), m);
         }
     }

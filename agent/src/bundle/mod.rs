@@ -38,7 +38,7 @@ mod policy;
 pub use digest::Digest;
 pub use error::BundleError;
 pub use hashing::{hash_reader, HashingReader, HashingWriter};
-pub use manifest::{Blob, Compression, Image, Kind, Manifest};
+pub use manifest::{Blob, Compression, Image, Kind, Manifest, Urgency};
 pub use open::{
     open_regular, open_stream, verify_manifest, Bundle, PayloadSource, MANIFEST_FILE,
     SIGNATURE_FILE,

@@ -295,6 +295,7 @@ mod tests {
             hardware: vec![],
             version: semver::Version::new(1, 0, 0),
             security_version: 0,
+            urgency: Default::default(),
             created: CLOCK_FLOOR,
             expires: CLOCK_FLOOR + 1,
             images: vec![Image {

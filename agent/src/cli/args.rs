@@ -16,6 +16,11 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status of `check` when no update is available.
 pub const EXIT_NO_UPDATE: i32 = 3;
+/// Exit status when the device's policy defers the next phase (a window
+/// is closed or a policy hook said not now; docs/policy.md).
+pub const EXIT_DEFERRED: i32 = 4;
+/// Exit status when a policy hook refused the release.
+pub const EXIT_REFUSED: i32 = 5;
 
 /// Options that come before the command.
 #[derive(Debug, Clone)]

@@ -6,7 +6,9 @@
 //! statuses.
 //!
 //! Exit statuses: 0 success, 1 failure (one line on stderr says what and why),
-//! 2 usage error, 3 `check` found no update (`resume`: nothing to resume).
+//! 2 usage error, 3 `check` found no update (`resume`: nothing to resume),
+//! 4 the update policy defers the next phase, 5 a policy hook refused the
+//! release (docs/policy.md; one line on stderr, no `error:`).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -24,7 +26,7 @@ mod update;
 mod verify;
 
 use args::{string, usage};
-pub use args::{Globals, EXIT_FAILURE, EXIT_NO_UPDATE, EXIT_USAGE};
+pub use args::{Globals, EXIT_DEFERRED, EXIT_FAILURE, EXIT_NO_UPDATE, EXIT_REFUSED, EXIT_USAGE};
 
 const USAGE: &str = "\
 usage: ota-agent [--config FILE] [--booted-slot a|b] [-v...] [-q] <command> [args]
@@ -38,7 +40,8 @@ commands:
   install PATH|URL [--reboot]  verify and install a bundle into the inactive slot
   resume [--reboot]          continue an install a power cut interrupted (3: none)
   verify PATH                verify a bundle without installing it
-  check                      read the channel (exit 0 update available, 3 none)
+  check                      read the channel (exit 0 update available, 3 none,
+                             4 policy defers it, 5 policy refused it)
   update                     check + download + install
   daemon [--max-cycles N]    the poll loop
   env print [NAME...]        like fw_printenv
@@ -46,6 +49,9 @@ commands:
   mcu status                 ask the appliance MCU for its state
   identity [--registry-line] device id and report public key (PEM)
   report [--send]            the signed report queue; --send delivers it now
+
+install, resume, update: exit 4 when the update policy defers a phase, 5 when
+it refuses the release (docs/policy.md).
 ";
 
 /// Runs the program with `args` (including argv\[0\]) and returns the exit status.
@@ -70,6 +76,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     match result {
         Ok(status) => status,
+        // The policy's answers are outcomes, not failures: one line each.
+        Err(e @ (Error::Deferred { .. } | Error::Refused(_))) => {
+            eprintln!("{name}: {e}");
+            exit_code(&e)
+        }
         Err(e) => {
             eprintln!("{name}: error: {e}");
             exit_code(&e)
@@ -81,6 +92,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn exit_code(e: &Error) -> i32 {
     match e {
         Error::Usage(_) => EXIT_USAGE,
+        Error::Deferred { .. } => EXIT_DEFERRED,
+        Error::Refused(_) => EXIT_REFUSED,
         _ => EXIT_FAILURE,
     }
 }

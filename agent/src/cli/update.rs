@@ -19,8 +19,9 @@
 
 use std::ffi::OsString;
 
-use super::args::{string, usage, Globals, EXIT_NO_UPDATE};
+use super::args::{string, usage, Globals, EXIT_DEFERRED, EXIT_NO_UPDATE, EXIT_REFUSED};
 use super::progress::Terminal;
+use crate::policy::Verdict;
 use crate::update::{self, BundleSource};
 use crate::{Error, Result};
 
@@ -41,12 +42,31 @@ fn no_args(args: Vec<OsString>, help: &str) -> Result<bool> {
 
 /// `ota-agent check`
 pub fn check(globals: &Globals, args: Vec<OsString>) -> Result<i32> {
-    if !no_args(args, "usage: ota-agent check\n\nReads the channel file and prints the decision (exit 0 update available, 3 none).\n")? {
+    if !no_args(args, "usage: ota-agent check\n\nReads the channel file and prints the decision (exit 0 update available, 3 none;\nwith a policy: 4 it defers the next phase, 5 it refused the release).\n")? {
         return Ok(0);
     }
-    let d = update::check_channel(&globals.device()?)?;
+    let dev = globals.device()?;
+    let d = update::check_channel(&dev)?;
     println!("{d}");
-    Ok(if d.is_update() { 0 } else { EXIT_NO_UPDATE })
+    if !d.is_update() {
+        return Ok(EXIT_NO_UPDATE);
+    }
+    // With a policy (docs/policy.md): what it says about the next phase.
+    Ok(match update::check_policy(&dev, &d)? {
+        None => 0,
+        Some((phase, Verdict::Proceed)) => {
+            println!("policy: {} may proceed now", phase.name());
+            0
+        }
+        Some((_, v @ Verdict::Defer { .. })) => {
+            println!("policy: {v}");
+            EXIT_DEFERRED
+        }
+        Some((_, v @ Verdict::Refuse { .. })) => {
+            println!("policy: {v}");
+            EXIT_REFUSED
+        }
+    })
 }
 
 /// `ota-agent update [--download-only]`

@@ -144,9 +144,19 @@ pub struct Installer<'a, D: Disk + ?Sized> {
     progress: &'a mut dyn Progress,
     options: Options,
     journal: Option<Journal>,
+    before_activate: Option<&'a mut dyn FnMut() -> Result<()>>,
 }
 
 impl<'a, D: Disk + ?Sized> Installer<'a, D> {
+    /// Asks `gate` once every image is written and read back, before the
+    /// activation; its error stops the install there (the journal says
+    /// "written", so the next install of the same manifest only reads the
+    /// slot back before it asks again). The update policy (docs/policy.md).
+    pub fn before_activate(mut self, gate: &'a mut dyn FnMut() -> Result<()>) -> Self {
+        self.before_activate = Some(gate);
+        self
+    }
+
     /// An installer writing the slot that is not `bootctl.booted_slot()`.
     pub fn new(
         disk: &'a D,
@@ -163,6 +173,7 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             progress,
             options: Options::default(),
             journal: None,
+            before_activate: None,
         }
     }
 
@@ -204,6 +215,10 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             approved,
             booted,
             target: booted.other(),
+            before_activate: match &mut self.before_activate {
+                Some(g) => Some(&mut **g),
+                None => None,
+            },
             books: Bookkeeping {
                 progress: &mut *self.progress,
                 journal: self
@@ -213,7 +228,11 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
             },
         };
         let result = session.run(payloads);
-        if let Err(e) = &result {
+        if let Some(e) = result
+            .as_ref()
+            .err()
+            .filter(|e| !matches!(e, Error::Deferred { .. } | Error::Refused(_)))
+        {
             if matches!(e, Error::Bundle(_)) {
                 // Content errors: a resume would only repeat them.
                 if let Err(j) = session.books.journal.clear() {
@@ -236,6 +255,7 @@ struct Session<'s, 'p, D: Disk + ?Sized> {
     approved: &'s Approved,
     booted: Slot,
     target: Slot,
+    before_activate: Option<&'s mut dyn FnMut() -> Result<()>>,
     books: Bookkeeping<'p>,
 }
 
@@ -277,6 +297,9 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
             ..self.record(0, 0)
         })?;
 
+        if let Some(gate) = self.before_activate.as_mut() {
+            gate()?;
+        }
         self.books.phase(Phase::Activating, "", None, done);
         activate::activate(self.state_dir, &mut *self.bootctl, self.target, m)?;
         self.books.journal.clear()?;

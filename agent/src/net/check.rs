@@ -54,6 +54,14 @@ pub enum Decision {
         /// The offered release.
         version: semver::Version,
     },
+    /// A policy hook on this device refused the offered release
+    /// (docs/policy.md): not installed; a newer release will be.
+    Refused {
+        /// The offered release.
+        version: semver::Version,
+        /// The hook and its reason, as recorded.
+        why: String,
+    },
     /// The device is outside the rollout's share.
     NotInRollout {
         /// The offered release.
@@ -95,6 +103,10 @@ impl fmt::Display for Decision {
             Decision::RolledBack { version } => write!(
                 f,
                 "no update: {version} was rolled back on this device; waiting for a newer release"
+            ),
+            Decision::Refused { version, why } => write!(
+                f,
+                "no update: {version} was refused by this device's policy ({why}); waiting for a newer release"
             ),
             Decision::NotInRollout {
                 version,

@@ -3,7 +3,9 @@
 //! failed cycle (server down, …) is logged and the loop goes on. Each cycle
 //! is one run with its own [`Device`] (the boot state may change between
 //! cycles) and holds the update lock, so runs never overlap with `install`,
-//! `update`, `mark-good` or `set-active`.
+//! `update`, `mark-good` or `set-active`. A cycle the policy defers
+//! (docs/policy.md) ends quietly; the next starts at the next poll, or
+//! when the window opens or the hook said, if sooner (at least a minute).
 
 use std::time::Duration;
 
@@ -16,6 +18,10 @@ use crate::net::backoff;
 use crate::report::Reporter;
 use crate::slots::Slot;
 use crate::Result;
+
+/// The soonest a deferred cycle is retried (seconds), whatever time the
+/// policy named.
+const MIN_RETRY_S: u64 = 60;
 
 /// Runs the poll loop; returns after `max_cycles` cycles (tests), else
 /// never.
@@ -47,6 +53,7 @@ pub fn daemon(
         Ok(_lock) => match resume_locked(&mut dev, true, console) {
             Ok(true) => log::info!("the interrupted install was resumed and completed"),
             Ok(false) => {}
+            Err(e @ crate::Error::Deferred { .. }) => log::info!("interrupted install: {e}"),
             Err(e) => log::warn!("resuming the interrupted install failed: {e}"),
         },
         Err(e) => log::warn!("resume skipped: {e}"),
@@ -59,10 +66,19 @@ pub fn daemon(
             sending = Reporter::new(config).deliver_in_background(&config.source);
         }
         let mut dev = Device::new(config.clone(), booted_override);
+        let mut delay = poll_delay(config.poll_interval_s);
         match lock(dev.state()) {
             Ok(_lock) => match run_once(&mut dev, false, console) {
                 Ok(true) => log::info!("cycle {cycle}: update installed"),
                 Ok(false) => log::info!("cycle {cycle}: nothing to do"),
+                // The policy said not now (docs/policy.md): not a failure.
+                // Nothing more happens this cycle; the next one asks again,
+                // earlier than the poll when the window or hook said when.
+                Err(crate::Error::Deferred { why, until }) => {
+                    log::info!("cycle {cycle}: deferred: {why}");
+                    delay = retry_delay(delay, until, dev.now());
+                }
+                Err(crate::Error::Refused(why)) => log::info!("cycle {cycle}: refused: {why}"),
                 Err(e) => log::warn!("cycle {cycle} failed: {e}"),
             },
             Err(e) => log::warn!("cycle {cycle} skipped: {e}"),
@@ -71,7 +87,19 @@ pub fn daemon(
             crate::report::finish(sending);
             return Ok(());
         }
-        std::thread::sleep(poll_delay(config.poll_interval_s));
+        std::thread::sleep(delay);
+    }
+}
+
+/// The wait after a deferred cycle: the poll delay, or until the time the
+/// policy named if that is sooner — but at least [`MIN_RETRY_S`].
+fn retry_delay(poll: Duration, until: Option<i64>, now: i64) -> Duration {
+    match until {
+        Some(t) => {
+            let wait = u64::try_from(t.saturating_sub(now)).unwrap_or(0);
+            poll.min(Duration::from_secs(wait.max(MIN_RETRY_S)))
+        }
+        None => poll,
     }
 }
 
@@ -90,6 +118,29 @@ pub fn poll_delay(interval_s: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deferred_cycle_retries_when_the_policy_said_within_bounds() {
+        let poll = Duration::from_secs(21600);
+        // No time named: the next poll.
+        assert_eq!(retry_delay(poll, None, 1000), poll);
+        // A window opening in an hour: then.
+        assert_eq!(
+            retry_delay(poll, Some(1000 + 3600), 1000),
+            Duration::from_secs(3600)
+        );
+        // Sooner than a minute, or in the past: a minute.
+        assert_eq!(
+            retry_delay(poll, Some(1005), 1000),
+            Duration::from_secs(MIN_RETRY_S)
+        );
+        assert_eq!(
+            retry_delay(poll, Some(10), 1000),
+            Duration::from_secs(MIN_RETRY_S)
+        );
+        // Later than the next poll: the poll.
+        assert_eq!(retry_delay(poll, Some(1000 + 86400), 1000), poll);
+    }
 
     #[test]
     fn poll_delay_is_interval_plus_minus_ten_percent_and_spreads() {

@@ -21,7 +21,17 @@ pub struct Device {
     installed: std::result::Result<semver::Version, String>,
     layout: Option<Layout>,
     boot: Option<Box<dyn BootControl>>,
+    /// The policy's clock (windows, hook deferrals); `None` = the system
+    /// clock. Tests set it ([`Device::set_now`], or [`FAKE_NOW_ENV`] for
+    /// the binary).
+    now: Option<i64>,
 }
+
+/// Environment variable, for tests only: a `YYYY-MM-DDTHH:MM:SSZ` time the
+/// policy (maintenance windows, hook deferral bounds) takes as "now"
+/// instead of the system clock (docs/policy.md). Signature and expiry
+/// checks always use the system clock.
+pub const FAKE_NOW_ENV: &str = "OTA_AGENT_TEST_NOW";
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +61,27 @@ impl Device {
             installed,
             layout: None,
             boot: None,
+            now: std::env::var(FAKE_NOW_ENV).ok().and_then(|v| {
+                let t = bundle::time::parse_rfc3339_utc(&v);
+                match t {
+                    Some(_) => {
+                        log::warn!("{FAKE_NOW_ENV}={v}: the policy clock is faked (tests only)")
+                    }
+                    None => log::warn!("{FAKE_NOW_ENV}={v:?} is not YYYY-MM-DDTHH:MM:SSZ; ignored"),
+                }
+                t
+            }),
         }
+    }
+
+    /// The policy's clock: seconds since the epoch.
+    pub fn now(&self) -> i64 {
+        self.now.unwrap_or_else(bundle::time::now)
+    }
+
+    /// Sets the policy's clock (tests).
+    pub fn set_now(&mut self, now: i64) {
+        self.now = Some(now);
     }
 
     /// The configuration.

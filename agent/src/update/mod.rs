@@ -10,6 +10,7 @@
 //!    ├─ update ─────► lock ─► check ─► manifest + signature ─► Approved
 //!    │                          ─► install::Installer ◄── net::payloads (HTTP, resuming)
 //!    │                          ─► reboot (appliance gate, reboot_command)
+//!    │                 (with a policy, gate.rs asks before download, activation, reboot)
 //!    │                 (--download-only: stage::download_release into state_dir/download)
 //!    ├─ install ────► lock ─► bundle (local) or manifest URL ─► Installer ─► [reboot]
 //!    ├─ resume ─────► lock ─► install-source (state_dir) ─► install, if a slot write began
@@ -26,6 +27,7 @@
 mod boot;
 mod daemon;
 mod device;
+mod gate;
 mod lock;
 mod progress;
 mod run;
@@ -34,9 +36,8 @@ pub mod trial;
 
 pub use boot::{booted, mark_bad, mark_good, set_active, status, Confirmed, StatusReport, Target};
 pub use daemon::{daemon, poll_delay};
-pub use device::Device;
+pub use device::{Device, FAKE_NOW_ENV};
+pub use gate::{check_policy, reboot};
 pub use lock::{lock, UpdateLock};
 pub use progress::{Announcement, Console, RunProgress, Silent};
-pub use run::{
-    check, check_channel, device_id, install, reboot, resume, update, verify, BundleSource,
-};
+pub use run::{check, check_channel, device_id, install, resume, update, verify, BundleSource};

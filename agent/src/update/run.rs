@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::gate::{self, reboot, reboot_with_policy, Asker};
 use super::lock::lock;
 use super::progress::{Announcement, Console, RunProgress};
 use super::{stage, Device};
@@ -12,14 +13,15 @@ use crate::bundle::{self, Bundle, DeviceFacts, TrustedKeys};
 use crate::config::Config;
 use crate::install::journal::Journal;
 use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
-use crate::mcu::{Decision as Gate, GatePolicy, McuDisplay, RebootGate, SerialMcu, SystemClock};
+use crate::mcu::{McuDisplay, SerialMcu};
 use crate::net::check::{self as channel_check, ChannelFacts, Decision};
 use crate::net::payloads::HttpPayloads;
 use crate::net::{self, Client};
+use crate::policy::Phase as PolicyPhase;
 use crate::report::{Event, Reporter};
 use crate::slots::Slot;
 use crate::state::{InstallSource, StateDir};
-use crate::update_status::{self, Phase, Progress, StatusWriter};
+use crate::update_status::{self, Phase, Progress};
 use crate::{Error, Result};
 
 /// The device id: `device_id`, else the first line of `device_id_file`.
@@ -58,11 +60,18 @@ pub fn check(dev: &Device, client: &Client, keys: &TrustedKeys) -> Result<Decisi
     };
     let (chan, d) = channel_check::check(client, server, keys, &facts)?;
     crate::report::remember_target(dev.state().path(), chan.reports.as_deref());
+    let refused = crate::policy::refused(dev.state());
     Ok(match d {
         Decision::Update { version, .. }
             if dev.state().rejected_release().as_ref() == Some(&version) =>
         {
             Decision::RolledBack { version }
+        }
+        Decision::Update { version, .. }
+            if refused.as_ref().is_some_and(|(v, _)| *v == version) =>
+        {
+            let why = refused.map(|(_, why)| why).unwrap_or_default();
+            Decision::Refused { version, why }
         }
         d => d,
     })
@@ -170,60 +179,93 @@ pub(super) fn run_once(
         }
         return Ok(false);
     };
-    // Installed and activated, waiting for the reboot: nothing to fetch.
+    let asker = Asker::new(dev);
+    // Installed and activated, waiting for the reboot: nothing to fetch
+    // (with a policy, the reboot it deferred is asked for again).
     if let Some(p) = &pending {
         if p.version.as_deref() == Some(version.to_string().as_str()) {
             log::info!("{version} is installed and waits for a reboot");
-            return Ok(false);
+            if download_only || !asker.active() || p.phase != Phase::Installed {
+                return Ok(false);
+            }
+            drop(progress);
+            let approved = fetch_approved(&client, &manifest_url, &keys, &dev.facts(false)?)?;
+            reboot_with_policy(dev, approved.manifest(), mcu.as_mut(), console)?;
+            return Ok(true);
         }
         progress.begin(Phase::Checking, None, None);
     }
     let to = version.to_string();
-    Reporter::new(&config).record(Event::DownloadStarted { to: &to });
     let r = dev.facts(false).and_then(|facts| {
-        if download_only {
-            let dir = stage::download_release(
-                &client,
-                &manifest_url,
-                &keys,
-                &facts,
-                Some(&version),
-                &state.download_dir(),
-                &mut progress,
-            )?;
-            progress.begin(Phase::Downloaded, None, None);
-            progress.end();
-            progress.announce(&Announcement::Downloaded { version, dir });
-            return Ok(());
+        // The manifest first (verified, judged, the channel's version);
+        // with a policy, the download is asked about before any payload
+        // byte — unless an activation it deferred left the slot written.
+        let approved = match (download_only, asker.active()) {
+            (true, false) => None,
+            _ => Some(fetch_approved(&client, &manifest_url, &keys, &facts)?),
+        };
+        if let Some(a) = &approved {
+            if a.manifest().version != version {
+                return Err(bundle::BundleError::Refused(format!(
+                    "the channel offers {version} but its manifest is version {}",
+                    a.manifest().version
+                ))
+                .into());
+            }
+            if !gate::written(&state, a) {
+                asker.require(a.manifest(), PolicyPhase::Download, None)?;
+            }
         }
-        let approved = fetch_approved(&client, &manifest_url, &keys, &facts)?;
-        if approved.manifest().version != version {
-            return Err(bundle::BundleError::Refused(format!(
-                "the channel offers {version} but its manifest is version {}",
-                approved.manifest().version
-            ))
-            .into());
-        }
+        Reporter::new(&config).record(Event::DownloadStarted { to: &to });
+        let approved = match approved {
+            Some(a) if !download_only => a,
+            _ => {
+                let dir = stage::download_release(
+                    &client,
+                    &manifest_url,
+                    &keys,
+                    &facts,
+                    Some(&version),
+                    &state.download_dir(),
+                    &mut progress,
+                )?;
+                progress.begin(Phase::Downloaded, None, None);
+                progress.end();
+                progress.announce(&Announcement::Downloaded { version, dir });
+                return Ok(None);
+            }
+        };
         let mut payloads =
             HttpPayloads::new(&client, &manifest_url, approved.manifest(), Some(&state));
         let source = InstallSource {
             source: manifest_url.clone(),
             reinstall: false,
         };
-        install_into_inactive(dev, &approved, &mut payloads, &source, &mut progress).map(drop)
+        install_into_inactive(dev, &approved, &mut payloads, &source, &mut progress)?;
+        Ok(Some(approved))
     });
-    if let Err(e) = &r {
-        Reporter::new(&config).record(Event::Failed {
-            to: &to,
-            error: &e.to_string(),
-        });
-        progress.fail(&e.to_string());
+    match &r {
+        // Reported by the policy. Before the download nothing was written
+        // (the status goes back to idle); a deferred activation leaves the
+        // written slot, its journal and its status as they are.
+        Err(Error::Deferred { .. } | Error::Refused(_)) => {
+            if !keep && !slot_write_began(&state) {
+                progress.begin(Phase::Idle, None, None);
+            }
+        }
+        Err(e) => {
+            Reporter::new(&config).record(Event::Failed {
+                to: &to,
+                error: &e.to_string(),
+            });
+            progress.fail(&e.to_string());
+        }
+        Ok(_) => {}
     }
     progress.end();
     drop(progress);
-    r?;
-    if !download_only {
-        reboot(dev, mcu.as_mut(), console)?;
+    if let Some(approved) = r? {
+        reboot_with_policy(dev, approved.manifest(), mcu.as_mut(), console)?;
     }
     Ok(true)
 }
@@ -243,7 +285,7 @@ fn switch_pending(dev: &mut Device) -> bool {
 
 /// The manifest at `manifest_url` and its signature, verified and judged
 /// against the device before a single payload byte is fetched.
-fn fetch_approved(
+pub(super) fn fetch_approved(
     client: &Client,
     manifest_url: &str,
     keys: &TrustedKeys,
@@ -341,10 +383,11 @@ pub(super) fn resume_locked(
 ) -> Result<bool> {
     let state = dev.state().clone();
     read_status(&state); // a corrupt status file is set aside here
-                         // Opening boot control records a rollback the bootloader reported (on
-                         // a device whose old slot is not on trial, mark-good did not run):
-                         // that decides whether a trial lost to power is tried again. Without
-                         // boot control there is nothing to resume into anyway.
+
+    // Opening boot control records a rollback the bootloader reported (on
+    // a device whose old slot is not on trial, mark-good did not run):
+    // that decides whether a trial lost to power is tried again. Without
+    // boot control there is nothing to resume into anyway.
     if let Err(e) = dev.boot_control() {
         log::debug!("boot control: {e}");
     }
@@ -441,6 +484,9 @@ fn install_locked(
         BundleSource::Remote(manifest_url) => {
             client = Client::from_config(&config)?;
             let approved = fetch_approved(&client, manifest_url, &keys, &dev.facts(reinstall)?)?;
+            if !gate::written(dev.state(), &approved) {
+                Asker::new(dev).require(approved.manifest(), PolicyPhase::Download, None)?;
+            }
             let payloads = HttpPayloads::new(
                 &client,
                 manifest_url,
@@ -462,7 +508,7 @@ fn install_locked(
         log::info!("resumed an interrupted install at image {image}, byte {offset}");
     }
     if reboot_after {
-        reboot(dev, mcu.as_mut(), console)?;
+        reboot_with_policy(dev, approved.manifest(), mcu.as_mut(), console)?;
     }
     Ok(())
 }
@@ -498,6 +544,8 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     let disk_path = dev.config().disk.clone();
     let state_dir = dev.state().path().to_owned();
     let state = dev.state().clone();
+    let asker = Asker::new(dev);
+    let mut before_activate = || asker.require(approved.manifest(), PolicyPhase::Activate, None);
     let prepared = dev
         .layout_and_boot_control()
         .and_then(|(layout, bc)| Ok((layout, bc, FileDisk::open(&disk_path)?)));
@@ -511,8 +559,9 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     // Before the first slot write, so that `resume` finds it after a cut;
     // kept while the install may go on (I/O errors), dropped when it ended.
     state.record_install_source(source)?;
-    let outcome =
-        Installer::new(&disk, layout, bc, &state_dir, progress).install(approved, payloads);
+    let outcome = Installer::new(&disk, layout, bc, &state_dir, progress)
+        .before_activate(&mut before_activate)
+        .install(approved, payloads);
     // Kept only for an install that may go on: one that began writing a
     // slot and stopped on an I/O error. A refusal (before the first write)
     // or a content error leaves state_dir as it was.
@@ -538,55 +587,6 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
         slot: outcome.slot,
     });
     Ok(outcome)
-}
-
-/// Asks the appliance, then runs `reboot_command`. A deferred reboot is not
-/// an error: the update stays pending and activates at the next reboot.
-pub fn reboot(dev: &Device, mcu: Option<&mut SerialMcu>, console: &mut dyn Console) -> Result<()> {
-    let config = dev.config();
-    let policy = config
-        .mcu
-        .as_ref()
-        .map(GatePolicy::from_config)
-        .unwrap_or_default();
-    match RebootGate::new(mcu, policy, SystemClock::new()).decide() {
-        Gate::Reboot => {
-            // The gate has shown the reboot on the display; the file too.
-            StatusWriter::resume(dev.state(), dev.installed_text()).begin(
-                Phase::Rebooting,
-                None,
-                None,
-            );
-            let (program, args) =
-                config
-                    .reboot_command
-                    .split_first()
-                    .ok_or_else(|| Error::Config {
-                        path: config.source.clone(),
-                        reason: "key `reboot_command`: must name a program".into(),
-                    })?;
-            console.announce(&Announcement::Rebooting);
-            let st = std::process::Command::new(program)
-                .args(args)
-                .status()
-                .map_err(|e| Error::io(program, e))?;
-            if !st.success() {
-                return Err(Error::io(
-                    program,
-                    std::io::Error::other(format!("reboot command failed: {st}")),
-                ));
-            }
-            Ok(())
-        }
-        Gate::Deferred(d) => {
-            Reporter::new(config).record(Event::Deferred {
-                to: None,
-                why: &format!("reboot deferred: {d}"),
-            });
-            console.announce(&Announcement::RebootDeferred(d.to_string()));
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]

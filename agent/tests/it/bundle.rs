@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use ota_agent::bundle::container::Header;
 use ota_agent::bundle::time::format_rfc3339_utc;
-use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest};
+use ota_agent::bundle::{Blob, Compression, Digest, Image, Kind, Manifest, Urgency};
 
 use crate::common::openssl::{self, sign};
 use crate::common::tools::{run, AGENT};
@@ -139,6 +139,7 @@ fn make_release(f: &Fixture, name: &str, edit: impl FnOnce(&mut Manifest)) -> Re
         hardware: vec!["rc-v1".into(), "rc-v2".into()],
         version: semver::Version::new(1, 4, 0),
         security_version: 3,
+        urgency: Default::default(),
         created: now - 3600,
         expires: now + 30 * 86400,
         images: vec![
@@ -282,6 +283,20 @@ fn hostile_bundles_are_refused_with_one_clear_line() {
                     1,
                 );
                 fs::write(&p, text).unwrap();
+                (r.dir, vec![])
+            }),
+        ),
+        (
+            // `urgency` is signed like every other field: lowering a
+            // critical release to normal (or raising one) breaks it.
+            "tampered urgency",
+            "manifest signature: does not verify",
+            Box::new(|f: &Fixture| {
+                let r = make_release(f, "t1u", |m| m.urgency = Urgency::Critical);
+                let p = r.dir.join("manifest.json");
+                let text = fs::read_to_string(&p).unwrap();
+                assert!(text.contains("\"urgency\": \"critical\""), "{text}");
+                fs::write(&p, text.replacen("\"critical\"", "\"normal\"", 1)).unwrap();
                 (r.dir, vec![])
             }),
         ),

@@ -460,6 +460,7 @@ fn world_with(rng: &mut Rng, tamper: impl Fn(&mut Manifest)) -> World {
         hardware: vec![],
         version: semver::Version::new(2, 0, 0),
         security_version: 5,
+        urgency: Default::default(),
         created: CLOCK_FLOOR,
         expires: CLOCK_FLOOR + 1_000_000,
         images,

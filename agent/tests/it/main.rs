@@ -25,5 +25,6 @@ mod install_refusals;
 mod large_offsets;
 mod mcu;
 mod net;
+mod policy;
 mod resume_cli;
 mod trial_power;

@@ -75,3 +75,46 @@ fn bzip2_payload_has_one_stream_per_4_mib() {
     .stdout;
     assert!(plain == img);
 }
+
+/// `--urgency` is signed into the manifest: format 2 with the field for
+/// `security`/`critical`, format 1 without it for `normal` (older agents
+/// keep reading normal releases); `verify` shows it; a bad value is one
+/// usage line and writes nothing.
+#[test]
+fn urgency_is_signed_and_chooses_the_manifest_format() {
+    let (_t, d) = setup();
+    ok(sign_tool(&d, &["keygen", "--out", "release"]));
+    for (out, urgency, format) in [
+        ("plain", None, 1),
+        ("normal", Some("normal"), 1),
+        ("security", Some("security"), 2),
+        ("critical", Some("critical"), 2),
+    ] {
+        let mut extra = vec![];
+        if let Some(u) = urgency {
+            extra = vec!["--urgency", u];
+        }
+        let printed = ok(bzip2_bundle(&d, "rootfs=new.img", out, &extra));
+        let want = urgency.unwrap_or("normal");
+        assert!(printed.contains(&format!("urgency {want})")), "{printed}");
+        let text = fs::read_to_string(d.join(out).join("manifest.json")).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(m["format"], format, "{text}");
+        if format == 2 {
+            assert_eq!(m["urgency"], want, "{text}");
+        } else {
+            assert!(m.get("urgency").is_none(), "{text}");
+        }
+        let verified = ok(sign_tool(&d, &["verify", "--key", "release.pub", out]));
+        assert!(verified.contains(&format!("urgency {want})")), "{verified}");
+    }
+    let out = bzip2_bundle(&d, "rootfs=new.img", "bad", &["--urgency", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--urgency \"soon\": expected normal, security or critical")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!d.join("bad").exists());
+}

@@ -26,6 +26,7 @@ pub fn one_image_manifest(
         hardware: vec![],
         version,
         security_version,
+        urgency: Default::default(),
         created,
         expires,
         images: vec![Image {
