@@ -25,12 +25,22 @@ use crate::{Error, Result};
 
 /// The checks in `dir`, in the order they run.
 pub fn hooks(dir: &Path) -> Result<Vec<PathBuf>> {
+    let found = executables(dir, "health")?;
+    if found.is_none() {
+        log::info!("health: {} does not exist; no checks", dir.display());
+    }
+    Ok(found.unwrap_or_default())
+}
+
+/// The executables in a hook directory (health checks, policy hooks), in
+/// the order they run: regular files (symlinks followed, so
+/// `/etc/ota/health.d/x -> /usr/lib/...` works), names not starting with
+/// `.`, sorted; a non-executable file is skipped with a warning naming
+/// `what`. `None` when `dir` does not exist.
+pub fn executables(dir: &Path, what: &str) -> Result<Option<Vec<PathBuf>>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            log::info!("health: {} does not exist; no checks", dir.display());
-            return Ok(Vec::new());
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(dir, e)),
     };
     let mut out = Vec::new();
@@ -40,19 +50,18 @@ pub fn hooks(dir: &Path) -> Result<Vec<PathBuf>> {
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        // Follows symlinks, so /etc/ota/health.d/x -> /usr/lib/... works.
         let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
         if !meta.is_file() {
             continue;
         }
         if meta.permissions().mode() & 0o111 == 0 {
-            log::warn!("health: {} is not executable; skipped", path.display());
+            log::warn!("{what}: {} is not executable; skipped", path.display());
             continue;
         }
         out.push(path);
     }
     out.sort();
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Runs every check, each within `limit` (config `health_timeout_s`); the

@@ -9,7 +9,6 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, OFlag};
 
 use crate::bundle::time::parse_rfc3339_utc;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Exit status of a hook that defers this phase.
 pub const EXIT_DEFER: i32 = 10;
@@ -56,30 +55,7 @@ pub enum Answer {
 /// (symlinks followed), names not starting with `.`. A missing directory
 /// means no hooks; a non-executable file is skipped with a warning.
 pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        if !meta.is_file() {
-            continue;
-        }
-        if meta.permissions().mode() & 0o111 == 0 {
-            log::warn!("policy: {} is not executable; skipped", path.display());
-            continue;
-        }
-        out.push(path);
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::health::executables(dir, "policy")?.unwrap_or_default())
 }
 
 /// Runs `hook` with `offer` (JSON) on stdin, within `limit`; `now` turns a
@@ -199,6 +175,7 @@ fn kill_group(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn hook(dir: &Path, name: &str, body: &str) -> PathBuf {
         let p = dir.join(name);

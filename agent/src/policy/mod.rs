@@ -154,19 +154,7 @@ impl Offer {
 
     /// One line of JSON (RFC 8259), newline-terminated.
     pub fn to_json(&self) -> String {
-        let s = |v: &str| {
-            let mut o = String::from("\"");
-            for c in v.chars() {
-                match c {
-                    '"' => o.push_str("\\\""),
-                    '\\' => o.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => o.push(c),
-                }
-            }
-            o.push('"');
-            o
-        };
+        let s = crate::report::record::json_string;
         let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
         format!(
             "{{\"phase\":\"{}\",\"check_only\":{},\"product\":{},\"from_version\":{},\"to_version\":{},\"urgency\":\"{}\",\"download_bytes\":{},\"image_bytes\":{},\"delta\":{},\"security_version\":{{\"from\":{},\"to\":{}}},\"mcu\":{}}}\n",

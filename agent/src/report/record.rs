@@ -178,10 +178,17 @@ fn field(o: &mut String, k: &str, v: Option<&str>) {
     o.push_str(",\"");
     o.push_str(k);
     o.push_str("\":");
-    let Some(v) = v else {
-        o.push_str("null");
-        return;
-    };
+    match v {
+        Some(v) => o.push_str(&json_string(v)),
+        None => o.push_str("null"),
+    }
+}
+
+/// `v` as a JSON string (RFC 8259 section 7: `"` and `\` escaped, control
+/// characters as `\u00XX`). The one JSON string writer of the agent
+/// (reports, policy offers, DDI documents).
+pub fn json_string(v: &str) -> String {
+    let mut o = String::with_capacity(v.len() + 2);
     o.push('"');
     for c in v.chars() {
         match c {
@@ -192,6 +199,7 @@ fn field(o: &mut String, k: &str, v: Option<&str>) {
         }
     }
     o.push('"');
+    o
 }
 
 /// `time` formatted for a report.
