@@ -41,6 +41,7 @@ pub mod gpt;
 pub mod hawkbit; // hawkbit:
 pub mod health;
 pub mod install;
+pub mod json;
 pub mod logger;
 pub mod mcu;
 pub mod net;

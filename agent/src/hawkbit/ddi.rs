@@ -152,7 +152,7 @@ pub struct Feedback {
 
 /// `s` as a JSON string literal (RFC 8259 §7).
 pub fn quote(s: &str) -> String {
-    crate::report::record::json_string(s)
+    crate::json::string(s)
 }
 
 impl Feedback {

@@ -154,7 +154,7 @@ impl Offer {
 
     /// One line of JSON (RFC 8259), newline-terminated.
     pub fn to_json(&self) -> String {
-        let s = crate::report::record::json_string;
+        let s = crate::json::string;
         let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
         format!(
             "{{\"phase\":\"{}\",\"check_only\":{},\"product\":{},\"from_version\":{},\"to_version\":{},\"urgency\":\"{}\",\"download_bytes\":{},\"image_bytes\":{},\"delta\":{},\"security_version\":{{\"from\":{},\"to\":{}}},\"mcu\":{}}}\n",

@@ -179,27 +179,9 @@ fn field(o: &mut String, k: &str, v: Option<&str>) {
     o.push_str(k);
     o.push_str("\":");
     match v {
-        Some(v) => o.push_str(&json_string(v)),
+        Some(v) => o.push_str(&crate::json::string(v)),
         None => o.push_str("null"),
     }
-}
-
-/// `v` as a JSON string (RFC 8259 section 7: `"` and `\` escaped, control
-/// characters as `\u00XX`). The one JSON string writer of the agent
-/// (reports, policy offers, DDI documents).
-pub fn json_string(v: &str) -> String {
-    let mut o = String::with_capacity(v.len() + 2);
-    o.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 /// `time` formatted for a report.

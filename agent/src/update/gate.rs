@@ -145,7 +145,7 @@ pub fn check_policy(
     }
     let client = crate::net::Client::from_config(dev.config())?;
     let keys = crate::bundle::TrustedKeys::load_dir(&dev.config().keys_dir)?;
-    let approved = super::run::fetch_approved(&client, manifest_url, &keys, &dev.facts(false)?)?;
+    let approved = super::stage::fetch_approved(&client, manifest_url, &keys, &dev.facts(false)?)?;
     explain(dev, &approved)
 }
 

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use super::gate::{self, reboot, reboot_with_policy, Asker};
 use super::lock::lock;
 use super::progress::{Announcement, Console, RunProgress};
-use super::{stage, Device};
-use crate::bundle::{self, Bundle, DeviceFacts, TrustedKeys};
+use super::stage::{self, fetch_approved};
+use super::Device;
+use crate::bundle::{self, Bundle, TrustedKeys};
 use crate::config::Config;
 use crate::install::journal::Journal;
 use crate::install::{Approved, BundlePayloads, FileDisk, Installer, Outcome, Payloads};
@@ -281,26 +282,6 @@ fn switch_pending(dev: &mut Device) -> bool {
             true
         }
     }
-}
-
-/// The manifest at `manifest_url` and its signature, verified and judged
-/// against the device before a single payload byte is fetched.
-pub(super) fn fetch_approved(
-    client: &Client,
-    manifest_url: &str,
-    keys: &TrustedKeys,
-    facts: &DeviceFacts,
-) -> Result<Approved> {
-    let mbytes = client.get_small(manifest_url, bundle::manifest::MAX_LEN)?;
-    let sig = client.get_small(
-        &format!("{manifest_url}.sig"),
-        bundle::signature::MAX_SIGNATURE_LEN,
-    )?;
-    let approved = Approved::new(&mbytes, &sig, keys, facts)?;
-    for w in approved.warnings() {
-        log::warn!("{w}");
-    }
-    Ok(approved)
 }
 
 /// `verify PATH [--reinstall]`: every check `install` makes before writing

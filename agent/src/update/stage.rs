@@ -7,9 +7,33 @@
 use std::path::{Path, PathBuf};
 
 use crate::bundle::{self, manifest, signature, BundleError, DeviceFacts, TrustedKeys};
+use crate::install::Approved;
 use crate::net::{dir_url, fetch_to_file, join_url, Client};
 use crate::update_status::{Phase, Progress};
 use crate::{Error, Result};
+
+/// The manifest at `manifest_url` and its signature (bytes, size-limited).
+fn fetch_manifest(client: &Client, manifest_url: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mbytes = client.get_small(manifest_url, manifest::MAX_LEN)?;
+    let sig = client.get_small(&format!("{manifest_url}.sig"), signature::MAX_SIGNATURE_LEN)?;
+    Ok((mbytes, sig))
+}
+
+/// The manifest at `manifest_url` and its signature, verified and judged
+/// against the device before a single payload byte is fetched.
+pub(super) fn fetch_approved(
+    client: &Client,
+    manifest_url: &str,
+    keys: &TrustedKeys,
+    facts: &DeviceFacts,
+) -> Result<Approved> {
+    let (mbytes, sig) = fetch_manifest(client, manifest_url)?;
+    let approved = Approved::new(&mbytes, &sig, keys, facts)?;
+    for w in approved.warnings() {
+        log::warn!("{w}");
+    }
+    Ok(approved)
+}
 
 /// Downloads the release whose manifest is at `manifest_url` into `dir`
 /// (created): manifest and signature first, verified and judged against the
@@ -26,8 +50,7 @@ pub fn download_release(
     dir: &Path,
     progress: &mut dyn Progress,
 ) -> Result<PathBuf> {
-    let mbytes = client.get_small(manifest_url, manifest::MAX_LEN)?;
-    let sig = client.get_small(&format!("{manifest_url}.sig"), signature::MAX_SIGNATURE_LEN)?;
+    let (mbytes, sig) = fetch_manifest(client, manifest_url)?;
     let (m, key) = bundle::verify_manifest(&mbytes, &sig, keys)?;
     for w in bundle::check_policy(&m, facts)? {
         log::warn!("{w}");
