@@ -117,6 +117,11 @@ pub fn now() -> u64 {
 pub const ROLLBACKS_FILE: &str = "rollbacks.json";
 /// `trial.json`: the trial of the release last installed (`update::trial`).
 pub const TRIAL_FILE: &str = "trial.json";
+/// `policy-refused`: the release a policy hook refused (`policy::memory`).
+pub const POLICY_REFUSED_FILE: &str = "policy-refused";
+/// `policy-deferrals`: how long hooks deferred a `critical` release
+/// (`policy::memory`).
+pub const POLICY_DEFERRALS_FILE: &str = "policy-deferrals";
 /// `activation.json`.
 pub const ACTIVATION_FILE: &str = "activation.json";
 /// `update-status.json` (docs/update-status.md).

@@ -8,11 +8,8 @@
 //!   and how often hooks deferred a `critical` release, so the bound on
 //!   its deferral survives reboots and power cuts.
 
-use crate::state::StateDir;
+use crate::state::{StateDir, POLICY_DEFERRALS_FILE as DEFERRALS, POLICY_REFUSED_FILE as REFUSED};
 use crate::Result;
-
-const REFUSED: &str = "policy-refused";
-const DEFERRALS: &str = "policy-deferrals";
 
 /// The refused release and why, if a hook refused one.
 pub fn refused(state: &StateDir) -> Option<(semver::Version, String)> {

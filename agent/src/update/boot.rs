@@ -63,14 +63,12 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
     let _lock = lock(dev.state())?;
     let health_dir = dev.config().health_dir.clone();
     let limit = std::time::Duration::from_secs(dev.config().health_timeout_s);
-    let state_dir = dev.state().path().to_owned();
     let mut reporter = Reporter::new(dev.config());
-    let boot_id = trial::boot_id(&dev.config().boot_id_file);
+    // This trial boot got here: a power cut from now on is not a failed boot.
+    note_reached(dev)?;
     let state = dev.state().clone();
     let bc = dev.boot_control()?;
     let slot = bc.booted_slot();
-    // This trial boot got here: a power cut from now on is not a failed boot.
-    trial::reached(&state, &bc.status(), &boot_id)?;
     let checks = health::run_all_within(&health_dir, limit).inspect_err(|error| {
         if let Err(e) = trial::health_failed(&state, slot) {
             log::warn!("{e}");
@@ -89,7 +87,7 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
     });
     log::info!("{checks} health checks passed");
     // The installed release's anti-rollback floor applies once it is confirmed.
-    let security_floor = crate::install::confirm_security_version(&state_dir, slot)?;
+    let security_floor = crate::install::confirm_security_version(state.path(), slot)?;
     if let Some(v) = security_floor {
         log::info!("minimum security version raised to {v}");
     }
@@ -106,6 +104,12 @@ pub fn mark_good(dev: &mut Device) -> Result<Confirmed> {
 /// trial, or already recorded for this boot).
 pub fn booted(dev: &mut Device) -> Result<bool> {
     let _lock = lock(dev.state())?;
+    note_reached(dev)
+}
+
+/// Records (`trial::reached`) that this boot, by its kernel boot id, of
+/// the booted slot reached userspace; `booted` and `mark-good` both do.
+fn note_reached(dev: &mut Device) -> Result<bool> {
     let boot_id = trial::boot_id(&dev.config().boot_id_file);
     let state = dev.state().clone();
     let status = dev.boot_control()?.status();

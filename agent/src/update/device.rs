@@ -187,7 +187,7 @@ impl Device {
                     reporter.record(Event::RolledBack {
                         from_slot: Some(r.from),
                         reason: &r.reason,
-                        boot_limit: bc.status().boot_limit,
+                        boot_limit,
                     });
                 }
                 Ok(None) => {}
