@@ -50,7 +50,7 @@ fn main() {
                 }
                 Ok(())
             } else {
-                ota_agent::net::fetch_to_file(&c, &url, &out, None, &mut |_, _| {}).map(drop)
+                ota_agent::net::fetch_to_file(&c, &url, &out, None, &mut |_, _| Ok(())).map(drop)
             }
         });
     if let Err(e) = result {

@@ -90,6 +90,11 @@ pub enum Error {
     /// A policy hook refused this release (remembered in `state_dir`).
     #[error("{0}")]
     Refused(String),
+    /// A local client stopped the download or write in progress (`cancel`
+    /// on the control socket, docs/local-api.md). The inactive slot stays
+    /// marked unbootable; the journal is cleared.
+    #[error("cancelled on the local control socket")]
+    Cancelled,
     /// A caller broke an API contract of the library (a bug, not bad input).
     #[error("internal error: {0}")]
     Internal(String),

@@ -296,6 +296,12 @@ pub trait Progress {
     fn advance(&mut self, done: u64, overall: u64);
     /// The run failed with `error` (phase `failed`, recorded at once).
     fn fail(&mut self, error: &str);
+    /// Asked between chunks of a download or write and before the
+    /// activation: `Ok` to go on. It may block (a local `suspend`); an
+    /// error stops the run there (a local `cancel`, docs/local-api.md).
+    fn go_on(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Discards progress (tests, library use without a state directory).

@@ -145,13 +145,14 @@ pub(super) fn download(
         let mut step = 0u64;
         net::fetch_to_file(client, href, file, None, &mut |held, total| {
             let Some(t) = total.or(art.size).filter(|t| *t > 0) else {
-                return;
+                return Ok(());
             };
             let pct = held.min(t) * 100 / t;
             if pct / 10 > step {
                 step = pct / 10;
                 proceeding(client, feedback, 0, format!("Downloaded {pct}%"));
             }
+            Ok(())
         })?;
     }
     let check = check_hashes(file, art);

@@ -225,16 +225,23 @@ impl<'a, D: Disk + ?Sized> Installer<'a, D> {
                     .journal
                     .clone()
                     .unwrap_or_else(|| Journal::new(&self.state_dir)),
+                stopped: None,
             },
         };
-        let result = session.run(payloads);
+        let mut result = session.run(payloads);
+        // Stopped by the progress (a local cancel): that is the reason,
+        // not the I/O error it left on the way out.
+        if let (Err(_), Some(e)) = (&result, session.books.stopped.take()) {
+            result = Err(e);
+        }
         if let Some(e) = result
             .as_ref()
             .err()
             .filter(|e| !matches!(e, Error::Deferred { .. } | Error::Refused(_)))
         {
-            if matches!(e, Error::Bundle(_)) {
-                // Content errors: a resume would only repeat them.
+            if matches!(e, Error::Bundle(_) | Error::Cancelled) {
+                // Content errors: a resume would only repeat them. A
+                // cancelled install is abandoned: the next one starts over.
                 if let Err(j) = session.books.journal.clear() {
                     log::warn!("{j}");
                 }
@@ -297,6 +304,9 @@ impl<'s, D: Disk + ?Sized> Session<'s, '_, D> {
             ..self.record(0, 0)
         })?;
 
+        // The last point a local suspend or cancel takes effect (a cancel
+        // that came during the read-back stops the install here).
+        self.books.progress.go_on()?;
         if let Some(gate) = self.before_activate.as_mut() {
             gate()?;
         }

@@ -160,7 +160,8 @@ pub(super) fn fetch_patch(
             .open_at(index, have)
             .map_err(|e| refuse(img, format!("opening the patch at {have}: {e}")))?;
         let got = copy_counted(src.take(want), &mut file, &mut |n| {
-            books.progress.advance(have + n, overall)
+            books.progress.advance(have + n, overall);
+            books.go_on()
         })
         .map_err(|e| refuse_io(img, "downloading the patch", e))?;
         file.sync_data().map_err(|e| Error::io(&path, e))?;
@@ -190,7 +191,7 @@ pub(super) fn fetch_patch(
 fn copy_counted(
     mut src: impl Read,
     dst: &mut impl Write,
-    report: &mut dyn FnMut(u64),
+    report: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; 64 << 10];
     let mut n = 0u64;
@@ -203,6 +204,6 @@ fn copy_counted(
         };
         dst.write_all(&buf[..got])?;
         n += got as u64;
-        report(n);
+        report(n)?;
     }
 }

@@ -108,6 +108,9 @@ impl<'w, 'd, 'r, 'p, D: Disk + ?Sized> CheckpointWriter<'w, 'd, 'r, 'p, D> {
         self.books
             .progress
             .advance(self.pos, self.job.done_before + self.pos);
+        // A local suspend waits here, a cancel stops here: between chunks,
+        // with the journal one checkpoint behind at most.
+        self.books.go_on()?;
         if self.checkpoint_due() {
             match self.restart_points {
                 RestartPoints::Anywhere => self.checkpoint(self.pos)?,

@@ -116,6 +116,8 @@ pub struct Download {
     stats: Stats,
     /// Start of the current minimum-progress window and the bytes in it.
     window: Option<(Instant, u64)>,
+    /// When the last `read` returned.
+    last_return: Option<Instant>,
 }
 
 impl std::fmt::Debug for Download {
@@ -156,6 +158,7 @@ impl Download {
             blind: false,
             stats: Stats::default(),
             window: None,
+            last_return: None,
         })
     }
 
@@ -412,6 +415,15 @@ impl Download {
             return Ok(());
         }
         let now = Instant::now();
+        // A consumer that asked for nothing for a whole window (suspended
+        // on the control socket, slow flash) is no stalled network: the
+        // window starts again with this read.
+        if self
+            .last_return
+            .is_some_and(|t| now.duration_since(t) >= s.min_progress_window)
+        {
+            self.window = None;
+        }
         let (start, got) = *self.window.get_or_insert((now, 0));
         if now.duration_since(start) < s.min_progress_window {
             return Ok(());
@@ -500,7 +512,9 @@ impl Download {
 
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_inner(buf).map_err(io::Error::other)
+        let r = self.read_inner(buf).map_err(io::Error::other);
+        self.last_return = Some(Instant::now());
+        r
     }
 }
 

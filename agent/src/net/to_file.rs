@@ -39,13 +39,14 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 /// power cut only the unsynced tail is fetched again. When `expected` is
 /// given the finished file must have exactly that size and SHA-256 (else it
 /// is deleted and the error names the mismatch). `progress` sees
-/// (bytes held, total if known) after every write.
+/// (bytes held, total if known) after every write; its error stops the
+/// download there (synced bytes kept for a later run) and is returned.
 pub fn fetch_to_file(
     client: &Client,
     url: &str,
     dest: &Path,
     expected: Option<&Blob>,
-    progress: &mut dyn FnMut(u64, Option<u64>),
+    progress: &mut dyn FnMut(u64, Option<u64>) -> Result<()>,
 ) -> Result<Stats> {
     let part = with_suffix(dest, ".part");
     let ckpt_path = with_suffix(dest, ".part.ckpt");
@@ -112,7 +113,10 @@ pub fn fetch_to_file(
             checkpoint(&file, &ckpt_path, url, &dl)?;
             since_ckpt = 0;
         }
-        progress(dl.position(), dl.total());
+        if let Err(e) = progress(dl.position(), dl.total()) {
+            checkpoint(&file, &ckpt_path, url, &dl)?;
+            return Err(e);
+        }
     }
     file.sync_all().map_err(io_err(&part))?;
     let stats = dl.stats();

@@ -47,6 +47,11 @@ pub trait Console {
     fn end(&mut self);
     /// A result for a person.
     fn announce(&mut self, announcement: &Announcement);
+    /// [`Progress::go_on`]: whether the run may go on (the control
+    /// socket's suspend and cancel; a terminal always says yes).
+    fn go_on(&mut self) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
 /// A console that shows nothing (library use, tests).
@@ -118,6 +123,9 @@ impl<S: ProgressSink> Progress for RunProgress<'_, S> {
         self.writer.fail(error);
         self.show(true);
         self.end();
+    }
+    fn go_on(&mut self) -> crate::Result<()> {
+        self.console.go_on()
     }
 }
 

@@ -97,7 +97,10 @@ pub fn download_release(
             &join_url(base, &img.file),
             &dest,
             Some(&img.payload),
-            &mut |done, _| progress.advance(done, before.saturating_add(done)),
+            &mut |done, _| {
+                progress.advance(done, before.saturating_add(done));
+                progress.go_on()
+            },
         )?;
         before = before.saturating_add(img.payload.size);
     }

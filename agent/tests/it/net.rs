@@ -433,7 +433,7 @@ fn fault_proxy_randomized_runs_end_with_exact_bytes() {
             &proxy.url("image.bin"),
             &dest,
             None,
-            &mut |_, _| {},
+            &mut |_, _| Ok(()),
         )
         .unwrap_or_else(|e| panic!("run {run_no} (seed {seed:#x}): {e}"));
         let got = fs::read(&dest).unwrap();
@@ -488,7 +488,7 @@ fn file_changed_mid_download_restarts_never_splices() {
         &proxy.url("image.bin"),
         &dest,
         None,
-        &mut |_, _| {},
+        &mut |_, _| Ok(()),
     )
     .unwrap();
     assert!(fs::read(&dest).unwrap() == new, "spliced or stale image");
@@ -516,7 +516,7 @@ fn file_changed_mid_download_restarts_never_splices() {
     );
     let url = proxy.url("image.bin");
     let dest = out.path().join("b.bin");
-    let e = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| {}).unwrap_err();
+    let e = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| Ok(())).unwrap_err();
     assert!(e.to_string().contains("gave up"), "{e}");
     assert_eq!(
         fs::metadata(out.path().join("b.bin.part")).unwrap().len(),
@@ -525,7 +525,7 @@ fn file_changed_mid_download_restarts_never_splices() {
     // Run 2, same file: resumes at the checkpoint and fetches only the tail.
     mode.store(1, Ordering::SeqCst);
     let first = proxy.requests.lock().unwrap().len();
-    let stats = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| {}).unwrap();
+    let stats = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| Ok(())).unwrap();
     assert!(fs::read(&dest).unwrap() == old);
     assert_eq!(stats.received, old.len() as u64 - 200_000);
     assert_eq!(
@@ -535,11 +535,11 @@ fn file_changed_mid_download_restarts_never_splices() {
     // Run 1 again, then the file changes before run 2: a clean restart.
     fs::remove_file(&dest).unwrap();
     mode.store(2, Ordering::SeqCst);
-    assert!(fetch_to_file(&http_client(1), &url, &dest, None, &mut |_, _| {}).is_err());
+    assert!(fetch_to_file(&http_client(1), &url, &dest, None, &mut |_, _| Ok(())).is_err());
     fs::write(&path, &new).unwrap();
     mode.store(1, Ordering::SeqCst);
     let first = proxy.requests.lock().unwrap().len();
-    let stats = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| {}).unwrap();
+    let stats = fetch_to_file(&http_client(2), &url, &dest, None, &mut |_, _| Ok(())).unwrap();
     assert!(
         fs::read(&dest).unwrap() == new,
         "spliced image after a restart"
@@ -573,7 +573,7 @@ fn expected_hash_mismatch_leaves_nothing() {
             &nginx.url("p.bin"),
             &dest,
             Some(expected),
-            &mut |_, _| {},
+            &mut |_, _| Ok(()),
         )
     };
     let e = fetch(&wrong).unwrap_err();
@@ -614,7 +614,10 @@ fn https_pins_the_ca_and_checks_the_name() {
     let out = tempfile::tempdir().unwrap();
 
     let ok = tls_client(&pki, "ca.pem", false);
-    fetch_to_file(&ok, &url, &out.path().join("ok.bin"), None, &mut |_, _| {}).unwrap();
+    fetch_to_file(&ok, &url, &out.path().join("ok.bin"), None, &mut |_, _| {
+        Ok(())
+    })
+    .unwrap();
     assert!(fs::read(out.path().join("ok.bin")).unwrap() == data);
     assert_eq!(ok.get_small(&url, 1 << 20).unwrap(), data);
 
@@ -1055,4 +1058,29 @@ fn update_streams_into_the_inactive_slot() {
     let o = dev.agent(&["--booted-slot", "a", "update"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(status(&dev)["update"], st["update"]);
+}
+
+/// The minimum-progress rule measures the network, not the consumer: a
+/// consumer that stops reading for longer than the window (suspended on
+/// the control socket, slow flash) does not make the download "stalled";
+/// the window starts again at its next read.
+#[test]
+fn a_paused_consumer_is_not_a_stalled_download() {
+    let nginx = Nginx::start(None);
+    let data = pseudo_random(4 << 20, 17);
+    fs::write(nginx.www().join("big.bin"), &data).unwrap();
+    let s = NetSettings {
+        min_progress_bytes: 1 << 20,
+        min_progress_window: Duration::from_secs(1),
+        ..settings(2)
+    };
+    let client = Client::new(&TlsFiles::default(), s).unwrap();
+    let url = nginx.url("big.bin");
+    let mut dl = Download::new(&client, &url, 0, None).unwrap();
+    let mut got = vec![0u8; 16 << 10];
+    dl.read_exact(&mut got).unwrap();
+    thread::sleep(Duration::from_millis(2500));
+    dl.read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("after a pause of the consumer: {e}"));
+    assert!(got == data, "{} bytes differ", got.len());
 }
