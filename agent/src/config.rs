@@ -104,6 +104,9 @@ pub struct Config {
     /// `policy_dir`, `policy_timeout_s`, `critical_defer_limit_h`,
     /// `[windows]`: when the device lets an update proceed (docs/policy.md).
     pub policy: crate::policy::PolicyConfig,
+    /// `[control]`: the daemon's local control socket (docs/local-api.md);
+    /// absent = no socket.
+    pub control: Option<crate::control::ControlConfig>,
 }
 
 /// How the device authenticates to the hawkBit DDI server.
@@ -176,6 +179,7 @@ impl Default for Config {
             min_progress_window_s: 60,
             mcu: None,
             hawkbit: None,
+            control: None,
             policy: crate::policy::PolicyConfig::default(),
         }
     }
@@ -367,6 +371,39 @@ impl Config {
                 }
             }
         }
+        if let Some(section) = doc.sections.iter().find(|s| s.name == "control") {
+            let mut k = crate::control::ControlConfig::default();
+            for e in &section.entries {
+                let name = format!("control.{}", e.key);
+                let f = Field { name: &name, e };
+                match e.key.as_str() {
+                    "socket" => k.socket = f.path()?,
+                    "mode" => {
+                        k.mode = u32::from_str_radix(&f.string()?, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o777)
+                            .ok_or_else(|| {
+                                f.wrong("expected octal permissions such as \"0660\"".into())
+                            })?
+                    }
+                    "group" => k.group = Some(f.string()?),
+                    "consent" => {
+                        k.consent = match f.string()?.as_str() {
+                            "auto" => false,
+                            "required" => true,
+                            other => {
+                                return Err(f.wrong(format!(
+                                    "unknown consent \"{}\", expected \"auto\" or \"required\"",
+                                    crate::error::quote(other)
+                                )))
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            c.control = Some(k);
+        }
         if let Some(section) = doc.sections.iter().find(|s| s.name == "hawkbit") {
             let mut h = HawkbitConfig {
                 url: String::new(),
@@ -438,7 +475,8 @@ const TOP_KEYS: &[&str] = &[
     "policy_timeout_s",
     "critical_defer_limit_h",
 ];
-const SECTIONS: &[&str] = &["mcu", "hawkbit", "windows"];
+const SECTIONS: &[&str] = &["mcu", "hawkbit", "windows", "control"];
+const CONTROL_KEYS: &[&str] = &["socket", "mode", "group", "consent"];
 const WINDOWS_KEYS: &[&str] = &["download", "activate", "reboot", "utc_offset"];
 const HAWKBIT_KEYS: &[&str] = &[
     "url",
@@ -534,6 +572,7 @@ fn unknown_keys(doc: &syntax::Document) -> Vec<String> {
             let known = match s.name.as_str() {
                 "mcu" => MCU_KEYS,
                 "windows" => WINDOWS_KEYS,
+                "control" => CONTROL_KEYS,
                 _ => HAWKBIT_KEYS,
             };
             out.extend(

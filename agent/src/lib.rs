@@ -34,6 +34,7 @@ pub mod bootctl;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod durable;
 pub mod error;
 pub mod gpt;

@@ -18,6 +18,7 @@ use crate::{Error, Result};
 
 mod args;
 mod boot;
+mod ctl;
 mod env;
 mod mcu;
 mod progress;
@@ -49,6 +50,11 @@ commands:
   mcu status                 ask the appliance MCU for its state
   identity [--registry-line] device id and report public key (PEM)
   report [--send]            the signed report queue; --send delivers it now
+  ctl [--socket PATH] CMD    talk to the running daemon (docs/local-api.md):
+                             status, subscribe [--interval MS] [--count N]
+                             [--until-outcome], check-now, accept|decline VERSION,
+                             inhibit REASON [--lease S], release ID, suspend,
+                             resume, cancel
 
 install, resume, update: exit 4 when the update policy defers a phase, 5 when
 it refuses the release (docs/policy.md).
@@ -141,6 +147,7 @@ fn run(args: Vec<OsString>) -> Result<i32> {
         "daemon" => update::daemon(&globals, rest),
         "identity" => report::identity(&globals, rest),
         "report" => report::queue(&globals, rest),
+        "ctl" => ctl::run(&globals, rest),
         other => Err(Error::Usage(format!(
             "unknown or not yet implemented command `{other}` (try --help)"
         ))),

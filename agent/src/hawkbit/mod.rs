@@ -147,6 +147,7 @@ pub fn daemon(
     booted: Option<Slot>,
     max_cycles: Option<u64>,
     console: &mut dyn Console,
+    control: Option<&crate::control::Control>,
 ) -> Result<()> {
     let mut host = DaemonHost::new(config, booted, console);
     let floor = config.hawkbit.as_ref().map_or(60, |h| h.poll_floor_s);
@@ -160,7 +161,7 @@ pub fn daemon(
         if max_cycles.is_some_and(|m| cycle >= m) {
             return Ok(());
         }
-        std::thread::sleep(sleep);
+        crate::control::pause(control, sleep);
     }
 }
 

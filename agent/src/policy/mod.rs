@@ -202,15 +202,26 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// Asks the window and then each hook about `offer` at `now`. With
-/// `record` (a real run, not `check`), a refusal is remembered in
-/// `state` and a deferral of a `critical` release is counted there.
+/// A voice asked after the window and before the hooks, answering like a
+/// hook (the control socket's inhibits and consent, `control::Hub`).
+pub trait Voice {
+    /// Who answers, in messages (`local control`).
+    fn name(&self) -> &str;
+    /// The answer to `offer` at `now` (UTC seconds, the policy's clock).
+    fn answer(&self, offer: &Offer, now: i64) -> hooks::Answer;
+}
+
+/// Asks the window, then `voice` (if any) and then each hook about
+/// `offer` at `now`. With `record` (a real run, not `check`), a refusal is
+/// remembered in `state` and a deferral of a `critical` release is
+/// counted there.
 pub fn decide(
     cfg: &PolicyConfig,
     state: &StateDir,
     now: i64,
     offer: &Offer,
     record: bool,
+    voice: Option<&dyn Voice>,
 ) -> Result<Verdict> {
     let phase = offer.phase.name();
     let critical = offer.urgency == Urgency::Critical;
@@ -227,21 +238,28 @@ pub fn decide(
             });
         }
     }
-    let Some(dir) = &cfg.dir else {
-        return Ok(Verdict::Proceed);
+    let hooks = match &cfg.dir {
+        Some(dir) => hooks::list(dir)?,
+        None => Vec::new(),
     };
     let json = offer.to_json();
     let limit = Duration::from_secs(cfg.timeout_s);
-    for hook in hooks::list(dir)? {
+    // The voice first, then the hooks in order; the first that does not
+    // say proceed decides.
+    let voice = voice.map(|v| (v.name().to_owned(), v.answer(offer, now)));
+    let hooks = hooks.iter().map(|hook| {
         let name = hook
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         log::info!("policy: {phase}: running {}", hook.display());
-        let (why, until) = match hooks::run(&hook, &json, limit, now) {
+        (format!("hook {name}"), hooks::run(hook, &json, limit, now))
+    });
+    for (who, answer) in voice.into_iter().chain(hooks) {
+        let (why, until) = match answer {
             hooks::Answer::Proceed => continue,
             hooks::Answer::Refuse { note } => {
-                let why = format!("hook {name} refused {}{}", offer.to_version, colon(&note));
+                let why = format!("{who} refused {}{}", offer.to_version, colon(&note));
                 if record {
                     memory::refuse(state, &offer.to_version, &why)?;
                 }
@@ -252,14 +270,11 @@ pub fn decide(
                     .map(|t| format!(" (until {})", crate::bundle::time::format_rfc3339_utc(t)))
                     .unwrap_or_default();
                 (
-                    format!("hook {name} deferred {phase}{}{when}", colon(&note)),
+                    format!("{who} deferred {phase}{}{when}", colon(&note)),
                     until,
                 )
             }
-            hooks::Answer::Broken(e) => (
-                format!("hook {name} is broken ({e}); {phase} deferred"),
-                None,
-            ),
+            hooks::Answer::Broken(e) => (format!("{who} is broken ({e}); {phase} deferred"), None),
         };
         if critical {
             let limit_s =
@@ -354,7 +369,7 @@ mod tests {
         for phase in [Phase::Download, Phase::Activate, Phase::Reboot] {
             for u in [Urgency::Normal, Urgency::Security] {
                 assert_eq!(
-                    decide(&cfg, &f.state, noon, &offer(phase, u), true).unwrap(),
+                    decide(&cfg, &f.state, noon, &offer(phase, u), true, None).unwrap(),
                     Verdict::Defer {
                         why: format!(
                             "{} window closed until 2026-12-08T01:00+00:00",
@@ -364,7 +379,15 @@ mod tests {
                     }
                 );
             }
-            let v = decide(&cfg, &f.state, noon, &offer(phase, Urgency::Critical), true).unwrap();
+            let v = decide(
+                &cfg,
+                &f.state,
+                noon,
+                &offer(phase, Urgency::Critical),
+                true,
+                None,
+            )
+            .unwrap();
             assert_eq!(
                 v == Verdict::Proceed,
                 phase != Phase::Reboot,
@@ -379,7 +402,8 @@ mod tests {
                 &f.state,
                 night,
                 &offer(Phase::Reboot, Urgency::Normal),
-                true
+                true,
+                None
             )
             .unwrap(),
             Verdict::Proceed
@@ -404,6 +428,7 @@ mod tests {
             now,
             &offer(Phase::Reboot, Urgency::Normal),
             true,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -446,10 +471,10 @@ mod tests {
         let want = Verdict::Refuse {
             why: "hook 50-no refused 1.4.0: not on this model".into(),
         };
-        assert_eq!(decide(&cfg, &f.state, 0, &o, false).unwrap(), want);
+        assert_eq!(decide(&cfg, &f.state, 0, &o, false, None).unwrap(), want);
         assert_eq!(refused(&f.state), None);
         o.check_only = false;
-        assert_eq!(decide(&cfg, &f.state, 0, &o, true).unwrap(), want);
+        assert_eq!(decide(&cfg, &f.state, 0, &o, true, None).unwrap(), want);
         assert_eq!(
             refused(&f.state),
             Some((
@@ -475,38 +500,100 @@ mod tests {
         };
         let crit = offer(Phase::Download, Urgency::Critical);
         assert_eq!(
-            decide(&cfg, &f.state, t0, &crit, true).unwrap(),
+            decide(&cfg, &f.state, t0, &crit, true, None).unwrap(),
             broken("download")
         );
         assert_eq!(memory::deferrals(&f.state, "1.4.0"), Some((t0, 1)));
         // `check` neither counts nor starts the clock.
         assert_eq!(
-            decide(&cfg, &f.state, t0 + 60, &crit, false).unwrap(),
+            decide(&cfg, &f.state, t0 + 60, &crit, false, None).unwrap(),
             broken("download")
         );
         assert_eq!(memory::deferrals(&f.state, "1.4.0"), Some((t0, 1)));
         // The bound is per release over all phases, from the first deferral.
         let act = offer(Phase::Activate, Urgency::Critical);
         assert_eq!(
-            decide(&cfg, &f.state, t0 + 24 * 3600 - 1, &act, true).unwrap(),
+            decide(&cfg, &f.state, t0 + 24 * 3600 - 1, &act, true, None).unwrap(),
             broken("activate")
         );
         assert_eq!(memory::deferrals(&f.state, "1.4.0"), Some((t0, 2)));
         assert_eq!(
-            decide(&cfg, &f.state, t0 + 24 * 3600, &act, true).unwrap(),
+            decide(&cfg, &f.state, t0 + 24 * 3600, &act, true, None).unwrap(),
             Verdict::Proceed
         );
         // A normal release waits for its hooks however long it takes.
         let normal = offer(Phase::Download, Urgency::Normal);
         assert_eq!(
-            decide(&cfg, &f.state, t0 + 30 * 86400, &normal, true).unwrap(),
+            decide(&cfg, &f.state, t0 + 30 * 86400, &normal, true, None).unwrap(),
             broken("download")
         );
         // A refusal holds even for a critical release past the bound.
         hook(&f, "20-no", "exit 20");
         assert!(matches!(
-            decide(&cfg, &f.state, t0 + 48 * 3600, &act, true).unwrap(),
+            decide(&cfg, &f.state, t0 + 48 * 3600, &act, true, None).unwrap(),
             Verdict::Refuse { .. }
         ));
+    }
+
+    /// A voice that always gives one answer.
+    struct Says(hooks::Answer);
+
+    impl Voice for Says {
+        fn name(&self) -> &str {
+            "local control"
+        }
+        fn answer(&self, _: &Offer, _: i64) -> hooks::Answer {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn the_voice_speaks_before_the_hooks_under_the_same_bounds() {
+        let f = fx();
+        let ran = f.hooks.parent().unwrap().join("ran");
+        hook(&f, "10-any", &format!("touch {}; exit 0", ran.display()));
+        let cfg = PolicyConfig {
+            dir: Some(f.hooks.clone()),
+            critical_defer_limit_h: 1,
+            ..PolicyConfig::default()
+        };
+        let t0 = at("2026-12-07T12:00:00Z");
+        let inhibit = Says(hooks::Answer::Defer {
+            note: "inhibit 1 (cooking)".into(),
+            until: Some(t0 + 600),
+        });
+        let o = offer(Phase::Download, Urgency::Normal);
+        assert_eq!(
+            decide(&cfg, &f.state, t0, &o, true, Some(&inhibit)).unwrap(),
+            Verdict::Defer {
+                why: "local control deferred download: inhibit 1 (cooking) (until 2026-12-07T12:10:00Z)"
+                    .into(),
+                until: Some(t0 + 600)
+            }
+        );
+        assert!(!ran.exists(), "a hook ran after the voice deferred");
+        // A critical release: deferred for critical_defer_limit_h, then the
+        // hooks are asked.
+        let crit = offer(Phase::Download, Urgency::Critical);
+        assert!(matches!(
+            decide(&cfg, &f.state, t0, &crit, true, Some(&inhibit)).unwrap(),
+            Verdict::Defer { .. }
+        ));
+        assert_eq!(
+            decide(&cfg, &f.state, t0 + 3600, &crit, true, Some(&inhibit)).unwrap(),
+            Verdict::Proceed
+        );
+        assert!(ran.exists());
+        // A decline is a refusal, remembered.
+        let decline = Says(hooks::Answer::Refuse {
+            note: "declined on the control socket".into(),
+        });
+        assert_eq!(
+            decide(&cfg, &f.state, t0, &o, true, Some(&decline)).unwrap(),
+            Verdict::Refuse {
+                why: "local control refused 1.4.0: declined on the control socket".into()
+            }
+        );
+        assert_eq!(refused(&f.state).unwrap().0, semver::Version::new(1, 4, 0));
     }
 }

@@ -7,6 +7,7 @@
 //! (docs/policy.md) ends quietly; the next starts at the next poll, or
 //! when the window opens or the hook said, if sooner (at least a minute).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::lock::lock;
@@ -14,6 +15,7 @@ use super::progress::Console;
 use super::run::{resume_locked, run_once};
 use super::Device;
 use crate::config::Config;
+use crate::control::{observed, pause, Control, Relay};
 use crate::net::backoff;
 use crate::report::Reporter;
 use crate::slots::Slot;
@@ -31,26 +33,61 @@ pub fn daemon(
     max_cycles: Option<u64>,
     console: &mut dyn Console,
 ) -> Result<()> {
+    // The local control socket (docs/local-api.md), before anything else:
+    // a UI sees the resume below too.
+    let control = match &config.control {
+        Some(c) => {
+            let doc = crate::update_status::read(&crate::state::StateDir::new(&config.state_dir))
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| crate::update_status::UpdateStatus::idle(None));
+            Some(Control::start(c, doc)?)
+        }
+        None => None,
+    };
+    let mut relay;
+    let console: &mut dyn Console = match &control {
+        Some(c) => {
+            relay = Relay::new(c.hub(), console);
+            &mut relay
+        }
+        None => console,
+    };
     if config.hawkbit.is_some() {
         // hawkbit: the DDI server replaces the channel file.
         #[cfg(feature = "hawkbit")]
-        return crate::hawkbit::daemon(config, booted_override, max_cycles, console);
+        return crate::hawkbit::daemon(
+            config,
+            booted_override,
+            max_cycles,
+            console,
+            control.as_ref(),
+        );
         #[cfg(not(feature = "hawkbit"))]
         return Err(crate::Error::Usage(
             "[hawkbit] is configured but this ota-agent was built without the hawkbit feature"
                 .into(),
         ));
     }
+    let device = || {
+        let mut dev = Device::new(config.clone(), booted_override);
+        if let Some(c) = &control {
+            dev.set_control(Arc::clone(c.hub()));
+        }
+        dev
+    };
     // After a reboot: record a rollback the bootloader reported (the slot
     // itself is confirmed by `mark-good` after the health checks, a
     // separate boot service), so status/progress tell the truth.
-    if let Err(e) = Device::new(config.clone(), booted_override).boot_control() {
+    if let Err(e) = device().boot_control() {
         log::warn!("boot control unavailable: {e}");
     }
     // An install a power cut interrupted goes on before the first poll.
-    let mut dev = Device::new(config.clone(), booted_override);
+    let mut dev = device();
     match lock(dev.state()) {
-        Ok(_lock) => match resume_locked(&mut dev, true, console) {
+        Ok(_lock) => match observed(control.as_ref(), true, || {
+            resume_locked(&mut dev, true, console)
+        }) {
             Ok(true) => log::info!("the interrupted install was resumed and completed"),
             Ok(false) => {}
             Err(e @ crate::Error::Deferred { .. }) => log::info!("interrupted install: {e}"),
@@ -65,10 +102,12 @@ pub fn daemon(
         if crate::report::done(&mut sending) {
             sending = Reporter::new(config).deliver_in_background(&config.source);
         }
-        let mut dev = Device::new(config.clone(), booted_override);
+        let mut dev = device();
         let mut delay = poll_delay(config.poll_interval_s);
         match lock(dev.state()) {
-            Ok(_lock) => match run_once(&mut dev, false, console) {
+            Ok(_lock) => match observed(control.as_ref(), false, || {
+                run_once(&mut dev, false, console)
+            }) {
                 Ok(true) => log::info!("cycle {cycle}: update installed"),
                 Ok(false) => log::info!("cycle {cycle}: nothing to do"),
                 // The policy said not now (docs/policy.md): not a failure.
@@ -87,7 +126,7 @@ pub fn daemon(
             crate::report::finish(sending);
             return Ok(());
         }
-        std::thread::sleep(delay);
+        pause(control.as_ref(), delay);
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Device {
     /// clock. Tests set it ([`Device::set_now`], or [`FAKE_NOW_ENV`] for
     /// the binary).
     now: Option<i64>,
+    /// The daemon's control socket state (inhibits and consent are asked
+    /// with the policy); `None` outside the daemon.
+    control: Option<std::sync::Arc<crate::control::Hub>>,
 }
 
 /// Environment variable, for tests only: a `YYYY-MM-DDTHH:MM:SSZ` time the
@@ -61,6 +64,7 @@ impl Device {
             installed,
             layout: None,
             boot: None,
+            control: None,
             now: std::env::var(FAKE_NOW_ENV).ok().and_then(|v| {
                 let t = bundle::time::parse_rfc3339_utc(&v);
                 match t {
@@ -82,6 +86,16 @@ impl Device {
     /// Sets the policy's clock (tests).
     pub fn set_now(&mut self, now: i64) {
         self.now = Some(now);
+    }
+
+    /// Lets the daemon's control socket (`hub`) take part in the policy.
+    pub fn set_control(&mut self, hub: std::sync::Arc<crate::control::Hub>) {
+        self.control = Some(hub);
+    }
+
+    /// The daemon's control socket state, if this run has one.
+    pub fn control(&self) -> Option<&std::sync::Arc<crate::control::Hub>> {
+        self.control.as_ref()
     }
 
     /// The configuration.

@@ -27,6 +27,7 @@ pub(super) struct Asker {
     state: StateDir,
     now: i64,
     from: Option<String>,
+    control: Option<std::sync::Arc<crate::control::Hub>>,
 }
 
 impl Asker {
@@ -36,14 +37,17 @@ impl Asker {
             state: dev.state().clone(),
             now: dev.now(),
             from: dev.installed_text(),
+            control: dev.control().cloned(),
         }
     }
 
-    /// Whether a policy is configured at all. Not in hawkBit mode: there
-    /// the server's maintenance windows and action types decide, and a
-    /// deferral would read as a failed action (docs/policy.md).
+    /// Whether a policy is configured at all (windows, hooks, or the
+    /// daemon's control socket with its inhibits and consent). Not in
+    /// hawkBit mode: there the server's maintenance windows and action
+    /// types decide, and a deferral would read as a failed action
+    /// (docs/policy.md).
     pub(super) fn active(&self) -> bool {
-        self.config.policy.is_active() && self.config.hawkbit.is_none()
+        (self.config.policy.is_active() || self.control.is_some()) && self.config.hawkbit.is_none()
     }
 
     fn offer(&self, m: &Manifest, phase: Phase) -> Offer {
@@ -69,7 +73,15 @@ impl Asker {
         let mut offer = self.offer(m, phase);
         offer.mcu = mcu;
         let to = m.version.to_string();
-        match policy::decide(&self.config.policy, &self.state, self.now, &offer, true)? {
+        let voice = self.control.as_deref().map(|h| h as &dyn policy::Voice);
+        match policy::decide(
+            &self.config.policy,
+            &self.state,
+            self.now,
+            &offer,
+            true,
+            voice,
+        )? {
             Verdict::Proceed => Ok(()),
             Verdict::Defer { why, until } => {
                 // Without a hook's "until", so that the queue's
@@ -125,7 +137,14 @@ pub(super) fn explain(dev: &Device, approved: &Approved) -> Result<Option<(Phase
     };
     let mut offer = asker.offer(m, phase);
     offer.check_only = true;
-    let v = policy::decide(&asker.config.policy, dev.state(), asker.now, &offer, false)?;
+    let v = policy::decide(
+        &asker.config.policy,
+        dev.state(),
+        asker.now,
+        &offer,
+        false,
+        None,
+    )?;
     Ok(Some((phase, v)))
 }
 

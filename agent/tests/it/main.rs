@@ -12,6 +12,7 @@ mod common;
 mod bootctl_cli;
 mod bootctl_model;
 mod bundle;
+mod control;
 mod deadlines;
 mod durable_power;
 mod env_cli;

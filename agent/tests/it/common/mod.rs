@@ -5,9 +5,11 @@
 //! device's agent reads ([`device`]), keys and
 //! signatures made by openssl ([`openssl`]), a seeded PRNG ([`rng`]),
 //! the simulated appliance MCU ([`mcu_sim`]), nginx ([`nginx`]), free
-//! local ports ([`ports`]) and signed one-image releases ([`release`]).
+//! local ports ([`ports`]), signed one-image releases ([`release`]) and
+//! a channel server with a device to update from it ([`channel`]).
 
 pub mod bootloader;
+pub mod channel;
 pub mod device;
 pub mod disk;
 pub mod mcu_sim;
