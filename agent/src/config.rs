@@ -717,6 +717,31 @@ mod tests {
     }
 
     #[test]
+    fn control_section_parses_strictly() {
+        let base = "product = \"p\"\ndisk = \"d\"\n[control]\n";
+        let c = parse(&format!(
+            "{base}socket = \"/s\"\nmode = \"0600\"\nconsent = \"required\"\n"
+        ))
+        .unwrap()
+        .control
+        .unwrap();
+        assert_eq!(
+            (c.socket.to_str(), c.mode, c.consent),
+            (Some("/s"), 0o600, true)
+        );
+        assert_eq!(parse(base).unwrap().control.unwrap().mode, 0o660);
+        for (bad, names) in [
+            ("mode = \"0680\"\n", "control.mode"),
+            ("mode = \"1777\"\n", "control.mode"),
+            ("mode = 660\n", "control.mode"),
+            ("consent = \"maybe\"\n", "control.consent"),
+        ] {
+            let e = parse(&format!("{base}{bad}")).unwrap_err().to_string();
+            assert!(e.contains(names), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_listed_not_fatal() {
         let text = "product = \"p\"\ndisk = \"d\"\ncolour = 1\n[mcu]\nspeed = 2\n";
         let doc = syntax::parse(text).unwrap();

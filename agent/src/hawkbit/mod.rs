@@ -154,10 +154,17 @@ pub fn daemon(
     let mut cycle = 0u64;
     loop {
         cycle += 1;
-        let sleep = self::cycle(config, &mut host).unwrap_or_else(|e| {
-            log::warn!("hawkbit cycle {cycle} failed: {e}");
-            Duration::from_secs(floor)
+        // The control socket sees the cycle as a run (suspend and cancel
+        // reach the write; only failures are outcome events here).
+        let mut sleep = Duration::from_secs(floor);
+        let r = crate::control::observed(control, true, || {
+            sleep = self::cycle(config, &mut host)?;
+            Ok(false)
         });
+        if let Err(e) = r {
+            log::warn!("hawkbit cycle {cycle} failed: {e}");
+            sleep = Duration::from_secs(floor);
+        }
         if max_cycles.is_some_and(|m| cycle >= m) {
             return Ok(());
         }

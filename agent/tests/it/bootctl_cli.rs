@@ -439,6 +439,15 @@ fn reference_config_parses_with_its_documented_defaults() {
         .collect();
     let c = ota_agent::config::Config::parse(&all, &path).unwrap();
     assert_eq!(c.mcu.unwrap().baud, 9600);
+    assert_eq!(
+        c.control,
+        Some(ota_agent::control::ControlConfig {
+            socket: "/run/ota-agent/control.sock".into(),
+            mode: 0o660,
+            group: Some("appliance".into()),
+            consent: false,
+        })
+    );
 }
 
 /// Every field `status --json` prints is documented in docs/status-json.md
