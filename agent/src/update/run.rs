@@ -546,8 +546,11 @@ fn install_into_inactive<S: crate::mcu::ProgressSink>(
     // Kept only for an install that may go on: one that began writing a
     // slot and stopped on an I/O error. A refusal (before the first write)
     // or a content error leaves state_dir as it was.
-    if matches!(outcome, Ok(_) | Err(Error::Bundle(_) | Error::Install(_)))
-        || !slot_write_began(&state)
+    // A cancelled install is abandoned like a refused one: nothing resumes it.
+    if matches!(
+        outcome,
+        Ok(_) | Err(Error::Bundle(_) | Error::Install(_) | Error::Cancelled)
+    ) || !slot_write_began(&state)
     {
         if let Err(e) = state.clear_install_source() {
             log::warn!("{e}");

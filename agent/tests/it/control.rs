@@ -338,6 +338,14 @@ fn cancel_during_the_write_leaves_slot_b_bad_and_the_device_on_slot_a() {
     assert_ne!(dev.slot_b_len(LEN), image);
     assert_eq!(dev.reboots(), 0);
     assert!(!dev.journal(), "the journal of a cancelled install is kept");
+    // Nothing resumes a cancelled install (the next boot's `resume`).
+    let o = dev.agent(&["resume"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "resume after cancel: {}",
+        text(&o)
+    );
     let s = c.ok("status", "");
     assert_eq!(s["state"], "idle", "{s}");
     assert_eq!(s["update"]["phase"], "failed", "{s}");
