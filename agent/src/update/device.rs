@@ -180,20 +180,23 @@ impl Device {
                     // try it again): kept with the rollback record, because
                     // the report below settles the note (the hawkBit
                     // feedback, sent later, names it from here).
-                    let power =
+                    let judged =
                         super::trial::on_rollback(&self.state, r.from, &r.reason, boot_limit)
                             .unwrap_or_else(|e| {
                                 log::warn!("{e}");
                                 None
                             });
-                    if let Some(p) = &power {
-                        log::warn!("slot {}: {p}", r.from);
-                        reporter.record(Event::PowerLost {
-                            slot: r.from,
-                            cause: p,
-                        });
+                    if let Some(j) = &judged {
+                        log::warn!("slot {}: {}", r.from, j.cause);
+                        if j.power_lost {
+                            reporter.record(Event::PowerLost {
+                                slot: r.from,
+                                cause: &j.cause,
+                            });
+                        }
                     }
-                    if let Some(cause) = power.or_else(|| reporter.pending_cause(r.from)) {
+                    let judged = judged.map(|j| j.cause);
+                    if let Some(cause) = judged.or_else(|| reporter.pending_cause(r.from)) {
                         if let Err(e) = self.state.note_rollback_cause(&cause) {
                             log::warn!("could not keep the rollback's cause: {e}");
                         }

@@ -90,15 +90,26 @@ pub fn committed(state: &StateDir, booted: Slot) -> Result<()> {
     }
 }
 
+/// How [`on_rollback`] judged the trial the bootloader gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// One line kept with the rollback record (`status`, reports).
+    pub cause: String,
+    /// Power cuts ended it (else its boots never reached userspace).
+    pub power_lost: bool,
+}
+
 /// The bootloader gave `from` up for `reason` after `boot_limit` tries.
-/// Returns the cause to keep with the rollback when its trial was lost to
-/// power; a round with retries left is then marked for `resume`.
+/// Judges its tracked trial, if any: lost to power (a round with retries
+/// left is then marked for `resume`), or failed because its boots never
+/// reached userspace (a kernel that panics). `None`: nothing tracked, a
+/// health check failed (its own note is the cause) or another reason.
 pub fn on_rollback(
     state: &StateDir,
     from: Slot,
     reason: &str,
     boot_limit: Option<u32>,
-) -> Result<Option<String>> {
+) -> Result<Option<Judged>> {
     let Some(mut t) = state.trial()? else {
         return Ok(None);
     };
@@ -109,26 +120,39 @@ pub fn on_rollback(
     let limit = boot_limit.unwrap_or(0);
     let reached = u32::try_from(t.reached.len()).unwrap_or(u32::MAX);
     let failed = t.failed_boots + limit.saturating_sub(reached);
-    let power =
-        reason == "bootlimit" && !t.health_failed && reached > 0 && limit > 0 && failed < limit;
+    let counted = reason == "bootlimit" && !t.health_failed && limit > 0;
+    let power = counted && reached > 0 && failed < limit;
     if !power {
         state.clear_trial()?;
-        return Ok(None);
+        let cause = match reached {
+            _ if !counted => return Ok(None),
+            0 => format!("none of the {limit} trial boots reached userspace"),
+            _ => format!("{failed} trial boots never reached userspace (limit {limit})"),
+        };
+        return Ok(Some(Judged {
+            cause,
+            power_lost: false,
+        }));
     }
     let what = format!(
         "power lost during trial: {reached} of {limit} boots reached userspace, none failed a health check"
     );
-    if t.retries >= MAX_RETRIES {
+    let cause = if t.retries >= MAX_RETRIES {
         state.clear_trial()?;
-        return Ok(Some(format!("{what}; no retry left ({MAX_RETRIES} used)")));
-    }
-    t.failed_boots = failed;
-    t.retry_pending = true;
-    state.set_trial(&t)?;
-    Ok(Some(format!(
-        "{what}; trying it again ({} of {MAX_RETRIES})",
-        t.retries + 1
-    )))
+        format!("{what}; no retry left ({MAX_RETRIES} used)")
+    } else {
+        t.failed_boots = failed;
+        t.retry_pending = true;
+        state.set_trial(&t)?;
+        format!(
+            "{what}; trying it again ({} of {MAX_RETRIES})",
+            t.retries + 1
+        )
+    };
+    Ok(Some(Judged {
+        cause,
+        power_lost: true,
+    }))
 }
 
 /// The trial `resume` must start again, if one is pending.
@@ -178,8 +202,14 @@ mod tests {
     }
 
     /// One round of three trial boots of slot b; `reached[i]`: boot i got
-    /// to userspace. Returns the cause `on_rollback` gives.
+    /// to userspace. Returns the cause `on_rollback` gives a power loss.
     fn round(state: &StateDir, reached_boots: [bool; 3], round: u32) -> Option<String> {
+        judge(state, reached_boots, round)
+            .filter(|j| j.power_lost)
+            .map(|j| j.cause)
+    }
+
+    fn judge(state: &StateDir, reached_boots: [bool; 3], round: u32) -> Option<Judged> {
         for (i, r) in reached_boots.iter().enumerate() {
             if *r {
                 let id = format!("boot-{round}-{i}");
@@ -221,13 +251,22 @@ mod tests {
         assert_eq!(round(&state, [false, false, true], 1), None);
         assert!(state.trial().unwrap().is_none());
 
-        // Never reached userspace (a kernel that panics): no retry.
+        // Never reached userspace (a kernel that panics): no retry, and
+        // the rollback says why.
         begin(&state, Slot::B, "2.0.2").unwrap();
-        assert_eq!(round(&state, [false, false, false], 0), None);
-        // A failed health check: no retry, even if every boot got there.
+        assert_eq!(
+            judge(&state, [false, false, false], 0),
+            Some(Judged {
+                cause: "none of the 3 trial boots reached userspace".into(),
+                power_lost: false
+            })
+        );
+        assert!(retry_due(&state).is_none() && state.trial().unwrap().is_none());
+        // A failed health check: no retry, even if every boot got there
+        // (its own note is the cause).
         begin(&state, Slot::B, "2.0.3").unwrap();
         health_failed(&state, Slot::B).unwrap();
-        assert_eq!(round(&state, [true, true, true], 0), None);
+        assert_eq!(judge(&state, [true, true, true], 0), None);
         // mark-bad is never power.
         begin(&state, Slot::B, "2.0.4").unwrap();
         reached(&state, &status(Slot::B, Some(Slot::B)), "x").unwrap();

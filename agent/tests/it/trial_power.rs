@@ -216,6 +216,11 @@ fn never_reaching_userspace_or_failing_health_rolls_back_for_good() {
     );
     assert_eq!(dev.vars()["ota_slot"], "a");
     assert_eq!(dev.state("trial.json"), None);
+    let st = dev.ok(&["status"]);
+    assert!(
+        st.contains("rollback cause: none of the 3 trial boots reached userspace"),
+        "{st}"
+    );
 
     // Every boot reaches userspace, the health check fails each time.
     let mut dev = Device::new();
