@@ -654,3 +654,68 @@ fn socat_speaks_the_protocol() {
     let s = daemon.client().ok("status", "");
     assert_eq!(s["inhibits"][0]["reason"], "demo", "{s}");
 }
+
+/// The socket's permissions are exactly `mode` and its group `group`; a
+/// second daemon on the same socket, an unknown group and a missing
+/// directory are each one error line and exit 1; a socket file left by a
+/// killed daemon is replaced.
+#[test]
+fn the_socket_has_its_permissions_and_bad_setups_are_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let server = Server::start();
+    let dev = device(&server, "mode = \"0640\"\ngroup = \"nogroup\"\n");
+    let mut first = Daemon::start(&dev);
+    let md = fs::metadata(&first.socket).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(md.gid(), 65534, "nogroup");
+    let daemon = |d: &Device| {
+        Command::new(AGENT)
+            .arg("--config")
+            .arg(d.path("ota-agent.toml"))
+            .args(["--booted-slot", "a", "daemon", "--max-cycles", "1"])
+            .output()
+            .unwrap()
+    };
+    let o = daemon(&dev);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("another ota-agent daemon answers on this socket"),
+        "{err}"
+    );
+    // Killed: its socket file stays and is replaced by the next daemon.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(first.socket.exists());
+    let again = Daemon::start(&dev);
+    again.client().ok("status", "");
+    drop(again);
+    for (extra, says) in [
+        (
+            "group = \"no-such-group\"\n",
+            "[control] group \"no-such-group\" does not exist",
+        ),
+        (
+            "socket = \"/nonexistent/dir/control.sock\"\n",
+            "/nonexistent/dir/control.sock",
+        ),
+    ] {
+        let d = Device::new(&server, "");
+        let cfg = d.path("ota-agent.toml");
+        let t = fs::read_to_string(&cfg).unwrap();
+        let sock = d.path("control.sock");
+        let extra = if extra.starts_with("socket") {
+            extra.to_owned()
+        } else {
+            format!("socket = \"{}\"\n{extra}", sock.display())
+        };
+        fs::write(&cfg, format!("{t}[control]\n{extra}")).unwrap();
+        let o = daemon(&d);
+        assert_eq!(o.status.code(), Some(1), "{extra}: {}", text(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!sock.exists());
+    }
+}
