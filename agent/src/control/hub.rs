@@ -52,6 +52,9 @@ struct Shared {
     offer: Option<(String, String)>,
     /// The answer to the last offer: `(version, accepted)`.
     answer: Option<(String, bool)>,
+    /// The server's progress: the last event sequence it handed out, and
+    /// whether every client's buffer was written then.
+    served: (u64, bool),
 }
 
 struct Inhibit {
@@ -141,6 +144,7 @@ impl Hub {
                 consent,
                 offer: None,
                 answer: None,
+                served: (0, true),
             }),
             cond: Condvar::new(),
             wake,
@@ -256,6 +260,32 @@ impl Hub {
     }
 
     // --- the server's side ---
+
+    /// The server handed out the events up to `cursor`; `flushed`: every
+    /// client's buffer was written.
+    pub(super) fn served(&self, cursor: u64, flushed: bool) {
+        self.lock().served = (cursor, flushed);
+        self.cond.notify_all();
+    }
+
+    /// Waits (at most `limit`) until the server has written every event so
+    /// far to every client — before the daemon exits (`--max-cycles`), so
+    /// the last `outcome` reaches the subscribers.
+    pub fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut s = self.lock();
+        while s.served.0 < s.event_seq || !s.served.1 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            s = self
+                .cond
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
 
     /// The current document's sequence number.
     pub(super) fn doc_seq(&self) -> u64 {

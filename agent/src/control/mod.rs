@@ -76,6 +76,12 @@ impl Control {
         Ok(Control { hub })
     }
 
+    /// Before the daemon returns: lets the server write what is queued
+    /// (the last `outcome`) for up to a second.
+    pub fn finish(&self) {
+        self.hub.drain(Duration::from_secs(1));
+    }
+
     /// The shared state (for [`crate::update::Device::set_control`]).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub

@@ -8,7 +8,11 @@
 //! request line of [`protocol::MAX_LINE`] bytes (longer: an error line,
 //! then the connection is closed), [`MAX_QUEUED`] bytes waiting for a
 //! client (more: the client is dropped — a reader that does not read
-//! cannot hold up the update or the other clients).
+//! cannot hold up the update or the other clients). A client's requests
+//! are read only while less than `PAUSE_AT` bytes wait for it, so one that
+//! sends requests without reading the replies is stalled by its own full
+//! socket, not served in a loop (it costs no CPU; measured in
+//! docs/benchmarks.md "Control socket").
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -29,6 +33,9 @@ use crate::{Error, Result};
 pub const MAX_CLIENTS: usize = 16;
 /// Most bytes queued for one client before it is dropped.
 pub const MAX_QUEUED: usize = 64 << 10;
+/// A client's requests wait while this many bytes of replies and events
+/// wait for it.
+const PAUSE_AT: usize = 16 << 10;
 
 /// Binds `c.socket` with `c.mode` and `c.group`. A socket file left by a
 /// daemon that died is replaced; one that answers is another daemon's.
@@ -112,6 +119,18 @@ struct Client {
     dead: bool,
 }
 
+impl Client {
+    /// A complete request line waits in `input`.
+    fn has_line(&self) -> bool {
+        self.input.contains(&b'\n')
+    }
+
+    /// Whether to read more from the socket now.
+    fn wants_input(&self) -> bool {
+        !self.eof && !self.closing && !self.has_line() && self.out.len() < PAUSE_AT
+    }
+}
+
 struct Sub {
     interval: Duration,
     last: Option<Instant>,
@@ -149,7 +168,7 @@ impl Server {
                 ];
                 for c in &self.clients {
                     let mut want = PollFlags::empty();
-                    if !c.eof && !c.closing {
+                    if c.wants_input() {
                         want |= PollFlags::POLLIN;
                     }
                     if !c.out.is_empty() {
@@ -180,9 +199,10 @@ impl Server {
             }
             let readable = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
             for (c, r) in self.clients.iter_mut().zip(ready.iter().skip(2)) {
-                if r.intersects(readable) {
-                    read_requests(c, &self.hub);
+                if r.intersects(readable) && c.wants_input() {
+                    read_input(c);
                 }
+                serve_lines(c, &self.hub);
                 // The peer closed both ways: nothing can reach it any more.
                 if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
                     c.dead = true;
@@ -193,6 +213,8 @@ impl Server {
                 flush(c);
             }
             self.clients.retain(|c| !c.dead);
+            let flushed = self.clients.iter().all(|c| c.out.is_empty());
+            self.hub.served(self.cursor, flushed);
         }
     }
 
@@ -276,28 +298,34 @@ impl Server {
     }
 }
 
-/// Reads what `c` sent and answers each complete line.
-fn read_requests(c: &mut Client, hub: &Hub) {
+/// Reads what `c` sent, until the socket is empty or a line is complete.
+fn read_input(c: &mut Client) {
     let mut buf = [0u8; 4096];
-    loop {
+    while !c.has_line() && c.input.len() <= protocol::MAX_LINE {
         match c.stream.read(&mut buf) {
             Ok(0) => {
                 c.eof = true;
-                break;
+                return;
             }
             Ok(n) => c.input.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 c.dead = true;
                 return;
             }
         }
-        if c.input.len() > protocol::MAX_LINE {
-            break;
-        }
     }
-    while let Some(end) = c.input.iter().position(|&b| b == b'\n') {
+}
+
+/// Answers `c`'s complete lines while fewer than [`PAUSE_AT`] bytes wait
+/// for it: a client that does not read its replies is not read either (its
+/// writes block in the kernel), so it costs neither memory nor CPU.
+fn serve_lines(c: &mut Client, hub: &Hub) {
+    while c.out.len() < PAUSE_AT {
+        let Some(end) = c.input.iter().position(|&b| b == b'\n') else {
+            break;
+        };
         let line: Vec<u8> = c.input.drain(..=end).collect();
         if end + 1 > protocol::MAX_LINE {
             refuse_long(c);
@@ -322,9 +350,9 @@ fn read_requests(c: &mut Client, hub: &Hub) {
         };
         c.out.extend_from_slice(reply.as_bytes());
     }
-    if c.input.len() >= protocol::MAX_LINE {
+    if !c.has_line() && c.input.len() >= protocol::MAX_LINE {
         refuse_long(c);
-    } else if c.eof && c.sub.is_none() {
+    } else if c.eof && c.sub.is_none() && !c.has_line() {
         c.closing = true;
     }
 }

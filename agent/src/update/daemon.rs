@@ -56,13 +56,19 @@ pub fn daemon(
     if config.hawkbit.is_some() {
         // hawkbit: the DDI server replaces the channel file.
         #[cfg(feature = "hawkbit")]
-        return crate::hawkbit::daemon(
-            config,
-            booted_override,
-            max_cycles,
-            console,
-            control.as_ref(),
-        );
+        {
+            let r = crate::hawkbit::daemon(
+                config,
+                booted_override,
+                max_cycles,
+                console,
+                control.as_ref(),
+            );
+            if let Some(c) = &control {
+                c.finish();
+            }
+            return r;
+        }
         #[cfg(not(feature = "hawkbit"))]
         return Err(crate::Error::Usage(
             "[hawkbit] is configured but this ota-agent was built without the hawkbit feature"
@@ -124,6 +130,9 @@ pub fn daemon(
         }
         if max_cycles.is_some_and(|m| cycle >= m) {
             crate::report::finish(sending);
+            if let Some(c) = &control {
+                c.finish();
+            }
             return Ok(());
         }
         pause(control.as_ref(), delay);

@@ -547,27 +547,41 @@ fn bad_clients_do_not_harm_the_update_or_each_other() {
     let mut rest = String::new();
     assert_eq!(big.reader.read_line(&mut rest).unwrap(), 0, "{rest}");
 
-    // A client that asks and never reads: dropped once its replies pile up.
+    // A client that asks and never reads its replies: once its replies fill
+    // the socket, the daemon stops reading it, so its writes block (no
+    // memory, no CPU spent on it); it is not dropped, and the others are
+    // served meanwhile.
     let hog = UnixStream::connect(&daemon.socket).unwrap();
-    hog.set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    hog.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let burst = "{\"cmd\":\"status\"}\n".repeat(200);
-    let mut dropped = false;
-    for _ in 0..200 {
-        if (&hog).write_all(burst.as_bytes()).is_err() {
-            dropped = true;
-            break;
+    let mut sent = 0usize;
+    let blocked = loop {
+        match (&hog).write(burst.as_bytes()) {
+            Ok(n) => sent += n,
+            Err(e) => break e,
         }
-    }
-    assert!(dropped, "a client that never reads was not dropped");
+        assert!(
+            sent < 64 << 20,
+            "the daemon read {sent} bytes of requests unanswered"
+        );
+    };
     assert!(
-        daemon.log().contains("dropped a client that does not read"),
+        matches!(
+            blocked.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{blocked}"
+    );
+    c.ok("status", "");
+    assert!(
+        !daemon.log().contains("dropped a client"),
         "{}",
         daemon.log()
     );
 
     // The limit on clients: the 17th is told and closed; the others work.
-    let mut many: Vec<Client> = (0..14).map(|_| daemon.client()).collect();
+    // Connected: the watcher, c and the hog (big was closed).
+    let mut many: Vec<Client> = (0..13).map(|_| daemon.client()).collect();
     let extra = UnixStream::connect(&daemon.socket).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -718,4 +732,64 @@ fn the_socket_has_its_permissions_and_bad_setups_are_refused() {
         assert!(err.contains(says), "{err}");
         assert!(!sock.exists());
     }
+}
+
+/// A subscriber that never reads is dropped once 64 KiB of events wait for
+/// it (here: the events of many short cycles), logged once; the others go on.
+#[test]
+fn a_subscriber_that_never_reads_is_dropped() {
+    let server = Server::start();
+    let dev = device(&server, "");
+    let daemon = Daemon::start(&dev);
+    let mut c = daemon.client();
+    c.sleeping();
+    let mut deaf = daemon.client();
+    deaf.ok("subscribe", "\"interval_ms\":100");
+    c.ok("subscribe", "\"interval_ms\":60000");
+    // Each cycle (nothing published: the check fails) is ~1.5 KB of events.
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut cycles = 0;
+    while !daemon.log().contains("dropped a client that does not read") {
+        assert!(Instant::now() < until, "not dropped after {cycles} cycles");
+        c.ok("check-now", "");
+        c.until_outcome();
+        cycles += 1;
+    }
+    assert_eq!(daemon.log().matches("dropped a client").count(), 1);
+    // Its connection is closed once what it left unread is read.
+    deaf.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut deaf.reader, &mut rest).unwrap();
+    c.ok("status", "");
+}
+
+/// `daemon --max-cycles 1` lets its subscribers have the last outcome
+/// before it exits.
+#[test]
+fn the_last_outcome_reaches_the_subscriber_before_the_daemon_exits() {
+    let server = Server::start_with(SLOW);
+    server.publish_len("1.1.0", Urgency::Normal, 11, LEN);
+    let dev = device(&server, "");
+    let mut child = Command::new(AGENT)
+        .arg("--config")
+        .arg(dev.path("ota-agent.toml"))
+        .args(["--booted-slot", "a", "daemon", "--max-cycles", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = dev.path("control.sock");
+    let until = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < until, "no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut c = Client::open(&socket);
+    c.ok("subscribe", "");
+    let events = c.until_outcome();
+    assert_eq!(outcome(&events)["result"], "installed", "{events:?}");
+    assert!(child.wait().unwrap().success());
 }
