@@ -213,7 +213,12 @@ impl Server {
                 flush(c);
             }
             self.clients.retain(|c| !c.dead);
-            let flushed = self.clients.iter().all(|c| c.out.is_empty());
+            // Events go to subscribers only: a client that lets its
+            // replies pile up does not hold the daemon's exit.
+            let flushed = self
+                .clients
+                .iter()
+                .all(|c| c.sub.is_none() || c.out.is_empty());
             self.hub.served(self.cursor, flushed);
         }
     }
