@@ -497,6 +497,8 @@ fn consent_waits_for_accept_and_decline_is_remembered() {
     let mut c = daemon.client();
     let s = c.status_until("offered", |s| !s["offer"].is_null());
     assert_eq!(s["offer"]["to_version"], "1.1.0", "{s} {}", daemon.log());
+    // The cycle that offered it is over before the answer's cycle begins.
+    c.sleeping();
     c.ok("subscribe", "");
     c.ok("decline", "\"version\":\"1.1.0\"");
     let events = c.until_outcome();
