@@ -13,6 +13,10 @@ pub const PROTOCOL: u32 = 1;
 /// Longest request line, newline included. A longer one is refused and
 /// the connection closed (there is no way to find the next line's start).
 pub const MAX_LINE: usize = 4096;
+/// Deepest nesting of arrays and objects in a request (a request is one
+/// flat object; deeper lines are refused before they are parsed, so the
+/// parser's recursion stays shallow on the server's small stack).
+pub const MAX_DEPTH: usize = 8;
 /// Longest inhibit reason, in bytes.
 pub const MAX_REASON: usize = 120;
 /// Longest inhibit lease, in seconds (a holder renews by inhibiting again).
@@ -86,6 +90,12 @@ pub struct Refusal {
 /// `serde_json::Value`, which the binary has anyway (a derive per message
 /// would cost more).
 pub fn parse(line: &[u8]) -> Result<Request, Refusal> {
+    if depth(line) > MAX_DEPTH {
+        return Err(Refusal {
+            id: None,
+            error: format!("not a request: nested deeper than {MAX_DEPTH} levels"),
+        });
+    }
     let v: Value = serde_json::from_slice(line).map_err(|e| Refusal {
         id: None,
         error: format!("not a request: {e}"),
@@ -154,6 +164,28 @@ pub fn parse(line: &[u8]) -> Result<Request, Refusal> {
         }
     };
     Ok(Request { id, cmd })
+}
+
+/// The deepest nesting of `[` and `{` in `line`, strings skipped.
+fn depth(line: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in line {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The first line the agent sends on every connection.
@@ -267,6 +299,19 @@ mod tests {
         assert!(refused(r#"{"cmd":"inhibit","reason":"x","lease_s":86401}"#).contains("lease_s"));
         assert!(refused(r#"{"cmd":"subscribe","interval_ms":10}"#).contains("out of range"));
         assert!(refused(r#"{"cmd":"release"}"#).contains("needs `inhibit`"));
+        // Nesting: refused before parsing, strings do not count.
+        let deep = format!(
+            r#"{{"cmd":"status","x":{}{}}}"#,
+            "[".repeat(9),
+            "]".repeat(9)
+        );
+        assert!(refused(&deep).contains("nested deeper than 8"), "{deep}");
+        let ok = format!(
+            r#"{{"cmd":"status","x":{}{},"s":"[[[[[[[[[[\"{{{{{{"}}"#,
+            "[".repeat(7),
+            "]".repeat(7)
+        );
+        assert_eq!(parse(ok.as_bytes()).unwrap().cmd, Command::Status, "{ok}");
         // A hostile command name is quoted, bounded, on one line.
         let e = refused(&format!(r#"{{"cmd":"a\nb{}"}}"#, "x".repeat(500)));
         assert!(!e.contains('\n') && e.len() < 200, "{e}");

@@ -101,7 +101,9 @@ fn group_id(name: &str) -> Result<u32> {
 pub fn spawn(listener: UnixListener, wake: UnixStream, hub: Arc<Hub>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("ota-control".into())
-        .stack_size(64 << 10)
+        // Requests are refused past protocol::MAX_DEPTH before they are
+        // parsed; the rest (poll, formatting) needs little.
+        .stack_size(256 << 10)
         .spawn(move || Server::new(listener, wake, hub).run())
         .map(drop)
 }

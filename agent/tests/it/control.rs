@@ -538,6 +538,14 @@ fn bad_clients_do_not_harm_the_update_or_each_other() {
     );
     c.ok("status", "");
 
+    // Deeply nested JSON (serde_json stops at 128 levels) on the server
+    // thread's small stack: an error reply, the daemon lives.
+    let deep = format!("{{\"cmd\":{}}}", "[".repeat(4000));
+    writeln!(c.writer, "{}", &deep[..4000]).unwrap();
+    let e = c.line();
+    assert_eq!(e["ok"], false, "{e}");
+    c.ok("status", "");
+
     // Oversized: one error line, then the connection is closed.
     let mut big = daemon.client();
     big.writer.write_all(&vec![b'x'; 5000]).unwrap();
