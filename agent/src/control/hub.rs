@@ -244,7 +244,20 @@ impl Hub {
         let deadline = Instant::now() + d;
         let mut s = self.lock();
         s.next_check = Some(deadline);
-        while !s.check_now {
+        let mut s = self.wait_until(s, deadline, |s| s.check_now);
+        s.check_now = false;
+        s.next_check = None;
+    }
+
+    /// Waits on the condition variable until `done` holds or `deadline`
+    /// passes; returns the lock.
+    fn wait_until<'a>(
+        &'a self,
+        mut s: MutexGuard<'a, Shared>,
+        deadline: Instant,
+        done: impl Fn(&Shared) -> bool,
+    ) -> MutexGuard<'a, Shared> {
+        while !done(&s) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -255,8 +268,7 @@ impl Hub {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        s.check_now = false;
-        s.next_check = None;
+        s
     }
 
     // --- the server's side ---
@@ -272,19 +284,10 @@ impl Hub {
     /// far to every client — before the daemon exits (`--max-cycles`), so
     /// the last `outcome` reaches the subscribers.
     pub fn drain(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        let mut s = self.lock();
-        while s.served.0 < s.event_seq || !s.served.1 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            s = self
-                .cond
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let s = self.lock();
+        drop(self.wait_until(s, Instant::now() + limit, |s| {
+            s.served.0 >= s.event_seq && s.served.1
+        }));
     }
 
     /// The current document's sequence number.
