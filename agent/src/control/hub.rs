@@ -48,6 +48,10 @@ struct Shared {
     /// The last deferral was an inhibit's: releasing the last one wakes the loop.
     inhibit_deferred: bool,
     consent: bool,
+    /// The daemon's own loop runs the updates (false in hawkBit mode,
+    /// where the DDI server steers the action: only `status`, `subscribe`
+    /// and `check-now` are served).
+    steer: bool,
     /// `(version, offer JSON)` waiting for `accept` / `decline`.
     offer: Option<(String, String)>,
     /// The answer to the last offer: `(version, accepted)`.
@@ -121,9 +125,14 @@ fn doc_json(doc: &UpdateStatus) -> String {
 
 impl Hub {
     /// A hub starting from `doc` (the status file, or idle); `consent`:
-    /// downloads wait for `accept`. Returns the server's end of the
-    /// wake-up pair too.
-    pub fn new(doc: UpdateStatus, consent: bool) -> std::io::Result<(Arc<Hub>, UnixStream)> {
+    /// downloads wait for `accept`; `steer`: inhibits, consent, suspend,
+    /// resume and cancel are served (not in hawkBit mode). Returns the
+    /// server's end of the wake-up pair too.
+    pub fn new(
+        doc: UpdateStatus,
+        consent: bool,
+        steer: bool,
+    ) -> std::io::Result<(Arc<Hub>, UnixStream)> {
         let (wake, server_end) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         server_end.set_nonblocking(true)?;
@@ -142,6 +151,7 @@ impl Hub {
                 next_inhibit: 1,
                 inhibit_deferred: false,
                 consent,
+                steer,
                 offer: None,
                 answer: None,
                 served: (0, true),
@@ -320,6 +330,10 @@ impl Hub {
         let r = match cmd {
             Command::Status | Command::Subscribe { .. } => Ok(status(&mut s)),
             Command::CheckNow => check_now(&mut s),
+            _ if !s.steer => Err(
+                "not available in hawkBit mode: the DDI server steers the update (status, subscribe and check-now are)"
+                    .into(),
+            ),
             Command::Accept { version } => answer(&mut s, version, true),
             Command::Decline { version } => answer(&mut s, version, false),
             Command::Inhibit { reason, lease_s } => inhibit(&mut s, reason, *lease_s),
@@ -520,5 +534,50 @@ impl Voice for Hub {
             note: format!("waiting for consent to {to} (accept or decline on the control socket)"),
             until: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(consent: bool, steer: bool) -> Arc<Hub> {
+        Hub::new(UpdateStatus::idle(None), consent, steer)
+            .unwrap()
+            .0
+    }
+
+    fn reply(h: &Hub, cmd: Command) -> serde_json::Value {
+        serde_json::from_str(&h.handle(Some(1), &cmd)).unwrap()
+    }
+
+    #[test]
+    fn in_hawkbit_mode_only_status_subscribe_and_check_now_are_served() {
+        let h = hub(false, false);
+        assert_eq!(reply(&h, Command::Status)["ok"], true);
+        assert_eq!(reply(&h, Command::CheckNow)["ok"], true);
+        h.begin_run();
+        for cmd in [
+            Command::Suspend,
+            Command::Cancel,
+            Command::Resume,
+            Command::Inhibit {
+                reason: "cooking".into(),
+                lease_s: 60,
+            },
+            Command::Accept {
+                version: "1.0.0".into(),
+            },
+        ] {
+            let r = reply(&h, cmd.clone());
+            assert_eq!(r["ok"], false, "{cmd:?}");
+            assert!(r["error"].as_str().unwrap().contains("hawkBit"), "{r}");
+        }
+        // The same commands are served by the daemon's own loop.
+        let h = hub(false, true);
+        h.begin_run();
+        assert_eq!(reply(&h, Command::Suspend)["ok"], true);
+        assert_eq!(reply(&h, Command::Cancel)["ok"], true);
+        assert!(matches!(h.go_on(), Err(Error::Cancelled)));
     }
 }

@@ -65,11 +65,12 @@ pub struct Control {
 impl Control {
     /// Binds the socket of `config` (refused when another daemon answers
     /// on it, or it cannot be made), then serves it on its own thread.
-    /// `doc` is the status to start from.
-    pub fn start(config: &ControlConfig, doc: UpdateStatus) -> Result<Control> {
+    /// `doc` is the status to start from; `steer`: false in hawkBit mode
+    /// (see [`Hub::new`]).
+    pub fn start(config: &ControlConfig, doc: UpdateStatus, steer: bool) -> Result<Control> {
         let listener = server::bind(config)?;
-        let (hub, wake) =
-            Hub::new(doc, config.consent).map_err(|e| crate::Error::io(&config.socket, e))?;
+        let (hub, wake) = Hub::new(doc, config.consent, steer)
+            .map_err(|e| crate::Error::io(&config.socket, e))?;
         server::spawn(listener, wake, Arc::clone(&hub))
             .map_err(|e| crate::Error::io(&config.socket, e))?;
         log::info!("control socket {} is served", config.socket.display());

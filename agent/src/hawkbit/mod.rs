@@ -154,8 +154,8 @@ pub fn daemon(
     let mut cycle = 0u64;
     loop {
         cycle += 1;
-        // The control socket sees the cycle as a run (suspend and cancel
-        // reach the write; only failures are outcome events here).
+        // The control socket sees the cycle as a run (its state and
+        // progress; only failures are outcome events here).
         let mut sleep = Duration::from_secs(floor);
         let r = crate::control::observed(control, true, || {
             sleep = self::cycle(config, &mut host)?;

@@ -41,7 +41,7 @@ pub fn daemon(
                 .ok()
                 .flatten()
                 .unwrap_or_else(|| crate::update_status::UpdateStatus::idle(None));
-            Some(Control::start(c, doc)?)
+            Some(Control::start(c, doc, config.hawkbit.is_none())?)
         }
         None => None,
     };
