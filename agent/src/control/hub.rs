@@ -286,8 +286,13 @@ impl Hub {
     /// The server handed out the events up to `cursor`; `flushed`: every
     /// client's buffer was written.
     pub(super) fn served(&self, cursor: u64, flushed: bool) {
-        self.lock().served = (cursor, flushed);
-        self.cond.notify_all();
+        let mut s = self.lock();
+        // Wakes the waiters (the exit drain) only on news: the server
+        // calls this at every turn of its loop.
+        if s.served != (cursor, flushed) {
+            s.served = (cursor, flushed);
+            self.cond.notify_all();
+        }
     }
 
     /// Waits (at most `limit`) until the server has written every event so

@@ -33,12 +33,18 @@ struct Daemon {
 
 impl Daemon {
     fn start(dev: &Device) -> Daemon {
+        Daemon::start_with(dev, &[])
+    }
+
+    /// Like [`Daemon::start`], with more `daemon` arguments.
+    fn start_with(dev: &Device, args: &[&str]) -> Daemon {
         let log = dev.path("daemon.log");
         let child = Command::new(AGENT)
             .arg("-v")
             .arg("--config")
             .arg(dev.path("ota-agent.toml"))
             .args(["--booted-slot", "a", "daemon"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
@@ -140,6 +146,14 @@ impl Client {
         let v = self.ask(cmd, more);
         assert_eq!(v["ok"], true, "{cmd}: {v}");
         v
+    }
+
+    /// Sends a request that must be refused with an error containing `says`.
+    fn refused(&mut self, cmd: &str, more: &str, says: &str) {
+        let v = self.ask(cmd, more);
+        assert_eq!(v["ok"], false, "{cmd}: {v}");
+        let e = v["error"].as_str().unwrap_or_default();
+        assert!(e.contains(says), "{cmd}: {e:?} lacks {says:?}");
     }
 
     /// The next event (those read during `ask` first).
@@ -350,15 +364,7 @@ fn cancel_during_the_write_leaves_slot_b_bad_and_the_device_on_slot_a() {
     assert_eq!(s["state"], "idle", "{s}");
     assert_eq!(s["update"]["phase"], "failed", "{s}");
     // Nothing is left to cancel.
-    let again = c.ask("cancel", "");
-    assert_eq!(again["ok"], false, "{again}");
-    assert!(
-        again["error"]
-            .as_str()
-            .unwrap()
-            .contains("nothing to cancel"),
-        "{again}"
-    );
+    c.refused("cancel", "", "nothing to cancel");
 }
 
 /// `suspend` holds the write between chunks (no byte moves while
@@ -396,8 +402,7 @@ fn suspend_holds_the_write_and_resume_finishes_it() {
     assert_eq!(outcome(&events)["result"], "installed", "{}", daemon.log());
     assert_eq!(dev.slot_b_len(LEN), image);
     assert_eq!(dev.var("ota_slot"), "b");
-    let nothing = other.ask("resume", "");
-    assert_eq!(nothing["ok"], false, "{nothing}");
+    other.refused("resume", "", "nothing to resume");
 }
 
 /// An inhibit defers the download (the policy's message names it, nothing
@@ -476,14 +481,10 @@ fn consent_waits_for_accept_and_decline_is_remembered() {
     let s = c.ok("status", "");
     assert_eq!(s["consent"], "required", "{s}");
     assert_eq!(s["offer"]["to_version"], "1.1.0", "{s}");
-    let wrong = c.ask("accept", "\"version\":\"9.9.9\"");
-    assert_eq!(wrong["ok"], false, "{wrong}");
-    assert!(
-        wrong["error"]
-            .as_str()
-            .unwrap()
-            .contains("offered release is 1.1.0"),
-        "{wrong}"
+    c.refused(
+        "accept",
+        "\"version\":\"9.9.9\"",
+        "offered release is 1.1.0",
     );
     c.ok("accept", "\"version\":\"1.1.0\"");
     let events = c.until_outcome();
@@ -783,23 +784,10 @@ fn the_last_outcome_reaches_the_subscriber_before_the_daemon_exits() {
     let server = Server::start_with(SLOW);
     server.publish_len("1.1.0", Urgency::Normal, 11, LEN);
     let dev = device(&server, "");
-    let mut child = Command::new(AGENT)
-        .arg("--config")
-        .arg(dev.path("ota-agent.toml"))
-        .args(["--booted-slot", "a", "daemon", "--max-cycles", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let socket = dev.path("control.sock");
-    let until = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < until, "no socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut c = Client::open(&socket);
+    let mut daemon = Daemon::start_with(&dev, &["--max-cycles", "1"]);
+    let mut c = daemon.client();
     c.ok("subscribe", "");
     let events = c.until_outcome();
     assert_eq!(outcome(&events)["result"], "installed", "{events:?}");
-    assert!(child.wait().unwrap().success());
+    assert!(daemon.child.wait().unwrap().success());
 }
